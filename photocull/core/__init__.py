@@ -1,0 +1,1 @@
+"""Qt-free core of photocull. Nothing here imports PySide6."""

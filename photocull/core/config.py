@@ -1,0 +1,127 @@
+"""Where photocull keeps its files, and the user's settings.
+
+One frozen :class:`AppPaths` is made in the entry points and passed down;
+nothing here is a module global.  ``PHOTOCULL_HOME`` (or ``--home``) puts every
+directory under one folder, which is what the tests and the demo do.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "photocull"
+ENV_HOME = "PHOTOCULL_HOME"
+
+
+def resource_path(*parts: str) -> Path:
+    """Path of a file under ``resources/``.
+
+    Works from a source checkout (``resources/`` beside the package), from a
+    wheel (force-included as ``photocull/resources``) and from a PyInstaller
+    bundle (``sys._MEIPASS/resources``).
+    """
+    here = Path(__file__).resolve().parent.parent  # photocull/
+    candidates = []
+    meipass = getattr(sys, "_MEIPASS", None)
+    if meipass:
+        candidates.append(Path(meipass) / "resources")
+    candidates += [here / "resources", here.parent / "resources"]
+    for base in candidates:
+        if base.is_dir():
+            return base.joinpath(*parts)
+    return candidates[-1].joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    cache_dir: Path
+    data_dir: Path
+    log_dir: Path
+
+    @classmethod
+    def default(cls, home: str | os.PathLike | None = None) -> "AppPaths":
+        home = home or os.environ.get(ENV_HOME)
+        if home:
+            h = Path(home).expanduser()
+            return cls(h / "cache", h / "data", h / "logs")
+        return cls(
+            Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
+        )
+
+    def ensure(self) -> "AppPaths":
+        for d in (self.cache_dir, self.data_dir, self.log_dir, self.models_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "catalog.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        """Personal (user-trained or imported) models."""
+        return self.data_dir / "models"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.data_dir / "settings.json"
+
+    @property
+    def thumb_cache_dir(self) -> Path:
+        return self.cache_dir / "thumbs"
+
+
+@dataclass
+class Settings:
+    """User settings, stored as JSON.  Unknown keys are ignored, bad values fall back."""
+
+    recent_folders: list[str] = field(default_factory=list)
+    recursive: bool = False
+    active_model: str = "default"
+    write_sidecars: bool = True
+    sidecar_style: str = "adobe"  # "adobe" -> IMG_1.xmp, "darktable" -> IMG_1.JPG.xmp
+    auto_advance: bool = False
+    burst_gap_seconds: float = 2.0
+    pick_rating: int = 5  # what a pick means when learning taste (stars)
+    reject_rating: int = 1
+    batch_size: int = 8
+
+    MAX_RECENT = 10
+
+    @classmethod
+    def load(cls, path: Path) -> "Settings":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            log.warning("settings file %s unreadable (%s); using defaults", path, exc)
+            return cls()
+        s = cls()
+        names = {f.name: f for f in fields(cls)}
+        for k, v in raw.items() if isinstance(raw, dict) else []:
+            if k in names and isinstance(v, type(getattr(s, k))):
+                setattr(s, k, v)
+        return s
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def add_recent(self, folder: str) -> None:
+        folder = str(folder)
+        self.recent_folders = [folder] + [f for f in self.recent_folders if f != folder]
+        del self.recent_folders[self.MAX_RECENT:]

