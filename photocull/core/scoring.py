@@ -1,0 +1,188 @@
+"""Scoring a list of photos: a generator that yields once per batch.
+
+Decoding runs in a thread pool ahead of the model (Pillow releases the GIL while it
+decodes), so the model never waits for the disk when it need not.  The caller passes
+a ``cancelled()`` callable; it is checked between batches, so Cancel takes effect
+within one batch.  Nothing here knows about Qt: the GUI wraps this generator in a
+QThread worker, the CLI drives it directly.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Generator, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .images import ExifInfo, ImageError, open_image, read_exif
+from .losses import dist_mean, dist_std
+from .nima import LoadedModel, predict, preprocess, select_device, to_model_input
+from .reasons import explain
+
+log = logging.getLogger(__name__)
+
+DECODE_SIDE = 448  # decode (draft) at least this big, then resize to the model input
+THUMB_SIDE = 256
+
+
+@dataclass
+class ScoreResult:
+    path: Path
+    probs: np.ndarray | None = None
+    severities: np.ndarray | None = None
+    features: np.ndarray | None = None
+    error: str | None = None
+    why: str = ""
+    exif: ExifInfo = field(default_factory=ExifInfo)
+    thumbnail: object | None = None  # PIL image, when asked for
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.probs is None else float(dist_mean(self.probs))
+
+    @property
+    def std(self) -> float | None:
+        return None if self.probs is None else float(dist_std(self.probs))
+
+
+@dataclass
+class BatchProgress:
+    results: list[ScoreResult]
+    done: int
+    total: int
+    elapsed: float
+    decode_seconds: float = 0.0
+    model_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float:
+        r = self.rate
+        return (self.total - self.done) / r if r > 0 else float("nan")
+
+
+@dataclass
+class _Decoded:
+    path: Path
+    array: np.ndarray | None
+    error: str | None
+    exif: ExifInfo
+    thumbnail: object | None
+    seconds: float
+
+
+def _decode(path: Path, input_size_cfg, want_thumb: bool) -> _Decoded:
+    t0 = time.perf_counter()
+    try:
+        im = open_image(path, max_side=DECODE_SIDE)
+        arr = to_model_input(im, input_size_cfg)
+        thumb = None
+        if want_thumb:
+            thumb = im.copy()
+            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        exif = read_exif(path)
+        return _Decoded(path, arr, None, exif, thumb, time.perf_counter() - t0)
+    except ImageError as exc:
+        return _Decoded(path, None, str(exc), ExifInfo(), None, time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
+        log.exception("unexpected error decoding %s", path)
+        return _Decoded(path, None, f"unexpected error: {exc}", ExifInfo(), None, time.perf_counter() - t0)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def iter_scores(
+    paths: Sequence[os.PathLike | str],
+    loaded: LoadedModel,
+    batch_size: int = 8,
+    cancelled: Callable[[], bool] = lambda: False,
+    workers: int | None = None,
+    device: torch.device | str | None = None,
+    want_thumbnails: bool = False,
+    want_features: bool = True,
+) -> Generator[BatchProgress, None, int]:
+    """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
+
+    Files that fail to decode come back as results with ``error`` set, in the batch
+    where they were met; they never stop the run.
+    """
+    paths = [Path(p) for p in paths]
+    total = len(paths)
+    if total == 0:
+        return 0
+    device = torch.device(device) if device is not None else select_device()
+    model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
+    cfg = loaded.cfg
+    workers = workers or default_workers()
+    t_start = time.perf_counter()
+    done = 0
+    decode_s = model_s = 0.0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        it = iter(paths)
+
+        def fill():
+            # keep about two batches of decodes in flight ahead of the model
+            while len(pending) < batch_size * 2 + workers:
+                p = next(it, None)
+                if p is None:
+                    return
+                pending.append(pool.submit(_decode, p, cfg, want_thumbnails))
+
+        fill()
+        while pending:
+            if cancelled():
+                for f in pending:
+                    f.cancel()
+                return done
+            batch: list[_Decoded] = []
+            while pending and len(batch) < batch_size:
+                batch.append(pending.popleft().result())
+                fill()
+            decode_s += sum(d.seconds for d in batch)
+            good = [d for d in batch if d.array is not None]
+            results: dict[Path, ScoreResult] = {}
+            if good:
+                t0 = time.perf_counter()
+                try:
+                    probs, sev, feats = predict(model, preprocess([d.array for d in good], cfg), device)
+                except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
+                    log.exception("model failed on a batch")
+                    probs = sev = feats = None
+                    for d in good:
+                        d.error = f"model error: {exc}"
+                model_s += time.perf_counter() - t0
+                if probs is not None:
+                    for i, d in enumerate(good):
+                        s = None if sev is None else sev[i]
+                        results[d.path] = ScoreResult(
+                            d.path, probs[i], s, feats[i].astype(np.float16) if want_features else None,
+                            None, explain(s, cfg.families) if loaded.trained else "", d.exif, d.thumbnail)
+            out = [results.get(d.path) or ScoreResult(d.path, error=d.error or "not scored", exif=d.exif)
+                   for d in batch]
+            done += len(batch)
+            yield BatchProgress(out, done, total, time.perf_counter() - t_start, decode_s, model_s)
+    return done
+
+
+def score_all(paths: Iterable, loaded: LoadedModel, **kw) -> list[ScoreResult]:
+    """Convenience: run :func:`iter_scores` to the end and return every result in order."""
+    out: list[ScoreResult] = []
+    for prog in iter_scores(list(paths), loaded, **kw):
+        out += prog.results
+    return out
