@@ -186,3 +186,43 @@ def score_all(paths: Iterable, loaded: LoadedModel, **kw) -> list[ScoreResult]:
     for prog in iter_scores(list(paths), loaded, **kw):
         out += prog.results
     return out
+
+
+def stored_to_result(s) -> ScoreResult:
+    """A catalog row (StoredScore) as a ScoreResult, for code that handles both alike."""
+    return ScoreResult(Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
+                       ExifInfo(s.capture_time, s.exposure_bias, s.camera))
+
+
+def iter_scores_cached(
+    paths: Sequence[os.PathLike | str],
+    loaded: LoadedModel,
+    catalog,
+    **kw,
+) -> Generator[BatchProgress, None, int]:
+    """Like :func:`iter_scores`, but answers from the catalog first.
+
+    The first yield carries every photo the catalog already knows for this model
+    (unchanged on disk); then only new or changed files go through the model, and each
+    batch is stored as it arrives (so a cancelled run keeps what it did).
+    """
+    paths = [Path(p) for p in paths]
+    t0 = time.perf_counter()
+    known = catalog.lookup(paths, loaded.model_id)
+    cached = [stored_to_result(known[str(p.absolute())]) for p in paths if str(p.absolute()) in known]
+    todo = [p for p in paths if str(p.absolute()) not in known]
+    total = len(paths)
+    if cached:
+        yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
+    done = len(cached)
+    gen = iter_scores(todo, loaded, **kw)
+    while True:
+        try:
+            prog = next(gen)
+        except StopIteration:
+            break
+        catalog.store_results(prog.results, loaded.model_id)
+        done = len(cached) + prog.done
+        yield BatchProgress(prog.results, done, total, time.perf_counter() - t0,
+                            prog.decode_seconds, prog.model_seconds)
+    return done

@@ -1,0 +1,266 @@
+"""The catalog: a SQLite file that remembers scores, errors and the user's marks.
+
+Scores are keyed by file identity (absolute path + size + mtime) and model id: a file
+that changed on disk is scored again, an unchanged one never is.  Marks (flag, stars,
+colour label) are keyed by path only: they belong to the photo, not to a version of it.
+
+WAL mode and short transactions let two photocull windows share one catalog.  Each
+thread gets its own connection.  A catalog file that SQLite cannot read is moved aside
+(``catalog.sqlite.corrupt-<time>``) and a fresh one is made: scores are a cache, and
+ratings live in the XMP sidecars as well.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    path TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    probs BLOB,
+    severities BLOB,
+    features BLOB,
+    why TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    capture_time REAL,
+    exposure_bias REAL,
+    camera TEXT,
+    PRIMARY KEY (path, model_id)
+);
+CREATE INDEX IF NOT EXISTS scores_folder ON scores(folder, model_id);
+CREATE TABLE IF NOT EXISTS marks (
+    path TEXT PRIMARY KEY,
+    folder TEXT NOT NULL,
+    flag INTEGER NOT NULL DEFAULT 0,
+    rating INTEGER NOT NULL DEFAULT 0,
+    label TEXT,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS marks_folder ON marks(folder);
+"""
+
+FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
+
+
+@dataclass
+class StoredScore:
+    path: str
+    size: int
+    mtime: float
+    probs: np.ndarray | None
+    severities: np.ndarray | None
+    why: str
+    error: str | None
+    capture_time: float | None
+    exposure_bias: float | None
+    camera: str | None
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.probs is None else float(self.probs @ np.arange(1, 11))
+
+
+@dataclass
+class Marks:
+    flag: int = FLAG_NONE
+    rating: int = 0
+    label: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.flag == FLAG_NONE and self.rating == 0 and not self.label
+
+
+def _blob(a: np.ndarray | None, dtype) -> bytes | None:
+    return None if a is None else np.asarray(a, dtype=dtype).tobytes()
+
+
+def _unblob(b: bytes | None, dtype) -> np.ndarray | None:
+    return None if b is None else np.frombuffer(b, dtype=dtype).copy()
+
+
+def _key(path) -> str:
+    return str(Path(path).absolute())
+
+
+class Catalog:
+    def __init__(self, path: os.PathLike | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._open_checked()
+
+    # -- connections ---------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        con.execute("PRAGMA busy_timeout = 30000")
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        return con
+
+    def _open_checked(self) -> None:
+        try:
+            con = self._connect()
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise sqlite3.DatabaseError(ok)
+            con.executescript(_SCHEMA)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            try:
+                con.close()
+            except Exception:  # noqa: BLE001
+                pass
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh", self.path, exc, aside)
+            os.replace(self.path, aside)
+            for ext in ("-wal", "-shm"):
+                side = Path(str(self.path) + ext)
+                if side.exists():
+                    os.replace(side, Path(str(aside) + ext))
+            self.recovered_from = aside
+            con = self._connect()
+            con.executescript(_SCHEMA)
+        else:
+            self.recovered_from = None
+        self._local.con = con
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = self._connect()
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- scores --------------------------------------------------------------------
+    def store_results(self, results: Iterable, model_id: str) -> None:
+        """Store ScoreResults (scored or failed) for ``model_id`` in one transaction."""
+        rows = []
+        for r in results:
+            try:
+                st = os.stat(r.path)
+            except OSError:
+                continue  # gone since it was scored: nothing to remember
+            ex = r.exif
+            rows.append((
+                _key(r.path), model_id, str(Path(r.path).absolute().parent), st.st_size, st.st_mtime,
+                _blob(r.probs, np.float32), _blob(r.severities, np.float32), _blob(r.features, np.float16),
+                r.why or "", r.error, ex.capture_time, ex.exposure_bias, ex.camera,
+            ))
+        if not rows:
+            return
+        with self._tx() as con:
+            con.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def lookup(self, paths: Sequence, model_id: str) -> dict[str, StoredScore]:
+        """Stored scores for the paths whose size and mtime still match; keyed by absolute path."""
+        keys = [_key(p) for p in paths]
+        stats = {}
+        for k in keys:
+            try:
+                st = os.stat(k)
+                stats[k] = (st.st_size, st.st_mtime)
+            except OSError:
+                pass
+        out: dict[str, StoredScore] = {}
+        folders = {str(Path(k).parent) for k in stats}
+        cols = "path,size,mtime,probs,severities,why,error,capture_time,exposure_bias,camera"
+        for folder in folders:
+            for row in self.con.execute(f"SELECT {cols} FROM scores WHERE folder=? AND model_id=?", (folder, model_id)):
+                k = row[0]
+                if k in stats and stats[k] == (row[1], row[2]):
+                    out[k] = StoredScore(k, row[1], row[2], _unblob(row[3], np.float32), _unblob(row[4], np.float32),
+                                         row[5], row[6], row[7], row[8], row[9])
+        return out
+
+    def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:
+        keys = [_key(p) for p in paths]
+        out = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT path, features FROM scores WHERE model_id=? AND features IS NOT NULL AND path IN ({','.join('?' * len(chunk))})"
+            for k, b in self.con.execute(q, (model_id, *chunk)):
+                out[k] = _unblob(b, np.float16).astype(np.float32)
+        return out
+
+    def any_features(self, paths: Sequence) -> dict[str, np.ndarray]:
+        """Backbone features stored under any model (they only depend on the backbone)."""
+        keys = [_key(p) for p in paths]
+        out = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL AND path IN ({','.join('?' * len(chunk))})"
+            for k, b, size, mtime in self.con.execute(q, chunk):
+                try:
+                    st = os.stat(k)
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime) == (size, mtime):
+                    out[k] = _unblob(b, np.float16).astype(np.float32)
+        return out
+
+    # -- marks ---------------------------------------------------------------------
+    def get_marks(self, paths: Sequence) -> dict[str, Marks]:
+        keys = [_key(p) for p in paths]
+        out = {}
+        for folder in {str(Path(k).parent) for k in keys}:
+            for path, flag, rating, label in self.con.execute(
+                    "SELECT path, flag, rating, label FROM marks WHERE folder=?", (folder,)):
+                out[path] = Marks(flag, rating, label)
+        wanted = set(keys)
+        return {k: v for k, v in out.items() if k in wanted}
+
+    def set_marks(self, path, marks: Marks) -> None:
+        k = _key(path)
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)",
+                        (k, str(Path(k).parent), int(marks.flag), int(marks.rating), marks.label, time.time()))
+
+    def set_many_marks(self, items: Iterable[tuple[object, Marks]]) -> None:
+        rows = [(_key(p), str(Path(_key(p)).parent), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
+        with self._tx() as con:
+            con.executemany("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)", rows)
+
+    def rename_path(self, old, new) -> None:
+        """Keep marks and scores when photocull itself moves a file."""
+        o, n = _key(old), _key(new)
+        with self._tx() as con:
+            con.execute("UPDATE OR REPLACE marks SET path=?, folder=? WHERE path=?", (n, str(Path(n).parent), o))
+            con.execute("UPDATE OR REPLACE scores SET path=?, folder=? WHERE path=?", (n, str(Path(n).parent), o))
+
+    # -- helpers -------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, con):
+            self.con = con
+
+        def __enter__(self):
+            self.con.execute("BEGIN IMMEDIATE")
+            return self.con
+
+        def __exit__(self, et, ev, tb):
+            self.con.execute("COMMIT" if et is None else "ROLLBACK")
+            return False
+
+    def _tx(self):
+        return Catalog._Tx(self.con)

@@ -1,0 +1,106 @@
+"""Which models exist: the shipped default and the user's personal models.
+
+A model is named on the command line or in the GUI by "default", by the name of a
+personal model (a file ``<slug>.pt`` in the models folder), or by a file path.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import AppPaths
+from .nima import LoadedModel, ModelError, load_default_model, load_model, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT = "default"
+
+
+def slugify(name: str) -> str:
+    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-._").lower()
+    if not s:
+        raise ModelError(f"invalid model name {name!r}")
+    return s[:64]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path | None  # None: the shipped default
+
+
+def list_models(paths: AppPaths) -> list[ModelEntry]:
+    out = [ModelEntry(DEFAULT, None)]
+    if paths.models_dir.is_dir():
+        out += [ModelEntry(p.stem, p) for p in sorted(paths.models_dir.glob("*.pt"))]
+    return out
+
+
+def personal_model_path(paths: AppPaths, name: str) -> Path:
+    slug = slugify(name)
+    if slug == DEFAULT:
+        raise ModelError('"default" is the shipped model\'s name; choose another name')
+    return paths.models_dir / f"{slug}.pt"
+
+
+def resolve(spec: str | None, paths: AppPaths) -> LoadedModel:
+    """Load a model by name or file path; ModelError with a clear message if unknown."""
+    if not spec or spec == DEFAULT:
+        return load_default_model()
+    p = Path(spec).expanduser()
+    if p.suffix == ".pt" and (p.is_file() or os.sep in spec or "/" in spec):
+        if not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+        return load_model(p)
+    try:
+        cand = personal_model_path(paths, spec)
+    except ModelError:
+        cand = None
+    if cand is not None and cand.is_file():
+        return load_model(cand, name=cand.stem)
+    names = ", ".join(e.name for e in list_models(paths))
+    raise ModelError(f"no model named {spec!r} (known: {names})")
+
+
+def import_model(paths: AppPaths, file: os.PathLike | str, name: str | None = None) -> Path:
+    """Copy a model file in after checking it is a photocull model that loads."""
+    src = Path(file)
+    ckpt, _ = read_checkpoint(src)  # weights_only; refuses pickles with code
+    from .nima import model_from_checkpoint
+
+    model_from_checkpoint(ckpt)  # the architecture must fit
+    dest = personal_model_path(paths, name or ckpt["meta"].get("name") or src.stem)
+    if dest.exists():
+        raise ModelError(f"a model named {dest.stem!r} exists already")
+    paths.models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def rename_model(paths: AppPaths, name: str, new_name: str) -> Path:
+    src, dest = personal_model_path(paths, name), personal_model_path(paths, new_name)
+    if not src.is_file():
+        raise ModelError(f"no personal model named {name!r}")
+    if dest.exists():
+        raise ModelError(f"a model named {dest.stem!r} exists already")
+    os.rename(src, dest)
+    return dest
+
+
+def delete_model(paths: AppPaths, name: str) -> None:
+    """Personal models go to the trash (recoverable); the default cannot be deleted."""
+    p = personal_model_path(paths, name)
+    if not p.is_file():
+        raise ModelError(f"no personal model named {name!r}")
+    from send2trash import send2trash
+
+    try:
+        send2trash(str(p))
+    except Exception:  # noqa: BLE001 - no trash on this system: keep a .deleted copy
+        os.replace(p, p.with_suffix(".pt.deleted"))
