@@ -268,3 +268,10 @@ def iter_chunks(items: Iterable, n: int):
             chunk = []
     if chunk:
         yield chunk
+
+
+# HEIC/HEIF and camera RAW loaders register themselves (imported last: they use this module).
+try:
+    from . import formats  # noqa: E402,F401
+except ImportError as _exc:  # pragma: no cover - optional codecs missing
+    log.warning("RAW/HEIC support unavailable: %s", _exc)
