@@ -162,6 +162,11 @@ def cmd_export(args, paths: AppPaths) -> int:
         print(f"photocull: {p}: {why}", file=sys.stderr)
     if problems and not files:
         return 2
+    try:  # a bad selection is an error now, not after scoring the whole folder
+        choose([], top=args.top, top_percent=args.top_percent, min_score=args.min_score,
+               picks_only=args.picks, min_stars=args.min_stars)
+    except ValueError as exc:
+        raise SystemExit(f"photocull: {exc}")
     loaded = _load_model(args.model, paths)
     print(f"photocull: {loaded.notice}", file=sys.stderr)
     results = run_scoring(files, loaded, paths, progress=not args.quiet)
@@ -210,10 +215,69 @@ def cmd_demo(args, paths: AppPaths) -> int:
     return rc
 
 
+def cmd_rate(args, paths: AppPaths) -> int:
+    """Flag, rate or label photos; written to the catalog and to XMP sidecars."""
+    from .core.catalog import Catalog, Marks
+    from .core.export import companions_of
+    from .core.images import is_supported
+    from .core.marks import load_marks, normalise_label, save_marks
+
+    try:
+        label = normalise_label(args.label) if args.label is not None else None
+    except ValueError as exc:
+        raise SystemExit(f"photocull: {exc}")
+    if args.stars is not None and not 0 <= args.stars <= 5:
+        raise SystemExit("photocull: --stars must be 0..5")
+    if args.stars is None and args.label is None and not (args.pick or args.reject or args.unflag):
+        raise SystemExit("photocull: say what to set: --stars N, --pick, --reject, --unflag or --label COLOUR")
+    settings = Settings.load(paths.settings_path)
+    cat = Catalog(paths.catalog_path)
+    files, rc = [], 0
+    for f in map(Path, args.files):
+        if not f.is_file():
+            print(f"photocull: {f}: not found", file=sys.stderr)
+            rc = 1
+        elif not is_supported(f):
+            print(f"photocull: {f}: unsupported file type", file=sys.stderr)
+            rc = 1
+        else:
+            files.append(f)
+    current = load_marks(files, cat)
+    writes = []
+    from .core.formats import RAW_EXTENSIONS
+
+    for f in files:
+        m = current.get(os.path.abspath(f)) or Marks()
+        flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
+        new = Marks(flag, m.rating if args.stars is None else args.stars,
+                    m.label if args.label is None else label)
+        comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
+        writes.append((f, new, comps, None))
+    problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+    for f, m, comps, _ in writes:
+        state = {1: "pick", -1: "reject", 0: "unflagged"}[m.flag]
+        print(f"{f}: {state}, {m.rating} star{'s' * (m.rating != 1)}" + (f", {m.label}" if m.label else "")
+              + (f" (+{', '.join(c.name for c in comps)})" if comps else ""))
+    for p, why in problems:
+        print(f"photocull: sidecar of {p}: {why}", file=sys.stderr)
+        rc = 1
+    return rc
+
+
 def cmd_gui(args, paths: AppPaths) -> int:
     from .gui.app import run_gui
 
     return run_gui(getattr(args, "folder", None), paths)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help='"default", a personal model name, or a .pt file')
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.add_argument("--no-cache", action="store_true", help="ignore and don't update the catalog")
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=_positive_int, default=8)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_score)
 
@@ -258,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gui", action="store_true", help="then open it in the GUI")
     d.set_defaults(func=cmd_demo)
 
+    rt = sub.add_parser("rate", help="flag, rate or colour-label photos (catalog + XMP sidecars)")
+    rt.add_argument("files", nargs="+", metavar="FILE")
+    fl = rt.add_mutually_exclusive_group()
+    fl.add_argument("--pick", action="store_true")
+    fl.add_argument("--reject", action="store_true")
+    fl.add_argument("--unflag", action="store_true")
+    rt.add_argument("--stars", type=int, metavar="N", help="0..5")
+    rt.add_argument("--label", metavar="COLOUR", help="Red, Yellow, Green, Blue, Purple, or none")
+    rt.add_argument("--no-sidecar", action="store_true", help="catalog only, don't write XMP")
+    rt.set_defaults(func=cmd_rate)
+
     for mod in _extensions():
         mod.add_parsers(sub)
     return ap
@@ -275,11 +350,6 @@ def _extensions():
         from .core import technical
         if hasattr(technical, "add_parsers"):
             mods.append(technical)
-    except ImportError:
-        pass
-    try:
-        from . import cli_rate
-        mods.append(cli_rate)
     except ImportError:
         pass
     return mods

@@ -205,14 +205,24 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
         raise ExportError(f"destination is not writable: {dest}")
     report = ExportReport()
     fatal: str | None = None
+    exported: set[str] = set()  # real paths already copied (a RAW chosen beside its JPEG travels once)
     for rank, c in enumerate(chosen, 1):
         if cancelled():
             report.cancelled = True
             break
         src = Path(c.path)
+        if os.path.realpath(src) in exported:
+            if progress:
+                progress(rank, len(chosen))
+            continue
         comps = []
         if with_companions:
-            comps = sorted({*map(Path, c.companions), *companions_of(src)} - {src})
+            # only regular files, never the photo itself under another spelling, never twice
+            by_real: dict[str, Path] = {}
+            for p in sorted({*map(Path, c.companions), *companions_of(src)}):
+                if p.is_file() and os.path.realpath(p) not in exported | {os.path.realpath(src)}:
+                    by_real.setdefault(os.path.realpath(p), p)
+            comps = sorted(by_real.values())
         try:
             if not src.is_file():
                 raise FileNotFoundError(errno.ENOENT, "source not found", str(src))
@@ -225,6 +235,7 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
                         break
                     except FileExistsError:  # appeared meanwhile (another process)
                         n = f"{Path(n).stem}-x{attempt}{Path(n).suffix}"
+            exported.update(os.path.realpath(s) for s, _ in done)
             if move:
                 for s, d in done:
                     os.unlink(s)

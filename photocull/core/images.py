@@ -59,7 +59,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         import numpy as np
 
         a = np.asarray(im, dtype=np.float64)
-        a = a / (65535.0 if a.max() > 255 else 255.0) * 255.0
+        # I;16 is 16-bit by definition (a dark frame is still 16-bit); plain I: guess from the values
+        a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0) * 255.0
         return Image.fromarray(a.clip(0, 255).astype("uint8"), "L").convert("RGB")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")

@@ -62,7 +62,11 @@ def maxent_distribution(mean: float, std: float, iters: int = 100) -> np.ndarray
         out = np.zeros(N_BUCKETS)
         out[int(round(mean)) - 1] = 1.0
         return out
-    std = float(np.clip(std, 0.05, hi * 0.999))
+    # on the integers 1..10 a mean with fractional part f needs std >= sqrt(f(1-f))
+    # (all mass on the two neighbours); below that Newton cannot converge and the mean drifts
+    f = mean - np.floor(mean)
+    lo = max(0.05, float(np.sqrt(f * (1.0 - f))) + 0.01)
+    std = float(np.clip(std, lo, hi * 0.999))
     # work on centred, scaled support for conditioning
     x = (SCORES - 5.5) / 4.5
     mt = (mean - 5.5) / 4.5

@@ -325,10 +325,16 @@ def read_checkpoint(path: os.PathLike | str) -> tuple[dict, str]:
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        # torch says "weights_only" for *every* failure under weights_only=True, random
+        # bytes included; only a blocked GLOBAL means the file asked to run code
+        if "GLOBAL" in text or "Unsupported global" in text:
             raise ModelError(f"{path.name}: refused, the file contains code or objects that are not plain weights "
                              f"(untrusted pickle payload)") from None
+        if "weights_only" in text:
+            msg = "unreadable or damaged data"
+        else:
+            msg = text.splitlines()[0] if text else type(exc).__name__
         raise ModelError(f"{path.name}: not a photocull model file ({msg})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path.name}: not a photocull model file (format {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")

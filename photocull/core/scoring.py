@@ -121,6 +121,8 @@ def iter_scores(
     Files that fail to decode come back as results with ``error`` set, in the batch
     where they were met; they never stop the run.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     paths = [Path(p) for p in paths]
     total = len(paths)
     if total == 0:

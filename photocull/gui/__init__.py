@@ -1,0 +1,1 @@
+"""photocull's Qt views: thin layers over photocull.core."""

@@ -1,0 +1,255 @@
+"""Dialogs: export the keepers; manage models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox,
+                               QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
+
+from photocull.core.export import Candidate, ExportError, choose, export
+
+from .notify import notify
+from .workers import GeneratorWorker
+
+
+def _export_job(chosen, dest, move, catalog_path, cancelled=lambda: False):
+    from photocull.core.catalog import Catalog
+
+    cat = Catalog(catalog_path)
+    try:
+        return export(chosen, dest, move=move, cancelled=cancelled, on_moved=cat.rename_path)
+    finally:
+        cat.close()
+
+
+class ExportDialog(QDialog):
+    MODES = ("top", "percent", "score", "selection", "picks", "stars")
+
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.setWindowTitle("Export keepers")
+        self.worker: GeneratorWorker | None = None
+        self.report = None
+        lay = QVBoxLayout(self)
+        g = QGridLayout()
+        self.mode_group = QButtonGroup(self)
+        self.radios = {}
+        self.top_n = QSpinBox(); self.top_n.setRange(1, 1_000_000); self.top_n.setValue(20)
+        self.top_pct = QDoubleSpinBox(); self.top_pct.setRange(0.1, 100); self.top_pct.setValue(10); self.top_pct.setSuffix(" %")
+        self.min_score = QDoubleSpinBox(); self.min_score.setRange(1, 10); self.min_score.setValue(6); self.min_score.setSingleStep(0.25)
+        self.min_stars = QSpinBox(); self.min_stars.setRange(1, 5); self.min_stars.setValue(3)
+        rows = (("top", "Best", self.top_n), ("percent", "Best", self.top_pct), ("score", "Score at least", self.min_score),
+                ("selection", "The selected photos", None), ("picks", "Picks only", None), ("stars", "At least stars", self.min_stars))
+        for i, (key, text, w) in enumerate(rows):
+            rb = QRadioButton(text)
+            self.mode_group.addButton(rb, i)
+            self.radios[key] = rb
+            g.addWidget(rb, i, 0)
+            if w is not None:
+                g.addWidget(w, i, 1)
+        self.radios["top"].setChecked(True)
+        lay.addLayout(g)
+        h = QHBoxLayout()
+        self.dest = QLineEdit()
+        self.dest.setPlaceholderText("destination folder")
+        b = QPushButton("Choose…")
+        b.clicked.connect(self._choose_dest)
+        h.addWidget(QLabel("To"))
+        h.addWidget(self.dest, 1)
+        h.addWidget(b)
+        lay.addLayout(h)
+        self.move_box = QCheckBox("Move instead of copy (originals are removed only after a verified copy)")
+        lay.addWidget(self.move_box)
+        self.summary = QLabel()
+        lay.addWidget(self.summary)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        self.buttons.accepted.connect(self.start_export)
+        self.buttons.rejected.connect(self._cancel)
+        lay.addWidget(self.buttons)
+        for w in (self.top_n, self.top_pct, self.min_score, self.min_stars):
+            w.valueChanged.connect(self._update_summary)
+        self.mode_group.idToggled.connect(lambda *_: self._update_summary())
+        self._update_summary()
+
+    def mode(self) -> str:
+        return self.MODES[self.mode_group.checkedId()]
+
+    def set_mode(self, key: str) -> None:
+        self.radios[key].setChecked(True)
+
+    def _choose_dest(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Export to", self.dest.text() or str(Path.home()))
+        if d:
+            self.dest.setText(d)
+
+    def chosen(self) -> list[Candidate]:
+        w = self.win
+        mode = self.mode()
+        items = w.selected_items() if mode == "selection" else w.model.items
+        cands = [Candidate(it.path, it.mean, it.std, it.flag, it.rating, list(it.companions)) for it in items]
+        if mode == "selection":
+            return choose(cands, exclude_rejects=False)
+        kw = {"top": {"top": self.top_n.value()}, "percent": {"top_percent": self.top_pct.value()},
+              "score": {"min_score": self.min_score.value()}, "picks": {"picks_only": True},
+              "stars": {"min_stars": self.min_stars.value()}}[mode]
+        return choose(cands, **kw)
+
+    def _update_summary(self) -> None:
+        try:
+            n = len(self.chosen())
+        except ValueError as exc:
+            self.summary.setText(str(exc))
+            return
+        self.summary.setText(f"{n} photo{'s' * (n != 1)} will be exported, with their RAW files and sidecars, "
+                             "and a CSV report. Nothing is ever overwritten.")
+
+    def start_export(self) -> None:
+        dest = self.dest.text().strip()
+        if not dest:
+            notify(self, "Export", "Choose a destination folder.")
+            return
+        chosen = self.chosen()
+        if not chosen:
+            notify(self, "Export", "No photo matches; nothing to export.", warning=False)
+            return
+        src = self.win.folder
+        if src is not None and Path(dest).expanduser().resolve() == Path(src).resolve():
+            notify(self, "Export", "The destination is the folder being culled; choose another.")
+            return
+        self.buttons.setEnabled(False)
+        self.summary.setText(f"Exporting {len(chosen)} photos…")
+        w = GeneratorWorker(_export_job, chosen, dest, self.move_box.isChecked(), self.win.paths.catalog_path)
+        w.finished.connect(self._done)
+        w.failed.connect(self._failed)
+        w.aborted.connect(self.reject)
+        self.worker = w
+        w.start()
+
+    def _done(self, report) -> None:
+        self.report = report
+        self.worker = None
+        if self.move_box.isChecked() and self.win.folder is not None:
+            self.win.open_folder(self.win.folder)
+        msg = f"Exported {len(report.items)} photos."
+        if report.errors:
+            msg += "\n\nProblems:\n" + "\n".join(f"{p.name}: {why}" for p, why in report.errors[:20])
+        self.win.status_label.setText(msg.splitlines()[0] + (f" Report: {report.report_path}" if report.report_path else ""))
+        notify(self.win, "Export", msg, warning=bool(report.errors))
+        self.accept()
+
+    def _failed(self, msg: str) -> None:
+        self.worker = None
+        self.buttons.setEnabled(True)
+        self.summary.setText(f"Export failed: {msg}")
+        notify(self, "Export", f"Export failed:\n{msg}")
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+        else:
+            self.reject()
+
+
+class ModelsDialog(QDialog):
+    """Rename, delete, import and export personal models."""
+
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.setWindowTitle("Models")
+        lay = QVBoxLayout(self)
+        self.list = QListWidget()
+        lay.addWidget(self.list)
+        row = QHBoxLayout()
+        for text, fn in (("Use", self._use), ("Rename…", self._rename), ("Delete", self._delete),
+                         ("Import…", self._import), ("Export…", self._export)):
+            b = QPushButton(text)
+            b.clicked.connect(fn)
+            row.addWidget(b)
+        lay.addLayout(row)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+        lay.addWidget(close)
+        self.refresh()
+
+    def refresh(self) -> None:
+        from photocull.core.models import list_models
+
+        self.list.clear()
+        for e in list_models(self.win.paths):
+            self.list.addItem(e.name + ("  (active)" if e.name == self.win.model_spec else ""))
+            self.list.item(self.list.count() - 1).setData(Qt.ItemDataRole.UserRole, e.name)
+
+    def _name(self) -> str | None:
+        it = self.list.currentItem()
+        return None if it is None else it.data(Qt.ItemDataRole.UserRole)
+
+    def _error(self, exc) -> None:
+        notify(self, "Models", str(exc))
+
+    def _use(self) -> None:
+        name = self._name()
+        if name:
+            self.win.set_model(name)
+            self.refresh()
+
+    def _rename(self) -> None:
+        from photocull.core.models import DEFAULT, rename_model
+
+        name = self._name()
+        if not name or name == DEFAULT:
+            return
+        new, ok = QInputDialog.getText(self, "Rename model", "New name", text=name)
+        if ok and new:
+            try:
+                rename_model(self.win.paths, name, new)
+            except Exception as exc:  # noqa: BLE001
+                self._error(exc)
+            self.refresh()
+
+    def _delete(self) -> None:
+        from photocull.core.models import DEFAULT, delete_model
+
+        name = self._name()
+        if not name or name == DEFAULT:
+            return
+        if QMessageBox.question(self, "Delete model", f"Move the model {name!r} to the trash?") == QMessageBox.StandardButton.Yes:
+            try:
+                delete_model(self.win.paths, name)
+                if self.win.model_spec == name:
+                    self.win.set_model("default")
+            except Exception as exc:  # noqa: BLE001
+                self._error(exc)
+            self.refresh()
+
+    def _import(self) -> None:
+        from photocull.core.models import import_model
+
+        f, _ = QFileDialog.getOpenFileName(self, "Import a model", "", "photocull models (*.pt)")
+        if f:
+            try:
+                import_model(self.win.paths, f)
+            except Exception as exc:  # noqa: BLE001 - ModelError and I/O errors
+                self._error(exc)
+            self.refresh()
+
+    def _export(self) -> None:
+        import shutil
+
+        from photocull.core.models import personal_model_path
+
+        name = self._name()
+        if not name or name == "default":
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Export model", f"{name}.pt", "photocull models (*.pt)")
+        if f:
+            try:
+                if Path(f).exists():
+                    raise FileExistsError(f"{f} exists already")
+                shutil.copyfile(personal_model_path(self.win.paths, name), f)
+            except Exception as exc:  # noqa: BLE001
+                self._error(exc)

@@ -1,0 +1,58 @@
+"""Generator jobs run by GeneratorWorker: plain Python over the core (no widgets)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from photocull.core.catalog import Catalog
+from photocull.core.config import AppPaths
+from photocull.core.scoring import iter_scores_cached
+
+from .workers import pil_to_qimage
+
+
+class ModelHolder:
+    """Loads a model once, in whichever (worker) thread first needs it, and keeps it."""
+
+    def __init__(self, paths: AppPaths):
+        self.paths = paths
+        self._lock = threading.Lock()
+        self._cache: dict[str, object] = {}
+
+    def get(self, spec: str):
+        from photocull.core.models import resolve
+
+        with self._lock:
+            if spec not in self._cache:
+                self._cache[spec] = resolve(spec, self.paths)
+            return self._cache[spec]
+
+    def forget(self, spec: str) -> None:
+        with self._lock:
+            self._cache.pop(spec, None)
+
+    def put(self, spec: str, loaded) -> None:
+        with self._lock:
+            self._cache[spec] = loaded
+
+
+def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_path: Path,
+              batch_size: int = 8, cancelled=lambda: False):
+    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: QImage})."""
+    loaded = holder.get(model_spec)
+    yield ("model", loaded)
+    cat = Catalog(catalog_path)
+    try:
+        for prog in iter_scores_cached(paths, loaded, cat, batch_size=batch_size, cancelled=cancelled,
+                                       want_thumbnails=True):
+            thumbs = {}
+            for r in prog.results:
+                if r.thumbnail is not None:
+                    thumbs[str(r.path)] = pil_to_qimage(r.thumbnail)
+                    r.thumbnail = None
+            yield ("batch", prog, thumbs)
+            if cancelled():
+                break
+    finally:
+        cat.close()
+    return loaded

@@ -1,0 +1,671 @@
+"""The main window: grid of thumbnails best first, detail panel, progress, culling keys."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
+                               QLabel, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox,
+                               QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget)
+
+from photocull.core.catalog import Catalog, Marks
+from photocull.core.config import AppPaths, Settings
+from photocull.core.images import list_images
+from photocull.core.marks import load_marks, save_marks
+
+from .jobs import ModelHolder, score_job
+from .notify import notify
+from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
+from .widgets import HistogramWidget, ThumbDelegate
+from .workers import GeneratorWorker, ImageLoader
+
+log = logging.getLogger(__name__)
+
+LABELS = {Qt.Key.Key_6: "Red", Qt.Key.Key_7: "Yellow", Qt.Key.Key_8: "Green", Qt.Key.Key_9: "Blue"}
+
+
+class DetailPanel(QWidget):
+    """Large preview, score histogram and facts about the selected photo."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        self.preview = QLabel("Select a photo")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(320, 240)
+        self.preview.setStyleSheet("background:#1e1e1e;color:#aaa")
+        self.histogram = HistogramWidget()
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.preview, 1)
+        lay.addWidget(self.histogram)
+        lay.addWidget(self.info)
+        self.item: PhotoItem | None = None
+        self._pixmap: QPixmap | None = None
+
+    def show_item(self, it: PhotoItem | None, total_scored: int = 0) -> None:
+        self.item = it
+        self._pixmap = None
+        if it is None:
+            self.preview.setText("Select a photo")
+            self.histogram.set_distribution(None)
+            self.info.setText("")
+            return
+        self.preview.setText("loading…")
+        self.histogram.set_distribution(it.probs, it.name)
+        lines = [f"<b>{it.name}</b>"]
+        if it.scored:
+            lines.append(f"score <b>{it.mean:.2f}</b> ± {it.std:.2f}"
+                         + (f" — rank {it.rank} of {total_scored} (top {max(1, round(it.percentile))}%)" if it.rank else ""))
+        if it.why:
+            lines.append(f"<span style='color:#d06020'>why: {it.why}</span>")
+        if it.error:
+            lines.append(f"<span style='color:#c03030'>cannot use this file: {it.error}</span>")
+        if it.capture_time:
+            lines.append("taken " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it.capture_time)))
+        if it.companions:
+            lines.append("with " + ", ".join(c.name for c in it.companions))
+        if it.group_size > 1:
+            lines.append(f"{it.group_kind or 'burst'} of {it.group_size}")
+        self.info.setText("<br>".join(lines))
+
+    def set_preview(self, path: str, image) -> None:
+        if self.item is None or os.path.abspath(path) != self.item.key:
+            return
+        self._pixmap = QPixmap.fromImage(image)
+        self._fit()
+
+    def set_preview_error(self, path: str, reason: str) -> None:
+        if self.item is not None and os.path.abspath(path) == self.item.key:
+            self.preview.setText(f"⚠ {reason}")
+
+    def _fit(self) -> None:
+        if self._pixmap is not None:
+            self.preview.setPixmap(self._pixmap.scaled(self.preview.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                                       Qt.TransformationMode.SmoothTransformation))
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit()
+
+
+class MainWindow(QMainWindow):
+    scoringDone = Signal()
+    PREVIEW_SIZE = 1280
+
+    def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
+        super().__init__()
+        self.paths = paths
+        self.settings = settings or Settings.load(paths.settings_path)
+        self.autoscore = autoscore
+        self.catalog = Catalog(paths.catalog_path)
+        self.holder = ModelHolder(paths)
+        self.model_spec = self.settings.active_model or "default"
+        self.loaded_model = None
+        self.folder: Path | None = None
+        self.worker: GeneratorWorker | None = None
+        self._old_workers: list[GeneratorWorker] = []
+        self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
+
+        self.setWindowTitle("photocull")
+        self.resize(1400, 900)
+        self.model = PhotoListModel(self)
+        self.proxy = PhotoProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.loader = ImageLoader()
+        self.model.thumbnailWanted.connect(self.loader.request)
+        self.loader.ready.connect(self._on_image)
+        self.loader.failed.connect(self._on_image_failed)
+
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setLayoutMode(QListView.LayoutMode.Batched)
+        self.grid.setBatchSize(200)
+        self.grid.setSpacing(2)
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.grid.setItemDelegate(ThumbDelegate(self.grid))
+        self.grid.setModel(self.proxy)
+        self.grid.selectionModel().currentChanged.connect(self._on_current)
+        self.grid.doubleClicked.connect(lambda ix: self.open_loupe())
+        self.grid.setStyleSheet("QListView{background:#202020}")
+
+        self.detail = DetailPanel()
+        split = QSplitter()
+        split.addWidget(self.grid)
+        split.addWidget(self.detail)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([1000, 400])
+        self.stack = QStackedWidget()
+        self.stack.addWidget(split)
+        self.setCentralWidget(self.stack)
+        self.loupe = None
+        self.compare = None
+
+        self._build_menus()
+        self._build_toolbar()
+        self._build_statusbar()
+        self._install_keys()
+
+    # -- UI construction ------------------------------------------------------------
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        a = f.addAction("&Open Folder…", self.choose_folder)
+        a.setShortcut(QKeySequence.StandardKey.Open)
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recursive_action = f.addAction("Include &Subfolders")
+        self.recursive_action.setCheckable(True)
+        self.recursive_action.setChecked(self.settings.recursive)
+        self.recursive_action.toggled.connect(self._on_recursive)
+        f.addSeparator()
+        a = f.addAction("&Export…", self.show_export_dialog)
+        a.setShortcut(QKeySequence("Ctrl+E"))
+        f.addSeparator()
+        a = f.addAction("&Quit", self.close)
+        a.setShortcut(QKeySequence.StandardKey.Quit)
+        self._fill_recent()
+
+        e = mb.addMenu("&Edit")
+        a = e.addAction("&Undo Flag/Rating", self.undo)
+        a.setShortcut(QKeySequence.StandardKey.Undo)
+        e.addSeparator()
+        self.auto_advance_action = e.addAction("Auto-&advance after a flag")
+        self.auto_advance_action.setCheckable(True)
+        self.auto_advance_action.setChecked(self.settings.auto_advance)
+        self.auto_advance_action.toggled.connect(lambda v: setattr(self.settings, "auto_advance", v))
+        self.sidecar_action = e.addAction("Write ratings to &XMP sidecars")
+        self.sidecar_action.setCheckable(True)
+        self.sidecar_action.setChecked(self.settings.write_sidecars)
+        self.sidecar_action.toggled.connect(lambda v: setattr(self.settings, "write_sidecars", v))
+
+        v = mb.addMenu("&View")
+        grp = QActionGroup(self)
+        for key, label in (("score", "Sort by &Score"), ("name", "Sort by &Name"), ("time", "Sort by Capture &Time"),
+                           ("std", "Sort by Score &Spread")):
+            act = v.addAction(label)
+            act.setCheckable(True)
+            act.setChecked(key == "score")
+            act.triggered.connect(lambda _=False, k=key: self.set_sort(k))
+            grp.addAction(act)
+        v.addSeparator()
+        a = v.addAction("&Loupe", self.open_loupe)
+        a = v.addAction("&Compare Selected", self.open_compare)
+        self.groups_action = v.addAction("Collapse &Bursts")
+        self.groups_action.setCheckable(True)
+        self.groups_action.setChecked(True)
+        self.groups_action.toggled.connect(lambda on: self.proxy.set_filter(collapse_groups=on))
+
+        s = mb.addMenu("&Select")
+        s.addAction("Pick best of each burst, reject the rest", self.pick_best_of_groups)
+
+        m = mb.addMenu("&Model")
+        m.addAction("Learn My &Taste…", self.show_training_dialog)
+        m.addAction("&Manage Models…", self.show_models_dialog)
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        self.addToolBar(tb)
+        tb.addWidget(QLabel(" Sort "))
+        self.sort_combo = QComboBox()
+        for key, label in (("score", "Score (best first)"), ("name", "File name"), ("time", "Capture time"),
+                           ("std", "Spread (std)")):
+            self.sort_combo.addItem(label, key)
+        self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort(self.sort_combo.itemData(i)))
+        tb.addWidget(self.sort_combo)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Show "))
+        self.flag_combo = QComboBox()
+        for key, label in (("all", "All"), ("picks", "Picks"), ("rejects", "Rejects"), ("unflagged", "Unflagged")):
+            self.flag_combo.addItem(label, key)
+        self.flag_combo.currentIndexChanged.connect(lambda i: self.proxy.set_filter(flags=self.flag_combo.itemData(i)))
+        tb.addWidget(self.flag_combo)
+        tb.addWidget(QLabel(" ≥ stars "))
+        self.stars_spin = QSpinBox()
+        self.stars_spin.setRange(0, 5)
+        self.stars_spin.valueChanged.connect(lambda v: self.proxy.set_filter(min_stars=v))
+        tb.addWidget(self.stars_spin)
+        tb.addWidget(QLabel(" ≥ score "))
+        self.score_spin = QDoubleSpinBox()
+        self.score_spin.setRange(0, 10)
+        self.score_spin.setSingleStep(0.25)
+        self.score_spin.setSpecialValueText("any")
+        self.score_spin.valueChanged.connect(lambda v: self.proxy.set_filter(min_score=v or None))
+        tb.addWidget(self.score_spin)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Model "))
+        self.model_combo = QComboBox()
+        self._fill_models()
+        self.model_combo.activated.connect(lambda i: self.set_model(self.model_combo.itemData(i)))
+        tb.addWidget(self.model_combo)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.status_label = QLabel("Open a folder to start (File ▸ Open Folder)")
+        self.model_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_scoring)
+        sb.addWidget(self.status_label, 1)
+        sb.addPermanentWidget(self.model_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+
+    def _install_keys(self) -> None:
+        def sc(key, fn):
+            s = QShortcut(QKeySequence(key), self)
+            s.setContext(Qt.ShortcutContext.WindowShortcut)
+            s.activated.connect(fn)
+            return s
+
+        sc("P", lambda: self.set_flag(1))
+        sc("X", lambda: self.set_flag(-1))
+        sc("U", lambda: self.set_flag(0))
+        for n in range(6):
+            sc(str(n), lambda n=n: self.set_rating(n))
+        for key, name in LABELS.items():
+            sc(QKeySequence(key).toString(), lambda name=name: self.toggle_label(name))
+        sc("Space", self.toggle_loupe)
+        sc("Return", self.toggle_loupe)
+        sc("Escape", self.close_viewers)
+        sc("C", self.open_compare)
+        sc("Z", self.toggle_zoom)
+        sc("G", self.toggle_group)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for folder in self.settings.recent_folders:
+            self.recent_menu.addAction(folder, lambda f=folder: self.open_folder(f))
+        self.recent_menu.setEnabled(bool(self.settings.recent_folders))
+
+    def _fill_models(self) -> None:
+        from photocull.core.models import list_models
+
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for e in list_models(self.paths):
+            self.model_combo.addItem(e.name, e.name)
+        i = self.model_combo.findData(self.model_spec)
+        self.model_combo.setCurrentIndex(max(i, 0))
+        self.model_combo.blockSignals(False)
+
+    # -- folders and scoring ----------------------------------------------------------
+    def choose_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open a folder of photos", str(self.folder or Path.home()))
+        if d:
+            self.open_folder(d)
+
+    def _on_recursive(self, on: bool) -> None:
+        self.settings.recursive = on
+        if self.folder is not None:
+            self.open_folder(self.folder)
+
+    def open_folder(self, folder) -> bool:
+        folder = Path(folder).expanduser()
+        try:
+            files = list_images(folder, self.settings.recursive)
+        except (OSError, ValueError) as exc:
+            msg = f"Cannot open {folder}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+            self.status_label.setText(msg)
+            self.warn(msg)
+            return False
+        self.cancel_scoring()
+        self.folder = folder
+        self.settings.add_recent(str(folder.absolute()))
+        self._save_settings()
+        self._fill_recent()
+        self.setWindowTitle(f"photocull — {folder}")
+        items = self._make_items(files)
+        self.loader.clear()
+        self.model.set_items(items)
+        self.undo_stack.clear()
+        self.status_label.setText(f"{len(items)} photos in {folder}")
+        if items:
+            self.grid.setCurrentIndex(self.proxy.index(0, 0))
+        if self.autoscore and items:
+            self.start_scoring()
+        return True
+
+    def _make_items(self, files: list[Path]) -> list[PhotoItem]:
+        try:
+            from photocull.core.formats import pair_raw_jpeg
+            units = [(u.primary, list(u.companions), u.kind if u.companions else "") for u in pair_raw_jpeg(files)]
+        except ImportError:
+            units = [(f, [], "") for f in files]
+        items = [PhotoItem(Path(p), companions=c, kind=k) for p, c, k in units]
+        marks = load_marks([it.path for it in items], self.catalog)
+        for it in items:
+            m = marks.get(it.key)
+            if m is not None:
+                it.flag, it.rating, it.label = m.flag, m.rating, m.label
+        return items
+
+    def start_scoring(self) -> None:
+        self.cancel_scoring()
+        paths = [it.path for it in self.model.items]
+        if not paths:
+            return
+        w = GeneratorWorker(score_job, paths, self.holder, self.model_spec, self.paths.catalog_path,
+                            batch_size=self.settings.batch_size)
+        w.yielded.connect(self._on_scoring_yield)
+        w.finished.connect(self._on_scoring_end)
+        w.aborted.connect(self._on_scoring_end)
+        w.failed.connect(self._on_scoring_failed)
+        self.worker = w
+        self.progress.setRange(0, len(paths))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.status_label.setText(f"Scoring {len(paths)} photos…")
+        w.start()
+
+    def cancel_scoring(self) -> None:
+        w = self.worker
+        if w is not None:
+            w.cancel()
+            self._old_workers.append(w)
+            self.worker = None
+            self._scoring_ui_off("Cancelled")
+
+    def _scoring_ui_off(self, msg: str) -> None:
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        if msg:
+            self.status_label.setText(msg)
+
+    @Slot(object)
+    def _on_scoring_yield(self, value) -> None:
+        if self.sender() is not self.worker:
+            return  # a cancelled run still finishing its batch
+        kind = value[0]
+        if kind == "model":
+            self.loaded_model = value[1]
+            self.model_label.setText(value[1].notice)
+            self.model_label.setStyleSheet("" if value[1].trained else "color:#c03030;font-weight:bold")
+            return
+        _, prog, thumbs = value
+        for path, img in thumbs.items():
+            self.model.set_thumbnail(path, img)
+        self.model.update_results(prog.results)
+        self.progress.setValue(prog.done)
+        eta = "" if prog.eta != prog.eta else f", {prog.eta:.0f} s left"
+        self.status_label.setText(f"Scored {prog.done} of {prog.total} — {prog.rate:.1f} photos/s{eta}")
+        cur = self.detail.item
+        if cur is not None and any(os.path.abspath(r.path) == cur.key for r in prog.results):
+            self.detail.show_item(cur, self._n_scored())
+
+    def _n_scored(self) -> int:
+        return sum(1 for it in self.model.items if it.scored)
+
+    @Slot(object)
+    def _on_scoring_end(self, *_):
+        if self.sender() is not self.worker:
+            return
+        self.worker = None
+        n_err = sum(1 for it in self.model.items if it.error)
+        msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
+        self._scoring_ui_off(msg)
+        self.update_groups()
+        self.scoringDone.emit()
+
+    @Slot(str)
+    def _on_scoring_failed(self, msg: str) -> None:
+        if self.sender() is not self.worker:
+            return
+        self.worker = None
+        self._scoring_ui_off(f"Scoring failed: {msg}")
+        self.warn(f"Scoring failed:\n{msg}")
+        self.scoringDone.emit()
+
+    def set_model(self, spec: str) -> None:
+        if not spec or spec == self.model_spec:
+            return
+        self.model_spec = spec
+        self.settings.active_model = spec
+        self._save_settings()
+        self._fill_models()
+        if self.model.items:
+            self.start_scoring()
+
+    def set_sort(self, key: str) -> None:
+        self.proxy.set_sort_key(key)
+        i = self.sort_combo.findData(key)
+        if i >= 0 and i != self.sort_combo.currentIndex():
+            self.sort_combo.setCurrentIndex(i)
+
+    # -- selection and images ------------------------------------------------------------
+    def current_item(self) -> PhotoItem | None:
+        return self.proxy.item(self.grid.currentIndex())
+
+    def selected_items(self) -> list[PhotoItem]:
+        rows = sorted(self.grid.selectionModel().selectedIndexes(), key=lambda ix: ix.row())
+        items = [self.proxy.item(ix) for ix in rows]
+        if not items and self.current_item() is not None:
+            items = [self.current_item()]
+        return [it for it in items if it is not None]
+
+    def _on_current(self, cur, prev) -> None:
+        it = self.proxy.item(cur)
+        self.detail.show_item(it, self._n_scored())
+        if it is not None:
+            self.loader.request(str(it.path), self.PREVIEW_SIZE)
+
+    @Slot(str, int, object)
+    def _on_image(self, path: str, size: int, image) -> None:
+        if size == PhotoListModel.THUMB_SIZE:
+            self.model.set_thumbnail(path, image)
+        else:
+            self.detail.set_preview(path, image)
+            for v in (self.loupe, self.compare):
+                if v is not None:
+                    v.set_image(path, image)
+
+    @Slot(str, int, str)
+    def _on_image_failed(self, path: str, size: int, reason: str) -> None:
+        if size == PhotoListModel.THUMB_SIZE:
+            self.model.set_thumbnail_error(path, reason)
+        else:
+            self.detail.set_preview_error(path, reason)
+
+    # -- culling --------------------------------------------------------------------------
+    def _apply(self, changes: list[tuple[PhotoItem, Marks]], record: bool = True) -> None:
+        undo, writes = [], []
+        for it, new in changes:
+            old = Marks(it.flag, it.rating, it.label)
+            if old == new:
+                continue
+            undo.append((it.key, old, new))
+            it.flag, it.rating, it.label = new.flag, new.rating, new.label
+            writes.append((it.path, new, it.companions, sidecar_figures(it, self.loaded_model)))
+            self.model.touch(it.path)
+        problems = save_marks(self.catalog, writes, write_sidecars=self.settings.write_sidecars,
+                              style=self.settings.sidecar_style)
+        if problems:
+            p, why = problems[0]
+            self.status_label.setText(f"Could not write the sidecar of {p.name}: {why}")
+        if undo and record:
+            self.undo_stack.append(undo)
+            del self.undo_stack[:-200]
+        self.proxy.refilter()
+
+    def set_flag(self, flag: int) -> None:
+        items = self.selected_items()
+        self._apply([(it, Marks(flag, it.rating, it.label)) for it in items])
+        if flag and self.settings.auto_advance and len(items) == 1:
+            self.move_current(1)
+
+    def set_rating(self, stars: int) -> None:
+        self._apply([(it, Marks(it.flag, stars, it.label)) for it in self.selected_items()])
+
+    def toggle_label(self, name: str) -> None:
+        items = self.selected_items()
+        self._apply([(it, Marks(it.flag, it.rating, None if it.label == name else name)) for it in items])
+
+    def undo(self) -> None:
+        if not self.undo_stack:
+            self.status_label.setText("Nothing to undo")
+            return
+        step = self.undo_stack.pop()
+        changes = [(self.model.item_for(k), old) for k, old, _ in step]
+        self._apply([(it, old) for it, old in changes if it is not None], record=False)
+        self.status_label.setText(f"Undid {len(step)} change{'s' * (len(step) != 1)}")
+
+    def move_current(self, delta: int) -> None:
+        row = self.grid.currentIndex().row() + delta
+        if 0 <= row < self.proxy.rowCount():
+            ix = self.proxy.index(row, 0)
+            self.grid.setCurrentIndex(ix)
+            self.grid.selectionModel().select(ix, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    # -- viewers (loupe, compare) ----------------------------------------------------------
+    def open_loupe(self) -> None:
+        it = self.current_item()
+        if it is None:
+            return
+        from .viewers import LoupeView
+
+        if self.loupe is None:
+            self.loupe = LoupeView(self)
+            self.stack.addWidget(self.loupe)
+        self.loupe.show_item(it)
+        self.stack.setCurrentWidget(self.loupe)
+        self.loader.request(str(it.path), self.PREVIEW_SIZE)
+        self.loupe.setFocus()
+
+    def toggle_loupe(self) -> None:
+        if self.stack.currentIndex() == 0:
+            self.open_loupe()
+        else:
+            self.close_viewers()
+
+    def open_compare(self) -> None:
+        items = self.selected_items()[:4]
+        if len(items) < 2:
+            self.status_label.setText("Select two to four photos to compare (Ctrl+click)")
+            return
+        from .viewers import CompareView
+
+        if self.compare is None:
+            self.compare = CompareView(self)
+            self.stack.addWidget(self.compare)
+        self.compare.show_items(items)
+        self.stack.setCurrentWidget(self.compare)
+        for it in items:
+            self.loader.request(str(it.path), self.PREVIEW_SIZE)
+
+    def close_viewers(self) -> None:
+        self.stack.setCurrentIndex(0)
+        self.grid.setFocus()
+
+    def toggle_zoom(self) -> None:
+        w = self.stack.currentWidget()
+        if hasattr(w, "toggle_zoom"):
+            w.toggle_zoom()
+
+    def keyPressEvent(self, ev) -> None:
+        if self.stack.currentWidget() is self.loupe and ev.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            self.move_current(-1 if ev.key() == Qt.Key.Key_Left else 1)
+            self.open_loupe()
+            return
+        super().keyPressEvent(ev)
+
+    # -- bursts ----------------------------------------------------------------------------
+    def update_groups(self) -> None:
+        try:
+            from photocull.core.bursts import find_groups_for_items
+        except ImportError:
+            return
+        try:
+            feats = self.catalog.any_features([it.path for it in self.model.items])
+            find_groups_for_items(self.model.items, feats)
+        except Exception as exc:  # noqa: BLE001 - grouping is a convenience, never fatal
+            log.warning("burst grouping failed: %s", exc)
+            return
+        self.proxy.refilter()
+        self.model.recompute_ranks()
+
+    def toggle_group(self) -> None:
+        it = self.current_item()
+        if it is None or it.group is None:
+            return
+        exp = self.proxy.filter.expanded
+        exp.symmetric_difference_update({it.group})
+        self.proxy.refilter()
+
+    def pick_best_of_groups(self) -> None:
+        try:
+            from photocull.core.bursts import best_of_groups_changes
+        except ImportError:
+            self.status_label.setText("Burst grouping is not available")
+            return
+        changes = best_of_groups_changes(self.model.items)
+        self._apply([(it, Marks(flag, it.rating, it.label)) for it, flag in changes])
+        self.status_label.setText(f"Picked the best of each burst; {sum(1 for _, f in changes if f < 0)} rejected (Ctrl+Z to undo)")
+
+    # -- dialogs ------------------------------------------------------------------------
+    def show_export_dialog(self) -> None:
+        from .dialogs import ExportDialog
+
+        ExportDialog(self).exec()
+
+    def show_training_dialog(self) -> None:
+        try:
+            from .training_dialog import TrainingDialog
+        except ImportError:
+            notify(self, "photocull", "Learning your taste is not available in this build.", warning=False)
+            return
+        TrainingDialog(self).exec()
+
+    def show_models_dialog(self) -> None:
+        from .dialogs import ModelsDialog
+
+        ModelsDialog(self).exec()
+        self._fill_models()
+
+    def warn(self, msg: str) -> None:
+        self.last_warning = notify(self, "photocull", msg)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save(self.paths.settings_path)
+        except OSError as exc:
+            log.warning("could not save settings: %s", exc)
+
+    def shutdown(self, timeout_ms: int = 120000) -> None:
+        """Stop background work and wait for it (called on close and by tests).
+
+        Cancel takes effect between batches, so this waits at most for one batch."""
+        self.cancel_scoring()
+        self._old_workers = [w for w in self._old_workers if not w.wait(timeout_ms)]
+        self.loader.stop()
+        self._save_settings()
+
+    def closeEvent(self, ev) -> None:
+        self.shutdown()
+        super().closeEvent(ev)
+
+
+def sidecar_figures(it: PhotoItem, loaded) -> dict[str, str] | None:
+    """photocull's own figures for the sidecar (photocull namespace)."""
+    if not it.scored:
+        return None
+    figs = {"Mean": f"{it.mean:.4f}", "Std": f"{it.std:.4f}"}
+    if loaded is not None:
+        figs["Model"] = loaded.model_id
+    figs["Why"] = it.why or None
+    return figs
+
+

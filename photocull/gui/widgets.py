@@ -1,0 +1,180 @@
+"""Painting: the thumbnail delegate and the score histogram."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
+
+from .photomodel import ItemRole, PhotoItem
+
+LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d", "Purple": "#a3c"}
+
+
+def score_colour(percentile: float | None) -> QColor:
+    if percentile is None:
+        return QColor("#777")
+    if percentile <= 10:
+        return QColor("#2e9d4a")
+    if percentile <= 50:
+        return QColor("#5a7fb0")
+    if percentile <= 90:
+        return QColor("#8a7a50")
+    return QColor("#b04a3a")
+
+
+class ThumbDelegate(QStyledItemDelegate):
+    """Paints a cell: thumbnail, score + rank badge, flags, stars, label, reason.
+
+    ``paint`` only reads the model's pixmap cache; a miss queues a request.
+    """
+
+    CELL = QSize(220, 220)
+    PAD = 6
+
+    def sizeHint(self, option, index) -> QSize:
+        return self.CELL
+
+    def paint(self, p: QPainter, option, index) -> None:
+        it: PhotoItem = index.data(ItemRole)
+        if it is None:
+            return
+        model = index.model()
+        src = model.sourceModel() if hasattr(model, "sourceModel") else model
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = option.rect.adjusted(2, 2, -2, -2)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        p.fillRect(r, QColor("#3d5a80") if selected else QColor("#2b2b2b"))
+        if it.flag < 0:
+            p.setOpacity(0.35)  # rejected photos look faded
+        area = QRect(r.left() + self.PAD, r.top() + self.PAD, r.width() - 2 * self.PAD, r.height() - 48)
+        pm = src.thumbnail(it)
+        if pm is not None and not pm.isNull():
+            scaled = pm.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            x = area.left() + (area.width() - scaled.width()) // 2
+            y = area.top() + (area.height() - scaled.height()) // 2
+            p.drawPixmap(x, y, scaled)
+        else:
+            p.setPen(QColor("#888"))
+            err = it.error or src.thumbnail_error(it)
+            p.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       f"⚠ {err}" if err else "…")
+        p.setOpacity(1.0)
+        # score badge (top-left): mean and rank in the shoot
+        if it.scored:
+            badge = f"{it.mean:.2f}"
+            if it.percentile is not None:
+                badge += f" · top {max(1, round(it.percentile))}%"
+            f = QFont(option.font)
+            f.setBold(True)
+            p.setFont(f)
+            w = p.fontMetrics().horizontalAdvance(badge) + 10
+            br = QRect(area.left(), area.top(), w, 20)
+            p.fillRect(br, score_colour(it.percentile))
+            p.setPen(Qt.GlobalColor.white)
+            p.drawText(br, Qt.AlignmentFlag.AlignCenter, badge)
+        # flags (top-right)
+        if it.flag:
+            fr = QRect(area.right() - 22, area.top(), 22, 20)
+            p.fillRect(fr, QColor("#eee") if it.flag > 0 else QColor("#c33"))
+            p.setPen(Qt.GlobalColor.black if it.flag > 0 else Qt.GlobalColor.white)
+            p.drawText(fr, Qt.AlignmentFlag.AlignCenter, "⚑" if it.flag > 0 else "✕")
+        if it.kind:
+            p.setFont(option.font)
+            kr = QRect(area.left(), area.bottom() - 18, p.fontMetrics().horizontalAdvance(it.kind) + 8, 18)
+            p.fillRect(kr, QColor(0, 0, 0, 170))
+            p.setPen(Qt.GlobalColor.white)
+            p.drawText(kr, Qt.AlignmentFlag.AlignCenter, it.kind)
+        if it.group is not None and it.group_size > 1 and it.group_best:
+            txt = f"▣ {it.group_size}" + (f" {it.group_kind}" if it.group_kind and it.group_kind != "burst" else "")
+            gr = QRect(area.right() - p.fontMetrics().horizontalAdvance(txt) - 10, area.bottom() - 18,
+                       p.fontMetrics().horizontalAdvance(txt) + 8, 18)
+            p.fillRect(gr, QColor(40, 90, 160, 210))
+            p.setPen(Qt.GlobalColor.white)
+            p.drawText(gr, Qt.AlignmentFlag.AlignCenter, txt)
+        # bottom lines: name, stars/label, reason
+        p.setFont(option.font)
+        p.setPen(QColor("#ddd"))
+        line1 = QRect(r.left() + self.PAD, r.bottom() - 40, r.width() - 2 * self.PAD, 18)
+        stars = "★" * it.rating + "☆" * (5 - it.rating) if it.rating else ""
+        p.drawText(line1, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(it.name, Qt.TextElideMode.ElideMiddle, line1.width() - 70))
+        if stars:
+            p.setPen(QColor("#f0c040"))
+            p.drawText(line1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, stars)
+        if it.label:
+            p.fillRect(QRect(r.left() + 2, r.top() + 2, 6, r.height() - 4), QColor(LABEL_COLOURS.get(it.label, "#999")))
+        line2 = QRect(r.left() + self.PAD, r.bottom() - 21, r.width() - 2 * self.PAD, 18)
+        if it.why:
+            p.setPen(QColor("#f0a070"))
+            p.drawText(line2, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       p.fontMetrics().elidedText(it.why, Qt.TextElideMode.ElideRight, line2.width()))
+        elif it.error:
+            p.setPen(QColor("#e66"))
+            p.drawText(line2, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       p.fontMetrics().elidedText(it.error, Qt.TextElideMode.ElideRight, line2.width()))
+        p.restore()
+
+
+class HistogramWidget(QWidget):
+    """The 10-bucket score distribution of one photo, with mean ± std."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.probs: np.ndarray | None = None
+        self.title = ""
+        self.setMinimumSize(240, 150)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_distribution(self, probs, title: str = "") -> None:
+        self.probs = None if probs is None else np.asarray(probs, dtype=float)
+        self.title = title
+        self.update()
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.probs is None else float(self.probs @ np.arange(1, 11))
+
+    @property
+    def std(self) -> float | None:
+        if self.probs is None:
+            return None
+        m = self.mean
+        return float(np.sqrt(max(self.probs @ (np.arange(1, 11) ** 2) - m * m, 0)))
+
+    def bar_heights(self) -> list[float]:
+        """Bar heights as fractions of the tallest bar (what is drawn)."""
+        if self.probs is None:
+            return []
+        top = float(self.probs.max()) or 1.0
+        return [float(v) / top for v in self.probs]
+
+    def paintEvent(self, ev) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = self.rect().adjusted(8, 22, -8, -20)
+        p.fillRect(self.rect(), self.palette().window())
+        p.setPen(self.palette().windowText().color())
+        if self.probs is None:
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.title or "no score yet")
+            return
+        head = f"mean {self.mean:.2f} ± {self.std:.2f}"
+        if self.title:
+            head = f"{self.title}   {head}"
+        p.drawText(QRect(8, 2, self.width() - 16, 18), Qt.AlignmentFlag.AlignLeft, head)
+        bw = rect.width() / 10.0
+        for i, h in enumerate(self.bar_heights()):
+            bh = h * rect.height()
+            bar = QRectF(rect.left() + i * bw + 2, rect.bottom() - bh, bw - 4, bh)
+            p.fillRect(bar, QColor("#4a7bd0"))
+            p.drawText(QRectF(rect.left() + i * bw, rect.bottom() + 2, bw, 16), Qt.AlignmentFlag.AlignCenter, str(i + 1))
+        # mean marker and ±std span
+        def x_of(score: float) -> float:
+            return rect.left() + (score - 0.5) * bw
+        m, s = self.mean, self.std
+        p.setPen(QPen(QColor("#e04040"), 2))
+        p.drawLine(QPointF(x_of(m), rect.top()), QPointF(x_of(m), rect.bottom()))
+        p.setPen(QPen(QColor("#e04040"), 1, Qt.PenStyle.DashLine))
+        y = rect.top() + 4
+        p.drawLine(QPointF(x_of(max(1, m - s)), y), QPointF(x_of(min(10, m + s)), y))

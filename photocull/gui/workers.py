@@ -1,0 +1,187 @@
+"""Background work: a plain generator run in a QThread, each yield becomes a signal.
+
+After superqt's GeneratorWorker: ``yielded`` per yield, ``finished`` with the
+generator's return value, ``failed`` with a message, ``aborted`` on cancel.  The
+generator function is called with ``cancelled`` (a callable) so the core never sees a
+QObject.  Signals are delivered to slots of objects living in the GUI thread.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorWorker(QObject):
+    yielded = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str)
+    aborted = Signal()
+
+    def __init__(self, func: Callable, *args, **kwargs):
+        super().__init__()
+        self._func, self._args, self._kwargs = func, args, kwargs
+        self._cancel = threading.Event()
+        self._thread: QThread | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            gen = self._func(*self._args, cancelled=self.cancelled, **self._kwargs)
+            result = None
+            if hasattr(gen, "__next__"):
+                while True:
+                    try:
+                        value = next(gen)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    self.yielded.emit(value)
+                    if self._cancel.is_set():
+                        gen.close()
+                        break
+            else:
+                result = gen
+            if self._cancel.is_set():
+                self.aborted.emit()
+            else:
+                self.finished.emit(result)
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never raised into Qt
+            log.error("background task failed:\n%s", traceback.format_exc())
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+
+    def start(self, parent: QObject | None = None) -> QThread:
+        """Run in a new QThread.
+
+        The QThread is parented (to ``parent`` or the application) so that Python's
+        garbage collector can never destroy it while it runs; it deletes itself once
+        finished.  The worker keeps a reference to itself until then.
+        """
+        from PySide6.QtCore import QCoreApplication
+
+        t = QThread(parent or QCoreApplication.instance())
+        self._thread = t
+        self._self_ref = self
+        self.moveToThread(t)
+        t.started.connect(self.run)
+        for sig in (self.finished, self.failed, self.aborted):
+            sig.connect(t.quit)
+        t.finished.connect(self._release)
+        t.finished.connect(t.deleteLater)
+        t.start()
+        return t
+
+    def _release(self) -> None:
+        self._self_ref = None
+
+    def is_running(self) -> bool:
+        t = self._thread
+        try:
+            return t is not None and t.isRunning()
+        except RuntimeError:  # already deleted: it finished
+            return False
+
+    def wait(self, ms: int = 10000) -> bool:
+        t = self._thread
+        try:
+            return True if t is None else t.wait(ms)
+        except RuntimeError:
+            return True
+
+
+def pil_to_qimage(im) -> QImage:
+    """PIL RGB image -> QImage that owns its pixels (safe to pass across threads)."""
+    im = im.convert("RGB")
+    data = im.tobytes("raw", "RGB")
+    qi = QImage(data, im.width, im.height, im.width * 3, QImage.Format.Format_RGB888)
+    return qi.copy()
+
+
+class ImageLoader(QObject):
+    """Decodes thumbnails and previews in its own thread, most recent request first.
+
+    ``request(path, size)`` may be called from the GUI thread at any rate (it only
+    appends to a queue); ``ready(path, size, QImage)`` or ``failed(path, size, reason)``
+    come back as signals.  The delegate's ``paint`` never decodes.
+    """
+
+    ready = Signal(str, int, QImage)
+    failed = Signal(str, int, str)
+    _wake = Signal()
+
+    MAX_QUEUE = 400
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self._queue: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._event = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="image-loader", daemon=True)
+        self._thread.start()
+
+    def request(self, path: str, size: int) -> None:
+        with self._lock:
+            key = (path, size)
+            self._queue.pop(key, None)
+            self._queue[key] = None  # newest at the end: served first
+            while len(self._queue) > self.MAX_QUEUE:
+                self._queue.popitem(last=False)
+        self._event.set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._event.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        from photocull.core.images import ImageError, exif_thumbnail, open_image
+
+        while not self._stop.is_set():
+            self._event.wait(0.5)
+            while not self._stop.is_set():
+                with self._lock:
+                    if not self._queue:
+                        self._event.clear()
+                        break
+                    # previews (the photo the user is looking at) before thumbnails
+                    big = next((k for k in reversed(self._queue) if k[1] > 256), None)
+                    if big is not None:
+                        del self._queue[big]
+                        path, size = big
+                    else:
+                        (path, size), _ = self._queue.popitem(last=True)
+                try:
+                    im = None
+                    if size <= 256:
+                        im = exif_thumbnail(path)
+                        if im is not None and max(im.size) < size * 0.6:
+                            im = None  # too small to look good
+                    if im is None:
+                        im = open_image(path, max_side=size)
+                    if max(im.size) > size:
+                        im.thumbnail((size, size))
+                    self.ready.emit(path, size, pil_to_qimage(im))
+                except ImageError as exc:
+                    self.failed.emit(path, size, str(exc))
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("thumbnail for %s", path)
+                    self.failed.emit(path, size, str(exc))

@@ -1,0 +1,216 @@
+"""The SQLite catalog: scores keyed by file identity and model, marks, sharing, recovery."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_photo
+from photocull.core.catalog import FLAG_PICK, FLAG_REJECT, Catalog, Marks
+from photocull.core.images import ExifInfo
+from photocull.core.scoring import ScoreResult
+
+
+@pytest.fixture
+def cat(app_paths):
+    c = Catalog(app_paths.catalog_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    return [make_photo(tmp_path / "shoot" / f"IMG_{i}.jpg", seed=i, size=(32, 24)) for i in range(3)]
+
+
+def _result(path, seed=0, error=None):
+    if error:
+        return ScoreResult(Path(path), error=error)
+    rng = np.random.default_rng(seed)
+    p = rng.random(10)
+    return ScoreResult(Path(path), (p / p.sum()).astype(np.float32), rng.random(9).astype(np.float32),
+                       rng.random(16).astype(np.float16), None, "blurry / out of focus",
+                       ExifInfo(1717236000.25, -0.7, "demo camera"))
+
+
+def test_store_lookup_round_trip(cat, photos):
+    broken = photos[0].parent / "broken.jpg"
+    broken.write_bytes(b"junk")
+    results = [_result(photos[0], 1), _result(photos[1], 2), _result(broken, error="not an image")]
+    cat.store_results(results, "m1")
+    got = cat.lookup(photos[:2] + [broken, photos[2]], "m1")
+    assert set(got) == {str(photos[0].absolute()), str(photos[1].absolute()), str(broken.absolute())}
+    s = got[str(photos[0].absolute())]
+    np.testing.assert_allclose(s.probs, results[0].probs, rtol=1e-6)
+    np.testing.assert_allclose(s.severities, results[0].severities, rtol=1e-6)
+    assert s.why == "blurry / out of focus" and s.error is None
+    assert s.capture_time == pytest.approx(1717236000.25) and s.exposure_bias == pytest.approx(-0.7)
+    assert s.camera == "demo camera"
+    assert s.mean == pytest.approx(float(results[0].probs @ np.arange(1, 11)), rel=1e-5)
+    e = got[str(broken.absolute())]
+    assert e.error == "not an image" and e.probs is None and e.mean is None
+    feats = cat.features(photos, "m1")
+    assert set(feats) == {str(photos[0].absolute()), str(photos[1].absolute())}
+    np.testing.assert_allclose(feats[str(photos[0].absolute())], results[0].features.astype(np.float32))
+
+
+def test_relative_and_absolute_paths_are_the_same_key(cat, photos, monkeypatch):
+    monkeypatch.chdir(photos[0].parent)
+    cat.store_results([_result(Path(photos[0].name), 1)], "m1")
+    assert str(photos[0].absolute()) in cat.lookup([photos[0]], "m1")
+
+
+def test_changed_mtime_or_size_invalidates(cat, photos):
+    cat.store_results([_result(p, i) for i, p in enumerate(photos)], "m1")
+    assert len(cat.lookup(photos, "m1")) == 3
+    st = photos[0].stat()
+    os.utime(photos[0], (st.st_atime, st.st_mtime + 5))
+    with open(photos[1], "ab") as f:
+        f.write(b"\0")
+    os.utime(photos[1], (photos[1].stat().st_atime, photos[2].stat().st_mtime))
+    got = cat.lookup(photos, "m1")
+    assert set(got) == {str(photos[2].absolute())}
+    assert cat.any_features(photos).keys() == {str(photos[2].absolute())}
+
+
+def test_deleted_file_is_not_found_and_not_stored(cat, photos):
+    cat.store_results([_result(photos[0], 1)], "m1")
+    photos[0].unlink()
+    assert cat.lookup([photos[0]], "m1") == {}
+    cat.store_results([_result(photos[0], 1)], "m1")  # gone: silently nothing
+
+
+def test_scores_are_per_model(cat, photos):
+    cat.store_results([_result(photos[0], 1)], "m1")
+    cat.store_results([_result(photos[0], 2)], "m2")
+    a = cat.lookup([photos[0]], "m1")[str(photos[0].absolute())]
+    b = cat.lookup([photos[0]], "m2")[str(photos[0].absolute())]
+    assert not np.allclose(a.probs, b.probs)
+    assert cat.lookup([photos[0]], "m3") == {}
+    # storing again replaces, does not duplicate
+    cat.store_results([_result(photos[0], 3)], "m1")
+    c = cat.lookup([photos[0]], "m1")[str(photos[0].absolute())]
+    np.testing.assert_allclose(c.probs, _result(photos[0], 3).probs, rtol=1e-6)
+    n = cat.con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+    assert n == 2
+
+
+def test_marks_set_get(cat, photos):
+    assert cat.get_marks(photos) == {}
+    cat.set_marks(photos[0], Marks(FLAG_PICK, 5, "red"))
+    cat.set_many_marks([(photos[1], Marks(FLAG_REJECT, 1)), (photos[2], Marks(rating=3))])
+    got = cat.get_marks(photos)
+    k = [str(p.absolute()) for p in photos]
+    assert got[k[0]] == Marks(FLAG_PICK, 5, "red")
+    assert got[k[1]] == Marks(FLAG_REJECT, 1, None)
+    assert got[k[2]] == Marks(0, 3, None)
+    assert set(cat.get_marks(photos[:1])) == {k[0]}  # only what was asked for
+    cat.set_marks(photos[0], Marks())
+    assert cat.get_marks(photos[:1])[k[0]].is_empty
+    # marks belong to the photo, not to a version of it
+    os.utime(photos[1], (0, 12345))
+    assert cat.get_marks([photos[1]])[k[1]].flag == FLAG_REJECT
+
+
+def test_rename_path_keeps_marks_and_scores(cat, photos, tmp_path):
+    cat.store_results([_result(photos[0], 1)], "m1")
+    cat.set_marks(photos[0], Marks(FLAG_PICK, 4))
+    new = tmp_path / "picked" / "IMG_0.jpg"
+    new.parent.mkdir()
+    os.rename(photos[0], new)
+    cat.rename_path(photos[0], new)
+    assert cat.get_marks([new])[str(new.absolute())] == Marks(FLAG_PICK, 4)
+    assert cat.get_marks([photos[0]]) == {}
+    assert str(new.absolute()) in cat.lookup([new], "m1")
+
+
+def test_data_survives_reopening(app_paths, photos):
+    c1 = Catalog(app_paths.catalog_path)
+    c1.store_results([_result(photos[0], 1)], "m1")
+    c1.set_marks(photos[0], Marks(FLAG_PICK, 2))
+    c1.close()
+    c2 = Catalog(app_paths.catalog_path)
+    assert c2.recovered_from is None
+    assert len(c2.lookup([photos[0]], "m1")) == 1
+    assert c2.get_marks([photos[0]])[str(photos[0].absolute())].rating == 2
+
+
+def test_two_instances_writing_concurrently(app_paths, photos, tmp_path):
+    many = [make_photo(tmp_path / "burst" / f"B_{i}.png", seed=i, size=(8, 8)) for i in range(40)]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def writer(k):
+        try:
+            c = Catalog(app_paths.catalog_path)
+            barrier.wait()
+            for i, p in enumerate(many):
+                if i % 2 == k:
+                    c.set_marks(p, Marks(FLAG_PICK, 1 + k))
+                    c.store_results([_result(p, i)], f"model-{k}")
+            c.close()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    c = Catalog(app_paths.catalog_path)
+    marks = c.get_marks(many)
+    assert len(marks) == 40
+    assert all(marks[str(p.absolute())].rating == 1 + i % 2 for i, p in enumerate(many))
+    assert len(c.lookup(many, "model-0")) == 20 and len(c.lookup(many, "model-1")) == 20
+
+
+def test_one_instance_used_from_two_threads(cat, photos):
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                cat.set_marks(photos[k], Marks(FLAG_PICK, k + 1))
+                cat.get_marks(photos)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    assert len(cat.get_marks(photos)) == 2
+
+
+def test_corrupt_catalog_is_moved_aside(app_paths, photos):
+    path = app_paths.catalog_path
+    garbage = np.random.default_rng(0).bytes(8192)
+    path.write_bytes(garbage)
+    c = Catalog(path)
+    assert c.recovered_from is not None
+    aside = list(path.parent.glob(path.name + ".corrupt-*"))
+    assert aside == [c.recovered_from] and aside[0].read_bytes() == garbage  # kept for the user
+    # the fresh catalog works
+    c.store_results([_result(photos[0], 1)], "m1")
+    c.set_marks(photos[0], Marks(FLAG_PICK, 5))
+    assert len(c.lookup([photos[0]], "m1")) == 1
+    c.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert Catalog(path).recovered_from is None
+
+
+def test_catalog_that_is_a_text_file_is_moved_aside(app_paths):
+    path = app_paths.catalog_path
+    path.write_text("SQLite format 3 -- not really\n" * 100)
+    c = Catalog(path)
+    assert c.recovered_from is not None and c.recovered_from.exists()
+    assert c.get_marks([path]) == {}

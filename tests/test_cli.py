@@ -1,0 +1,203 @@
+"""The command line, in-process (``main([...])``) and once as a real console script."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_photo
+from photocull.cli import main
+
+CSV_HEADER = ["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error"]
+
+
+@pytest.fixture(scope="module")
+def shoot(tmp_path_factory):
+    """The issue's 'done means' folder: 20 generated photos and 2 broken files.
+
+    Scoring goes through a catalog in a module-wide home, so the 20 photos go through
+    the model once for all the tests here (each test still works on its own)."""
+    base = tmp_path_factory.mktemp("cli")
+    d = base / "shoot"
+    for i in range(20):
+        make_photo(d / f"IMG_{i:04d}.jpg", seed=100 + i, size=(160, 120))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
+    (d / "empty.png").write_bytes(b"")
+    return d, base / "home"
+
+
+def run(capsys, *argv):
+    rc = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_score_csv_done_means(shoot, capsys):
+    folder, home = shoot
+    rc, out, err = run(capsys, "--home", home, "score", folder, "--format", "csv", "-q")
+    assert rc == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == CSV_HEADER
+    body = rows[1:]
+    assert len(body) == 22
+    assert all(len(r) == len(CSV_HEADER) for r in body)
+    errors = [r for r in body if r[-1]]
+    assert sorted(Path(r[0]).name for r in errors) == ["broken.jpg", "empty.png"]
+    scored = [r for r in body if not r[-1]]
+    assert len(scored) == 20
+    means = [float(r[1]) for r in scored]
+    assert means == sorted(means, reverse=True)  # best first
+    for r in scored:
+        probs = [float(x) for x in r[3:13]]
+        assert sum(probs) == pytest.approx(1.0, abs=2e-3)
+        assert 1.0 <= float(r[1]) <= 10.0 and float(r[2]) >= 0
+    assert "untrained" in err  # honest about the model
+
+
+def test_score_json(shoot, capsys):
+    folder, home = shoot
+    rc, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["trained"] is False and doc["model_id"]
+    photos = doc["photos"]
+    ok = [p for p in photos if p["error"] is None]
+    bad = [p for p in photos if p["error"]]
+    assert len(ok) == 20 and len(bad) == 2
+    assert [p["rank"] for p in ok] == list(range(1, 21))
+    assert [p["mean"] for p in ok] == sorted((p["mean"] for p in ok), reverse=True)
+    assert ok[0]["percentile"] == 100.0 and ok[-1]["percentile"] == 0.0
+    assert all(len(p["distribution"]) == 10 for p in ok)
+
+
+def test_score_table_ranks_best_first(shoot, capsys):
+    folder, home = shoot
+    rc, out, _ = run(capsys, "--home", home, "score", folder, "-q")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["rank", "pct", "mean", "std"]
+    ranked = [ln for ln in lines[1:] if ln.split()[0].isdigit()]
+    assert len(ranked) == 20
+    assert [int(ln.split()[0]) for ln in ranked] == list(range(1, 21))
+    means = [float(ln.split()[2]) for ln in ranked]
+    assert all(a >= b for a, b in zip(means, means[1:]))
+    errs = [ln for ln in lines[1:] if "ERROR:" in ln]
+    assert len(errs) == 2
+
+
+def test_score_missing_path_is_an_error_row(shoot, tmp_path, capsys):
+    folder, home = shoot
+    rc, out, _ = run(capsys, "--home", home, "score", folder / "IMG_0000.jpg", tmp_path / "nope.jpg",
+                     tmp_path / "notes.txt", "--format", "csv", "-q")
+    assert rc == 0
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(out))}
+    assert set(rows) == {"IMG_0000.jpg", "nope.jpg", "notes.txt"}
+    assert rows["IMG_0000.jpg"]["error"] == "" and rows["IMG_0000.jpg"]["mean"]
+    assert "not found" in rows["nope.jpg"]["error"]
+
+
+def test_score_unknown_model_is_a_clear_message(shoot, capsys):
+    folder, home = shoot
+    with pytest.raises(SystemExit) as ei:
+        main(["--home", str(home), "score", str(folder), "--model", "nonexistent"])
+    msg = str(ei.value.code)
+    assert "nonexistent" in msg and "Traceback" not in msg
+    with pytest.raises(SystemExit) as ei:
+        main(["--home", str(home), "score", str(folder), "--model", str(folder / "missing.pt")])
+    assert "not found" in str(ei.value.code)
+
+
+def test_score_refuses_batch_size_zero(shoot, capsys):
+    folder, home = shoot
+    with pytest.raises(SystemExit) as ei:
+        main(["--home", str(home), "score", str(folder), "--batch-size", "0"])
+    assert ei.value.code == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_export_top_3(shoot, tmp_path, capsys):
+    folder, home = shoot
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    rc, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
+    best = [Path(p["path"]).name for p in json.loads(out)["photos"] if p["error"] is None][:3]
+    dest = tmp_path / "keepers"
+    rc, out, err = run(capsys, "--home", home, "export", folder, dest, "--top", "3", "-q")
+    assert rc == 0, err
+    copied = sorted(p.name for p in dest.iterdir() if p.suffix == ".jpg")
+    assert copied == sorted(best)
+    for n in copied:
+        assert (dest / n).read_bytes() == before[n]
+    assert len(list(dest.glob("photocull-export-*.csv"))) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # copy, not move
+    assert "copied 3 of" in err
+
+
+def test_export_bad_selection_is_a_clear_error(shoot, tmp_path, capsys, monkeypatch):
+    folder, home = shoot
+    import photocull.cli as cli
+
+    def no_scoring(*a, **kw):
+        raise AssertionError("scored before checking the options")
+
+    monkeypatch.setattr(cli, "run_scoring", no_scoring)
+    for opt in (["--top-percent", "0"], ["--top-percent", "150"], ["--top", "-2"]):
+        with pytest.raises(SystemExit) as ei:
+            main(["--home", str(home), "export", str(folder), str(tmp_path / "d"), *opt])
+        assert "photocull:" in str(ei.value.code) and ("top" in str(ei.value.code)), opt
+    assert not (tmp_path / "d").exists()
+
+
+def test_export_needs_a_selection(shoot, tmp_path, capsys):
+    folder, home = shoot
+    with pytest.raises(SystemExit) as ei:
+        main(["--home", str(home), "export", str(folder), str(tmp_path / "d")])
+    assert ei.value.code == 2
+
+
+def test_export_missing_source(tmp_path, capsys):
+    rc, _, err = run(capsys, "export", tmp_path / "nope", tmp_path / "d", "--top", "1")
+    assert rc == 2 and "not found" in err
+
+
+def test_console_script_score_csv(tmp_path):
+    d = tmp_path / "few"
+    for i in range(2):
+        make_photo(d / f"P{i}.jpg", seed=i, size=(96, 64))
+    (d / "bad.jpg").write_bytes(b"<html></html>")
+    exe = Path(sys.executable).parent / "photocull"
+    if not exe.exists():
+        exe = REPO / ".venv" / "bin" / "photocull"
+    env = {**os.environ, "PHOTOCULL_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([str(exe), "score", str(d), "--format", "csv", "-q"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0] == CSV_HEADER and len(rows) == 4
+    assert [Path(r[0]).name for r in rows[1:] if r[-1]] == ["bad.jpg"]
+    assert (tmp_path / "home" / "data" / "catalog.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_demo_builds_a_shoot_and_ranks_it(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    rc, out, err = run(capsys, "demo", folder)
+    assert rc == 0
+    files = sorted(folder.glob("*.jpg"))
+    assert len(files) >= 20
+    ranked = [ln for ln in out.splitlines()[1:] if ln.split() and ln.split()[0].isdigit()]
+    assert len(ranked) == len(files)
+    means = [float(ln.split()[2]) for ln in ranked]
+    assert all(a >= b for a, b in zip(means, means[1:]))
+    assert "photocull gui" in err
+    # running it again into the same demo folder is fine; into a foreign folder it is refused
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="not a photocull demo folder"):
+        main(["demo", str(other)])

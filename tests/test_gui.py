@@ -1,0 +1,251 @@
+"""GUI behaviour, offscreen: scoring in the background, sorting, histogram, culling keys, export."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+from PySide6.QtCore import Qt  # noqa: E402
+
+from conftest import make_photo  # noqa: E402
+
+
+@pytest.fixture
+def win(qtbot, app_paths, tiny_model):
+    from photocull.gui.mainwindow import MainWindow
+
+    w = MainWindow(app_paths)
+    w.holder.put("default", tiny_model)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.shutdown()
+    assert not any(x.is_running() for x in w._old_workers), "a QThread was left running"
+    assert w.worker is None or not w.worker.is_running()
+
+
+def open_and_score(qtbot, win, folder, timeout=120_000):
+    with qtbot.waitSignal(win.scoringDone, timeout=timeout):
+        assert win.open_folder(folder)
+    return win
+
+
+def test_scores_folder_in_background_and_sorts_best_first(qtbot, win, photo_folder):
+    seen = []
+    orig = win._on_scoring_yield
+
+    open_and_score(qtbot, win, photo_folder)
+    items = win.model.items
+    assert len(items) == 8
+    ok = [it for it in items if it.scored]
+    bad = [it for it in items if not it.scored]
+    assert len(ok) == 6
+    assert {it.name for it in bad} == {"broken.jpg", "empty.jpg"}
+    assert all(it.error for it in bad)
+    means = [it.mean for it in win.proxy.visible_items() if it.scored]
+    assert means == sorted(means, reverse=True)
+    # unscored (broken) photos sort last
+    assert not win.proxy.visible_items()[-1].scored
+    # rank/percentile: best has rank 1
+    best = win.proxy.visible_items()[0]
+    assert best.rank == 1 and best.percentile == pytest.approx(100 / 6)
+    assert "untrained" in win.model_label.text()
+
+
+def test_sort_by_name_and_back(qtbot, win, photo_folder):
+    open_and_score(qtbot, win, photo_folder)
+    win.set_sort("name")
+    names = [it.name.lower() for it in win.proxy.visible_items()]
+    assert names == sorted(names)
+    win.set_sort("score")
+    assert win.proxy.visible_items()[0].rank == 1
+
+
+def test_histogram_shows_selected_distribution(qtbot, win, photo_folder):
+    open_and_score(qtbot, win, photo_folder)
+    for row in (0, 2):
+        ix = win.proxy.index(row, 0)
+        win.grid.setCurrentIndex(ix)
+        it = win.proxy.item(ix)
+        np.testing.assert_allclose(win.detail.histogram.probs, it.probs)
+        assert win.detail.histogram.mean == pytest.approx(it.mean, abs=1e-4)
+        heights = win.detail.histogram.bar_heights()
+        assert len(heights) == 10 and max(heights) == pytest.approx(1.0)
+        assert int(np.argmax(heights)) == int(np.argmax(it.probs))
+        assert f"{it.mean:.2f}" in win.detail.info.text()
+
+
+def test_progress_signals_and_gui_thread_never_decodes(qtbot, win, tmp_path, monkeypatch):
+    import photocull.core.images as images
+
+    folder = tmp_path / "many"
+    for i in range(20):
+        make_photo(folder / f"p{i:02d}.jpg", seed=i, size=(160, 120))
+    main = threading.get_ident()
+    decoded_on_main = []
+    real = images.open_image
+
+    def spy(path, max_side=None):
+        if threading.get_ident() == main:
+            decoded_on_main.append(path)
+        return real(path, max_side)
+
+    monkeypatch.setattr(images, "open_image", spy)
+    monkeypatch.setattr("photocull.core.scoring.open_image", spy)
+    win.settings.batch_size = 4
+    values = []
+    with qtbot.waitSignal(win.scoringDone, timeout=120_000):
+        win.open_folder(folder)
+        win.worker.yielded.connect(lambda v: values.append(v[1].done if v[0] == "batch" else -1))
+    dones = [v for v in values if v >= 0]
+    assert len(dones) >= 4 and dones == sorted(dones) and dones[-1] == 20
+    assert decoded_on_main == []
+
+
+def test_cancel_stops_within_one_batch(qtbot, win, tmp_path):
+    folder = tmp_path / "cancel"
+    for i in range(40):
+        make_photo(folder / f"c{i:02d}.jpg", seed=i, size=(160, 120))
+    win.settings.batch_size = 4
+    win.open_folder(folder)
+    w = win.worker
+    with qtbot.waitSignal(w.yielded, timeout=60_000, check_params_cb=lambda v: v[0] == "batch"):
+        pass
+    qtbot.waitUntil(lambda: any(it.scored for it in win.model.items), timeout=10_000)
+    win.cancel_scoring()
+    shown = sum(1 for it in win.model.items if it.scored)
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=60_000)
+    qtbot.wait(50)
+    assert win.worker is None
+    assert "Cancelled" in win.status_label.text()
+    # nothing that arrived after Cancel was applied to the grid
+    assert sum(1 for it in win.model.items if it.scored) == shown
+    # the worker stopped within a batch or so of the click (each batch is stored as it ends)
+    stored = len(win.catalog.lookup([it.path for it in win.model.items], w_model_id(win)))
+    assert shown <= stored <= shown + 8 < 40
+
+
+def w_model_id(win):
+    return win.loaded_model.model_id
+
+
+def test_reopen_uses_catalog_without_model(qtbot, win, photo_folder, monkeypatch):
+    open_and_score(qtbot, win, photo_folder)
+    before = {it.name: it.mean for it in win.model.items if it.scored}
+
+    def boom(*a, **k):
+        raise AssertionError("model called for a cached photo")
+
+    monkeypatch.setattr("photocull.core.scoring.predict", boom)
+    open_and_score(qtbot, win, photo_folder)
+    after = {it.name: it.mean for it in win.model.items if it.scored}
+    assert after == pytest.approx(before)
+
+
+def test_bad_folder_gives_message_not_crash(qtbot, win, tmp_path):
+    assert not win.open_folder(tmp_path / "does-not-exist")
+    assert "Cannot open" in win.status_label.text()
+    f = tmp_path / "file.jpg"
+    f.write_bytes(b"x")
+    assert not win.open_folder(f)
+
+
+def test_keyboard_flags_stars_labels_and_undo(qtbot, win, photo_folder):
+    open_and_score(qtbot, win, photo_folder)
+    win.grid.setFocus()
+    win.grid.setCurrentIndex(win.proxy.index(0, 0))
+    it = win.current_item()
+    qtbot.keyClick(win.grid, Qt.Key.Key_P)
+    assert it.flag == 1
+    qtbot.keyClick(win.grid, Qt.Key.Key_4)
+    assert it.rating == 4
+    qtbot.keyClick(win.grid, Qt.Key.Key_6)
+    assert it.label == "Red"
+    qtbot.keyClick(win.grid, Qt.Key.Key_X)
+    assert it.flag == -1
+    # stored in the catalog at once
+    m = win.catalog.get_marks([it.path])[it.key]
+    assert (m.flag, m.rating, m.label) == (-1, 4, "Red")
+    qtbot.keyClick(win.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert it.flag == 1
+    qtbot.keyClick(win.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(win.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(win.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert (it.flag, it.rating, it.label) == (0, 0, None)
+    qtbot.keyClick(win.grid, Qt.Key.Key_U)
+    assert it.flag == 0
+
+
+def test_filters(qtbot, win, photo_folder):
+    open_and_score(qtbot, win, photo_folder)
+    vis = win.proxy.visible_items()
+    win.grid.setCurrentIndex(win.proxy.index(0, 0))
+    win.set_flag(1)
+    win.grid.setCurrentIndex(win.proxy.index(1, 0))
+    win.set_flag(-1)
+    win.set_rating(3)
+    win.flag_combo.setCurrentIndex(win.flag_combo.findData("picks"))
+    assert [it.name for it in win.proxy.visible_items()] == [vis[0].name]
+    win.flag_combo.setCurrentIndex(win.flag_combo.findData("rejects"))
+    assert [it.name for it in win.proxy.visible_items()] == [vis[1].name]
+    win.flag_combo.setCurrentIndex(win.flag_combo.findData("unflagged"))
+    assert len(win.proxy.visible_items()) == len(vis) - 2
+    win.flag_combo.setCurrentIndex(win.flag_combo.findData("all"))
+    win.stars_spin.setValue(3)
+    assert [it.name for it in win.proxy.visible_items()] == [vis[1].name]
+    win.stars_spin.setValue(0)
+    cut = vis[2].mean
+    win.score_spin.setValue(cut)
+    assert all(it.mean >= cut for it in win.proxy.visible_items())
+    assert len(win.proxy.visible_items()) >= 3
+
+
+def test_loupe_and_compare(qtbot, win, photo_folder):
+    open_and_score(qtbot, win, photo_folder)
+    win.grid.setCurrentIndex(win.proxy.index(0, 0))
+    qtbot.keyClick(win.grid, Qt.Key.Key_Space)
+    assert win.stack.currentWidget() is win.loupe
+    qtbot.waitUntil(lambda: win.loupe.pane.pixmap is not None, timeout=10_000)
+    qtbot.keyClick(win.loupe, Qt.Key.Key_Z)
+    assert win.loupe.pane.zoom_100
+    qtbot.keyClick(win.loupe, Qt.Key.Key_Escape)
+    assert win.stack.currentIndex() == 0
+    sel = win.grid.selectionModel()
+    from PySide6.QtCore import QItemSelectionModel
+
+    for r in range(3):
+        sel.select(win.proxy.index(r, 0), QItemSelectionModel.SelectionFlag.Select)
+    qtbot.keyClick(win.grid, Qt.Key.Key_C)
+    assert win.stack.currentWidget() is win.compare
+    assert len(win.compare.panes) == 3
+    win.compare.toggle_zoom()
+    from PySide6.QtCore import QPointF
+
+    win.compare.panes[0].panned.emit(QPointF(0.2, 0.7))
+    assert all(p.zoom_100 for p in win.compare.panes)
+    assert all(abs(p.centre.x() - 0.2) < 1e-6 for p in win.compare.panes[1:])
+
+
+def test_export_dialog_top_n(qtbot, win, photo_folder, tmp_path):
+    from photocull.gui.dialogs import ExportDialog
+
+    open_and_score(qtbot, win, photo_folder)
+    dest = tmp_path / "keepers"
+    dlg = ExportDialog(win)
+    qtbot.addWidget(dlg)
+    dlg.set_mode("top")
+    dlg.top_n.setValue(2)
+    dlg.dest.setText(str(dest))
+    best2 = {it.name for it in win.proxy.visible_items()[:2]}
+    with qtbot.waitSignal(dlg.finished, timeout=30_000):
+        dlg.start_export()
+    exported = {p.name for p in dest.iterdir() if p.suffix != ".csv"}
+    assert exported == best2
+    assert any(p.suffix == ".csv" for p in dest.iterdir())
+    # sources untouched
+    assert all((photo_folder / n).exists() for n in best2)

@@ -1,0 +1,164 @@
+"""The scoring generator: batches, progress, errors, cancel, order, and the catalog cache."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_photo
+from photocull.core import scoring
+from photocull.core.catalog import Catalog
+from photocull.core.images import list_images
+from photocull.core.scoring import iter_scores, iter_scores_cached, score_all
+
+BAD = {"broken.jpg", "empty.jpg"}
+
+
+def test_iter_scores_batches_progress_and_errors(photo_folder, tiny_model):
+    paths = list_images(photo_folder)
+    assert len(paths) == 8
+    progs = list(iter_scores(paths, tiny_model, batch_size=3, workers=2))
+    assert [len(p.results) for p in progs] == [3, 3, 2]
+    dones = [p.done for p in progs]
+    assert dones == sorted(dones) and dones[-1] == 8
+    assert all(p.total == 8 for p in progs)
+    results = [r for p in progs for r in p.results]
+    assert sorted(r.path.name for r in results) == sorted(p.name for p in paths)
+    for r in results:
+        if r.path.name in BAD:
+            assert not r.ok and r.error and r.probs is None and r.mean is None
+        else:
+            assert r.ok, r.error
+            assert r.probs.shape == (10,) and r.probs.sum() == pytest.approx(1.0, abs=1e-4)
+            assert 1.0 <= r.mean <= 10.0 and r.std >= 0
+            assert r.features is not None and r.features.ndim == 1
+            assert r.why == ""  # an untrained model gives no reasons
+    errors = {r.path.name: r.error for r in results if not r.ok}
+    assert "empty" in errors["empty.jpg"]
+    assert progs[-1].elapsed > 0 and progs[-1].rate > 0
+
+
+def test_iter_scores_returns_count_and_handles_empty(tiny_model, photo_folder):
+    gen = iter_scores([], tiny_model)
+    with pytest.raises(StopIteration) as si:
+        next(gen)
+    assert si.value.value == 0
+
+
+def test_cancel_stops_within_one_batch(photo_folder, tiny_model):
+    paths = list_images(photo_folder)
+    state = {"cancel": False}
+    yields = 0
+    gen = iter_scores(paths, tiny_model, batch_size=2, cancelled=lambda: state["cancel"], workers=1)
+    for prog in gen:
+        yields += 1
+        state["cancel"] = True  # the user pressed Cancel after the first batch
+    assert 1 <= yields <= 2
+    assert yields * 2 < len(paths)  # it did stop early
+
+
+def test_cancel_before_start_yields_nothing(photo_folder, tiny_model):
+    assert list(iter_scores(list_images(photo_folder), tiny_model, cancelled=lambda: True)) == []
+
+
+def test_score_all_keeps_input_order(photo_folder, tiny_model):
+    paths = list_images(photo_folder)
+    shuffled = [paths[i] for i in np.random.default_rng(3).permutation(len(paths))]
+    shuffled.append(photo_folder / "missing.jpg")
+    results = score_all(shuffled, tiny_model, batch_size=3, workers=2)
+    assert [r.path for r in results] == shuffled
+    assert "not found" in results[-1].error
+    # a photo scored again, alone, gets the same distribution as inside a mixed batch
+    i = next(k for k, r in enumerate(results) if r.ok)
+    (again,) = score_all([shuffled[i]], tiny_model)
+    np.testing.assert_allclose(again.probs, results[i].probs, atol=1e-4)
+
+
+def test_thumbnails_when_asked(photo_folder, tiny_model):
+    p = photo_folder / "IMG_0000.jpg"
+    (r,) = score_all([p], tiny_model, want_thumbnails=True, want_features=False)
+    assert r.thumbnail is not None and max(r.thumbnail.size) <= scoring.THUMB_SIDE
+    assert r.features is None
+
+
+def test_model_failure_on_a_batch_is_reported_not_raised(photo_folder, tiny_model, monkeypatch):
+    def boom(*a, **kw):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(scoring, "predict", boom)
+    results = score_all(list_images(photo_folder), tiny_model, batch_size=4)
+    assert len(results) == 8 and not any(r.ok for r in results)
+    assert sum("model error" in r.error for r in results) == 6
+
+
+def _decoded_paths(monkeypatch):
+    seen = []
+    real = scoring._decode
+
+    def spy(path, *a, **kw):
+        seen.append(path.name)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(scoring, "_decode", spy)
+    return seen
+
+
+def test_iter_scores_cached_answers_from_catalog(photo_folder, tiny_model, app_paths, monkeypatch):
+    cat = Catalog(app_paths.catalog_path)
+    paths = list_images(photo_folder)
+    first = [r for p in iter_scores_cached(paths, tiny_model, cat, batch_size=4) for r in p.results]
+    assert len(first) == 8 and sum(r.ok for r in first) == 6
+    means = {r.path.name: r.mean for r in first}
+
+    # second run: everything from the cache, the model is never called
+    def no_model(*a, **kw):
+        raise AssertionError("the model was called for a cached photo")
+
+    monkeypatch.setattr(scoring, "predict", no_model)
+    progs = list(iter_scores_cached(paths, tiny_model, cat, batch_size=4))
+    assert len(progs) == 1 and progs[0].done == progs[0].total == 8
+    second = {r.path.name: r for r in progs[0].results}
+    assert set(second) == {p.name for p in paths}
+    for name, r in second.items():
+        if name in BAD:
+            assert r.error  # errors are remembered too
+        else:
+            assert r.mean == pytest.approx(means[name], abs=1e-4)
+    monkeypatch.undo()
+
+    # a touched file and a new one are scored again; nothing else is
+    touched = photo_folder / "IMG_0001.jpg"
+    st = touched.stat()
+    os.utime(touched, (st.st_atime, st.st_mtime + 10))
+    make_photo(photo_folder / "IMG_0099.jpg", seed=99, size=(160, 120))
+    seen = _decoded_paths(monkeypatch)
+    paths = list_images(photo_folder)
+    progs = list(iter_scores_cached(paths, tiny_model, cat, batch_size=4))
+    assert sorted(seen) == ["IMG_0001.jpg", "IMG_0099.jpg"]
+    assert len(progs[0].results) == 7  # the cached ones come first, in one yield
+    assert progs[-1].done == progs[-1].total == 9
+    assert sum(len(p.results) for p in progs) == 9
+
+    # and they are cached now
+    seen.clear()
+    list(iter_scores_cached(paths, tiny_model, cat))
+    assert seen == []
+
+
+def test_iter_scores_cached_is_per_model(photo_folder, tiny_model, app_paths, monkeypatch):
+    from dataclasses import replace
+
+    cat = Catalog(app_paths.catalog_path)
+    paths = list_images(photo_folder)[:2]
+    list(iter_scores_cached(paths, tiny_model, cat))
+    seen = _decoded_paths(monkeypatch)
+    other = replace(tiny_model, model_id="another-model")
+    list(iter_scores_cached(paths, other, cat))
+    assert len(seen) == 2
+
+
+def test_batch_size_must_be_positive(photo_folder, tiny_model):
+    # batch_size=0 used to yield empty batches forever
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter_scores(list_images(photo_folder), tiny_model, batch_size=0))
