@@ -1,0 +1,288 @@
+"""Learn my taste: fine-tune a personal score head on the user's own ratings."""
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+                               QPushButton, QVBoxLayout, QWidget)
+
+from photocull.core.catalog import Catalog
+from photocull.core.images import list_images
+from photocull.core.marks import load_marks
+from photocull.core.scoring import iter_scores
+
+from .notify import notify
+from .workers import GeneratorWorker
+
+MIN_RATINGS = 20
+
+
+def ratings_from_marks(marks: dict, pick_stars: int, reject_stars: int) -> dict[str, int]:
+    """Stars as given; an unrated pick counts as ``pick_stars``, a reject as ``reject_stars``."""
+    out = {}
+    for path, m in marks.items():
+        if m.flag < 0:
+            out[path] = reject_stars
+        elif m.rating > 0:
+            out[path] = m.rating
+        elif m.flag > 0:
+            out[path] = pick_stars
+    return out
+
+
+def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda: False):
+    """Features (from the catalog, else computed) -> fine_tune; yields progress dicts."""
+    from photocull.core.training import fine_tune, ratings_to_targets
+
+    base = holder.get("default")
+    paths = sorted(ratings)
+    cat = Catalog(catalog_path)
+    try:
+        feats = cat.any_features(paths)
+        missing = [p for p in paths if os.path.abspath(p) not in feats]
+        if missing:
+            for prog in iter_scores(missing, base, cancelled=cancelled):
+                cat.store_results(prog.results, base.model_id)
+                for r in prog.results:
+                    if r.features is not None:
+                        feats[os.path.abspath(r.path)] = r.features.astype(np.float32)
+                yield {"phase": "features", "done": prog.done, "total": prog.total}
+            if cancelled():
+                return None
+    finally:
+        cat.close()
+    usable = [p for p in paths if os.path.abspath(p) in feats]
+    x = np.stack([feats[os.path.abspath(p)] for p in usable]).astype(np.float32)
+    y = ratings_to_targets([ratings[p] for p in usable], scale=5)
+    result = yield from fine_tune(x, y, base, cancelled=cancelled, min_ratings=MIN_RATINGS)
+    return (result, base)
+
+
+class LossCurve(QWidget):
+    """Train and validation loss per epoch."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.train: list[float] = []
+        self.val: list[float] = []
+        self.setMinimumSize(360, 160)
+
+    def add(self, train: float | None, val: float | None) -> None:
+        if train is not None:
+            self.train.append(float(train))
+        if val is not None:
+            self.val.append(float(val))
+        self.update()
+
+    def paintEvent(self, ev) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#1e1e1e"))
+        r = self.rect().adjusted(30, 10, -10, -20)
+        vals = [v for v in self.train + self.val if math.isfinite(v)]
+        if not vals:
+            p.setPen(QColor("#aaa"))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "loss curve")
+            return
+        lo, hi = min(vals), max(vals)
+        hi = hi if hi > lo else lo + 1e-6
+        n = max(len(self.train), len(self.val), 2)
+
+        def pt(i, v):
+            return QPointF(r.left() + r.width() * i / (n - 1), r.bottom() - r.height() * (v - lo) / (hi - lo))
+
+        for series, colour, name, y in ((self.train, "#4a9bd0", "train", 12), (self.val, "#e0a040", "validation", 26)):
+            p.setPen(QPen(QColor(colour), 2))
+            for i in range(1, len(series)):
+                p.drawLine(pt(i - 1, series[i - 1]), pt(i, series[i]))
+            p.drawText(r.right() - 80, r.top() + y, name)
+        p.setPen(QColor("#aaa"))
+        p.drawText(2, r.top() + 10, f"{hi:.3f}")
+        p.drawText(2, r.bottom(), f"{lo:.3f}")
+
+
+class TrainingDialog(QDialog):
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.setWindowTitle("Learn my taste")
+        self.resize(560, 560)
+        self.folders: list[Path] = [win.folder] if win.folder else []
+        self.ratings: dict[str, int] = {}
+        self.worker: GeneratorWorker | None = None
+        self.result = None
+        self.base = None
+        lay = QVBoxLayout(self)
+        self.intro = QLabel()
+        self.intro.setWordWrap(True)
+        lay.addWidget(self.intro)
+        row = QHBoxLayout()
+        add = QPushButton("Add a folder of rated photos…")
+        add.clicked.connect(self._add_folder)
+        row.addWidget(add)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.spread = QLabel()
+        lay.addWidget(self.spread)
+        self.curve = LossCurve()
+        lay.addWidget(self.curve, 1)
+        self.metrics = QLabel()
+        self.metrics.setWordWrap(True)
+        lay.addWidget(self.metrics)
+        self.progress = QProgressBar()
+        lay.addWidget(self.progress)
+        g = QGridLayout()
+        g.addWidget(QLabel("Name"), 0, 0)
+        self.name = QLineEdit("my style")
+        g.addWidget(self.name, 0, 1)
+        lay.addLayout(g)
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._cancel)
+        self.save_button = QPushButton("Save, use and rescore")
+        self.save_button.setEnabled(False)
+        self.save_button.clicked.connect(self.save_and_use)
+        for b in (self.train_button, self.cancel_button, self.save_button):
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.gather()
+
+    # -- ratings ----------------------------------------------------------------
+    def _add_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "A folder with rated photos")
+        if d:
+            self.folders.append(Path(d))
+            self.gather()
+
+    def gather(self) -> None:
+        s = self.win.settings
+        ratings: dict[str, int] = {}
+        for folder in self.folders:
+            if self.win.folder is not None and Path(folder) == Path(self.win.folder):
+                marks = {it.key: _m(it) for it in self.win.model.items}
+            else:
+                try:
+                    files = list_images(folder, s.recursive)
+                except OSError as exc:
+                    notify(self, "Learn my taste", f"Cannot read {folder}: {exc}")
+                    continue
+                marks = load_marks(files, self.win.catalog)
+            ratings.update(ratings_from_marks(marks, s.pick_rating, s.reject_rating))
+        self.ratings = ratings
+        c = Counter(ratings.values())
+        self.spread.setText("Ratings: " + ("  ".join(f"{'★' * k}: {c[k]}" for k in range(1, 6)) or "none"))
+        ok = len(ratings) >= MIN_RATINGS and len(c) >= 2
+        self.intro.setText(
+            f"{len(ratings)} rated photos in {len(self.folders)} folder(s). Picks count as {s.pick_rating} stars, "
+            f"rejects as {s.reject_rating}. photocull learns a personal score head on top of the default model; "
+            "the default model is never changed."
+            + ("" if ok else f"\n\nRate at least {MIN_RATINGS} photos, with at least two different ratings, to train."))
+        self.train_button.setEnabled(ok and self.worker is None)
+
+    # -- training -----------------------------------------------------------------
+    def start(self) -> None:
+        if self.worker is not None:
+            return
+        self.curve.train.clear()
+        self.curve.val.clear()
+        self.result = None
+        self.save_button.setEnabled(False)
+        self.train_button.setEnabled(False)
+        self.metrics.setText("Preparing…")
+        w = GeneratorWorker(personal_job, dict(self.ratings), self.win.holder, self.win.paths.catalog_path)
+        w.yielded.connect(self._on_progress)
+        w.finished.connect(self._on_done)
+        w.failed.connect(self._on_failed)
+        w.aborted.connect(self._on_aborted)
+        self.worker = w
+        w.start()
+
+    def _on_progress(self, row: dict) -> None:
+        if self.sender() is not self.worker:
+            return
+        if row.get("phase") == "features":
+            self.progress.setRange(0, row["total"])
+            self.progress.setValue(row["done"])
+            self.metrics.setText(f"Reading photos not scored yet: {row['done']} of {row['total']}")
+            return
+        self.progress.setRange(0, row.get("epochs", 0) or 0)
+        self.progress.setValue(row.get("epoch", 0))
+        if row.get("phase") == "select":
+            self.curve.add(row.get("train_loss"), row.get("val_loss"))
+            self.metrics.setText(f"epoch {row['epoch']}: validation SRCC {row.get('val_srcc', float('nan')):.3f}, "
+                                 f"PLCC {row.get('val_plcc', float('nan')):.3f}, EMD {row.get('val_emd', float('nan')):.3f}")
+        else:
+            self.metrics.setText(f"final fit on all ratings: epoch {row.get('epoch')}")
+
+    def _on_done(self, value) -> None:
+        self.worker = None
+        self.train_button.setEnabled(True)
+        if value is None:
+            self.metrics.setText("Cancelled.")
+            return
+        self.result, self.base = value
+        b, a = self.result.before, self.result.after
+        f = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"  # noqa: E731
+        self.metrics.setText(
+            f"<b>On {self.result.n_val} held-out ratings</b><table>"
+            f"<tr><td></td><td>default&nbsp;</td><td>yours</td></tr>"
+            f"<tr><td>rank agreement (SRCC)&nbsp;</td><td>{f(b['srcc'])}</td><td><b>{f(a['srcc'])}</b></td></tr>"
+            f"<tr><td>linear (PLCC)</td><td>{f(b['plcc'])}</td><td><b>{f(a['plcc'])}</b></td></tr>"
+            f"<tr><td>EMD (lower is better)</td><td>{f(b['emd'])}</td><td><b>{f(a['emd'])}</b></td></tr></table>"
+            f"trained on {self.result.n_ratings} ratings in {self.result.seconds:.1f} s")
+        self.save_button.setEnabled(True)
+
+    def _on_failed(self, msg: str) -> None:
+        self.worker = None
+        self.train_button.setEnabled(True)
+        self.metrics.setText(f"Could not train: {msg.split(': ', 1)[-1]}")
+
+    def _on_aborted(self) -> None:
+        self.worker = None
+        self.train_button.setEnabled(True)
+        self.metrics.setText("Cancelled.")
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+        else:
+            self.reject()
+
+    def save_and_use(self) -> str | None:
+        from photocull.core.training import TrainingError, save_personal_model
+
+        if self.result is None:
+            return None
+        name = self.name.text().strip()
+        if not name:
+            notify(self, "Learn my taste", "Give the model a name.")
+            return None
+        try:
+            path, _ = save_personal_model(self.result, name, self.win.paths.models_dir,
+                                          base_id=self.base.model_id if self.base else None)
+        except (TrainingError, OSError) as exc:
+            notify(self, "Learn my taste", str(exc))
+            self.metrics.setText(str(exc))
+            return None
+        self.win.set_model(path.stem)
+        self.accept()
+        return path.stem
+
+    def done(self, r: int) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker.wait(60_000)
+        super().done(r)
+
+
+def _m(it):
+    from photocull.core.catalog import Marks
+
+    return Marks(it.flag, it.rating, it.label)
