@@ -249,3 +249,53 @@ def test_export_dialog_top_n(qtbot, win, photo_folder, tmp_path):
     assert any(p.suffix == ".csv" for p in dest.iterdir())
     # sources untouched
     assert all((photo_folder / n).exists() for n in best2)
+
+
+def _burst_folder(tmp_path):
+    """Three frames of one scene 0.3 s apart (small shifts) and two other scenes."""
+    from datetime import datetime, timedelta
+
+    from PIL import Image
+    from skimage import data
+
+    d = tmp_path / "bursts"
+    d.mkdir()
+    t0 = datetime(2024, 5, 1, 12, 0, 0)
+
+    def save(im, name, when):
+        exif = Image.Exif()
+        sub = exif.get_ifd(0x8769)
+        sub[0x9003] = when.strftime("%Y:%m:%d %H:%M:%S")
+        sub[0x9291] = f"{when.microsecond // 10000:02d}"
+        im.save(d / name, quality=90, exif=exif.tobytes())
+
+    astro = Image.fromarray(data.astronaut())
+    for k in range(3):
+        frame = astro.transform(astro.size, Image.Transform.AFFINE, (1, 0, 3 * k, 0, 1, 2 * k))
+        save(frame, f"burst{k}.jpg", t0 + timedelta(milliseconds=300 * k))
+    save(Image.fromarray(data.coffee()), "coffee.jpg", t0 + timedelta(minutes=3))
+    save(Image.fromarray(data.chelsea()), "cat.jpg", t0 + timedelta(minutes=6))
+    return d
+
+
+def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path):
+    d = _burst_folder(tmp_path)
+    with qtbot.waitSignal(win.groupsDone, timeout=180_000):
+        open_and_score(qtbot, win, d)
+    burst = [it for it in win.model.items if it.name.startswith("burst")]
+    assert len({it.group for it in burst}) == 1 and burst[0].group is not None
+    assert all(it.group is None for it in win.model.items if not it.name.startswith("burst"))
+    visible = win.proxy.visible_items()
+    assert len(visible) == 3  # the burst shows as its best frame
+    best = next(it for it in burst if it.group_best)
+    assert best in visible and best.mean == max(it.mean for it in burst)
+    # G expands the group under the cursor
+    win.grid.setCurrentIndex(win.proxy.index(visible.index(best), 0))
+    win.toggle_group()
+    assert len(win.proxy.visible_items()) == 5
+    # pick the best, reject the rest: explicit, with undo
+    win.pick_best_of_groups()
+    assert best.flag == 1 and all(it.flag == -1 for it in burst if it is not best)
+    assert all(it.flag == 0 for it in win.model.items if not it.name.startswith("burst"))
+    win.undo()
+    assert all(it.flag == 0 for it in burst)

@@ -56,3 +56,21 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
     finally:
         cat.close()
     return loaded
+
+
+def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, cancelled=lambda: False):
+    """Burst grouping off the GUI thread: reads features from the catalog and decodes small
+    grey versions of the frames that need a pixel check.  ``snapshot`` holds plain
+    copies of the items (path, capture_time, exposure_bias, mean); returns, per item,
+    (group, group_size, group_kind, group_best)."""
+    from photocull.core.bursts import find_groups_for_items, load_tiny_gray
+
+    cat = Catalog(catalog_path)
+    try:
+        feats = cat.any_features([s.path for s in snapshot])
+    finally:
+        cat.close()
+    if cancelled():
+        return None
+    find_groups_for_items(snapshot, feats, gap_seconds, gray_loader=load_tiny_gray)
+    return [(s.group, s.group_size, s.group_kind, s.group_best) for s in snapshot]

@@ -17,7 +17,7 @@ from photocull.core.config import AppPaths, Settings
 from photocull.core.images import list_images
 from photocull.core.marks import load_marks, save_marks
 
-from .jobs import ModelHolder, score_job
+from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
 from .widgets import HistogramWidget, ThumbDelegate
@@ -96,6 +96,7 @@ class DetailPanel(QWidget):
 
 class MainWindow(QMainWindow):
     scoringDone = Signal()
+    groupsDone = Signal()
     PREVIEW_SIZE = 1280
 
     def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
@@ -109,6 +110,7 @@ class MainWindow(QMainWindow):
         self.loaded_model = None
         self.folder: Path | None = None
         self.worker: GeneratorWorker | None = None
+        self.group_worker: GeneratorWorker | None = None
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
 
@@ -583,18 +585,40 @@ class MainWindow(QMainWindow):
 
     # -- bursts ----------------------------------------------------------------------------
     def update_groups(self) -> None:
-        try:
-            from photocull.core.bursts import find_groups_for_items
-        except ImportError:
+        """Group bursts in the background; the grid shows each group's best frame."""
+        from types import SimpleNamespace
+
+        items = self.model.items  # set_items() replaces this list: identity tells a new folder
+        if len(items) < 2:
             return
-        try:
-            feats = self.catalog.any_features([it.path for it in self.model.items])
-            find_groups_for_items(self.model.items, feats)
-        except Exception as exc:  # noqa: BLE001 - grouping is a convenience, never fatal
-            log.warning("burst grouping failed: %s", exc)
-            return
-        self.proxy.refilter()
-        self.model.recompute_ranks()
+        snap = [SimpleNamespace(path=it.path, capture_time=it.capture_time, exposure_bias=it.exposure_bias,
+                                mean=it.mean, group=None, group_size=1, group_kind="", group_best=True)
+                for it in items]
+        w = GeneratorWorker(group_job, snap, self.paths.catalog_path, self.settings.burst_gap_seconds)
+
+        def apply(result):
+            if result is None or self.model.items is not items:
+                return
+            for it, (g, n, kind, best) in zip(items, result):
+                it.group, it.group_size, it.group_kind, it.group_best = g, n, kind, best
+            self.proxy.refilter()
+            self.model.recompute_ranks()
+            n_groups = len({g for g, *_ in result if g is not None})
+            if n_groups:
+                self.status_label.setText(self.status_label.text() + f"; {n_groups} burst group"
+                                          + "s" * (n_groups != 1) + " (G expands, Select menu picks the best)")
+            self.groupsDone.emit()
+
+        w.finished.connect(self._on_groups)
+        self._group_apply = apply
+        w.failed.connect(lambda msg: log.warning("burst grouping failed: %s", msg))
+        self.group_worker = w
+        w.start()
+
+    def _on_groups(self, result) -> None:
+        if self.sender() is self.group_worker:
+            self.group_worker = None
+            self._group_apply(result)
 
     def toggle_group(self) -> None:
         it = self.current_item()
@@ -649,6 +673,10 @@ class MainWindow(QMainWindow):
 
         Cancel takes effect between batches, so this waits at most for one batch."""
         self.cancel_scoring()
+        if self.group_worker is not None:
+            self.group_worker.cancel()
+            self._old_workers.append(self.group_worker)
+            self.group_worker = None
         self._old_workers = [w for w in self._old_workers if not w.wait(timeout_ms)]
         self.loader.stop()
         self._save_settings()
