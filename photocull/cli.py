@@ -264,6 +264,12 @@ def cmd_rate(args, paths: AppPaths) -> int:
     return rc
 
 
+def cmd_train_technical(args, paths: AppPaths) -> int:
+    from .core.technical import run_train_technical
+
+    return run_train_technical(args.extra)
+
+
 def cmd_gui(args, paths: AppPaths) -> int:
     from .gui.app import run_gui
 
@@ -333,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--no-sidecar", action="store_true", help="catalog only, don't write XMP")
     rt.set_defaults(func=cmd_rate)
 
+    tt = sub.add_parser("train-technical", add_help=False,
+                        help="rebuild the default technical-quality model from a folder of clean photos")
+    tt.set_defaults(func=cmd_train_technical, passthrough=True)
+
     for mod in _extensions():
         mod.add_parsers(sub)
     return ap
@@ -346,19 +356,23 @@ def _extensions():
         mods.append(learn_cli)
     except ImportError:
         pass
-    try:
-        from .core import technical
-        if hasattr(technical, "add_parsers"):
-            mods.append(technical)
-    except ImportError:
-        pass
     return mods
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):
+        # a file name that is not valid UTF-8 (or an emoji on a legacy console) must print, not crash
+        try:
+            stream.reconfigure(errors="surrogateescape" if (stream.encoding or "").lower().replace("-", "") == "utf8"
+                               else "backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     paths = AppPaths.default(args.home).ensure()
     setup_logging(paths, args.verbose)
     if args.command is None:
