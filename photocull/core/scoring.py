@@ -1,7 +1,12 @@
 """Scoring a list of photos: a generator that yields once per batch.
 
 Decoding runs in a thread pool ahead of the model (Pillow releases the GIL while it
-decodes), so the model never waits for the disk when it need not.  The caller passes
+decodes), so the model never waits for the disk when it need not.  JPEGs are decoded
+at reduced size (DCT scaling, ``draft``): a 6000x4000 file comes out at 750x500, which
+is all a 224 px model needs; the same decode gives the grid its 256 px thumbnail.  On
+a CPU the cores are shared between decoding and torch (:func:`thread_plan`): with two
+cores, two decode threads and one torch thread keep both busy without torch's
+OpenMP threads spinning against the decoders.  The caller passes
 a ``cancelled()`` callable; it is checked between batches, so Cancel takes effect
 within one batch.  Nothing here knows about Qt: the GUI wraps this generator in a
 QThread worker, the CLI drives it directly.
@@ -20,9 +25,10 @@ from typing import Callable, Generator, Iterable, Sequence
 import numpy as np
 import torch
 
-from .images import ExifInfo, ImageError, open_image, read_exif
+from .formats import read_any_exif
+from .images import ExifInfo, ImageError, open_image
 from .losses import dist_mean, dist_std
-from .nima import LoadedModel, predict, preprocess, select_device, to_model_input
+from .nima import LoadedModel, predict, select_device, to_model_input
 from .reasons import explain
 
 log = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ def _decode(path: Path, input_size_cfg, want_thumb: bool) -> _Decoded:
         if want_thumb:
             thumb = im.copy()
             thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        exif = read_exif(path)
+        exif = read_any_exif(path)
         return _Decoded(path, arr, None, exif, thumb, time.perf_counter() - t0)
     except ImageError as exc:
         return _Decoded(path, None, str(exc), ExifInfo(), None, time.perf_counter() - t0)
@@ -102,8 +108,50 @@ def _decode(path: Path, input_size_cfg, want_thumb: bool) -> _Decoded:
         return _Decoded(path, None, f"unexpected error: {exc}", ExifInfo(), None, time.perf_counter() - t0)
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, _cpu_count()))
+
+
+def thread_plan(device: torch.device, cores: int | None = None) -> tuple[int, int | None]:
+    """(decode threads, torch intra-op threads or None to leave torch alone).
+
+    Decoding a 24 MP JPEG costs about twice the model's work per photo, so on a CPU
+    torch gets about a third of the cores and decoding all of them (decode threads
+    wait on I/O and the GIL now and then).  On a GPU the CPU only decodes.
+    ``OMP_NUM_THREADS`` set by the user wins over the plan."""
+    cores = cores or _cpu_count()
+    decode = max(1, min(8, cores))
+    if device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return decode, None
+    return decode, max(1, cores // 3)
+
+
+def pin_memory_for(device: torch.device) -> bool:
+    """Page-locked staging buffers only help (and only work) for CUDA copies."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+def batch_to_device(arrays: list[np.ndarray], cfg, device: torch.device, pin: bool = False) -> torch.Tensor:
+    """uint8 HxWx3 arrays -> normalised float NCHW batch (channels_last) on ``device``.
+
+    The uint8 batch is what crosses to the device (a quarter of the float bytes),
+    from pinned memory with ``non_blocking`` on CUDA; normalising happens there.  On
+    the CPU this gives exactly :func:`photocull.core.nima.preprocess`'s values."""
+    x = torch.from_numpy(np.stack(arrays))  # N,H,W,C uint8
+    if pin:
+        x = x.pin_memory()
+    x = x.to(device, non_blocking=pin).permute(0, 3, 1, 2)  # a channels_last view, no copy
+    x = x.float().div_(255.0)
+    mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
 
 
 def iter_scores(
@@ -115,11 +163,15 @@ def iter_scores(
     device: torch.device | str | None = None,
     want_thumbnails: bool = False,
     want_features: bool = True,
+    torch_threads: int | None = None,
+    pin_memory: bool | None = None,
 ) -> Generator[BatchProgress, None, int]:
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
     Files that fail to decode come back as results with ``error`` set, in the batch
-    where they were met; they never stop the run.
+    where they were met; they never stop the run.  ``workers`` / ``torch_threads``
+    default to :func:`thread_plan`; torch's thread count is put back afterwards.
+    ``pin_memory`` defaults to on for CUDA only.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -128,9 +180,25 @@ def iter_scores(
     if total == 0:
         return 0
     device = torch.device(device) if device is not None else select_device()
+    plan_workers, plan_threads = thread_plan(device)
+    workers = workers or plan_workers
+    torch_threads = torch_threads or plan_threads
+    pin = pin_memory_for(device) if pin_memory is None else bool(pin_memory)
+    old_threads = torch.get_num_threads()
+    if torch_threads and torch_threads != old_threads:
+        torch.set_num_threads(torch_threads)  # this thread runs the model
+    try:
+        return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails,
+                                want_features, pin))
+    finally:
+        if torch.get_num_threads() != old_threads:
+            torch.set_num_threads(old_threads)
+
+
+def _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails, want_features, pin):
+    total = len(paths)
     model = loaded.model.to(device).to(memory_format=torch.channels_last).eval()
     cfg = loaded.cfg
-    workers = workers or default_workers()
     t_start = time.perf_counter()
     done = 0
     decode_s = model_s = 0.0
@@ -162,7 +230,8 @@ def iter_scores(
             if good:
                 t0 = time.perf_counter()
                 try:
-                    probs, sev, feats = predict(model, preprocess([d.array for d in good], cfg), device)
+                    probs, sev, feats = predict(model, batch_to_device([d.array for d in good], cfg, device, pin),
+                                                device)
                 except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
                     log.exception("model failed on a batch")
                     probs = sev = feats = None

@@ -1,0 +1,252 @@
+"""Burst / bracket / panorama grouping on generated frames with real backbone features."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photocull.core import nima
+from photocull.core.bursts import (BurstInput, best_of_groups_changes, find_groups_for_items, group_bursts,
+                                   likeness, pick_best_reject_rest, tiny_gray)
+
+skdata = pytest.importorskip("skimage.data")
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea()}
+
+
+def crop(a: np.ndarray, x: int, y: int, w: int, h: int) -> Image.Image:
+    assert 0 <= y and y + h <= a.shape[0] and 0 <= x and x + w <= a.shape[1]
+    return Image.fromarray(np.ascontiguousarray(a[y:y + h, x:x + w]))
+
+
+def expose(im: Image.Image, ev: float) -> Image.Image:
+    lin = (np.asarray(im) / 255.0) ** 2.2 * 2.0 ** ev
+    return Image.fromarray((np.clip(lin, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8))
+
+
+def features(model, ims: list[Image.Image]) -> np.ndarray:
+    x = nima.preprocess([nima.to_model_input(im, model.cfg) for im in ims], model.cfg)
+    _, _, f = nima.predict(model.model, x)
+    return f.astype(np.float16)  # as stored by scoring/catalog
+
+
+class Frames:
+    """Features for every test image, computed in one batch (one model call is much
+    cheaper than one per test)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache: dict[bytes, np.ndarray] = {}
+
+    def prime(self, ims: list[Image.Image]) -> None:
+        todo = [im for im in ims if im.tobytes() not in self.cache]
+        for im, f in zip(todo, features(self.model, todo) if todo else []):
+            self.cache[im.tobytes()] = f
+
+    def __call__(self, ims: list[Image.Image]) -> np.ndarray:
+        self.prime(ims)
+        return np.stack([self.cache[im.tobytes()] for im in ims])
+
+
+# Every image the feature-using tests need, so that one batch covers them all.
+A_SHOTS = [(40, 40), (43, 41), (38, 44), (46, 37), (41, 40), (42, 41), (44, 39), (41, 43), (42, 42), (44, 41),
+           (45, 42), (43, 40), (43, 42)]
+C_SHOTS = [(100, 20), (103, 22), (102, 23)]
+
+
+def _all_test_images(sc) -> list[Image.Image]:
+    a, c, ch = sc["astronaut"], sc["coffee"], sc["chelsea"]
+    base = crop(c, 100, 20, 350, 350)
+    out = [crop(a, x, y, 400, 400) for x, y in A_SHOTS] + [crop(a, 40 + k, 40, 400, 400) for k in range(3)]
+    out += [crop(c, x, y, 350, 350) for x, y in C_SHOTS] + [crop(ch, 50, 0, 300, 300)]
+    out += [crop(sc[k], 0, 0, 300, 300) for k in ("astronaut", "coffee", "chelsea")]
+    out += [expose(base, ev) for ev in (0.0, -1.0, 1.0)]
+    out += [expose(crop(a, 40, 40, 400, 400), ev) for ev in (-2.0, 0.0, 2.0)]
+    out += [crop(c, x, 0, 300, 400) for x in (0, 100, 200, 300)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(tiny_model, scenes) -> Frames:
+    fr = Frames(tiny_model)
+    fr.prime(_all_test_images(scenes))
+    return fr
+
+
+def inputs(frames, ims, times=None, biases=None, scores=None, names=None) -> list[BurstInput]:
+    f = frames(ims)
+    n = len(ims)
+    times = times if times is not None else [None] * n
+    biases = biases if biases is not None else [0.0] * n
+    scores = scores if scores is not None else [5.0] * n
+    names = names or [f"IMG_{k:04d}.JPG" for k in range(n)]
+    return [BurstInput(Path(names[k]), times[k], biases[k], f[k], tiny_gray(ims[k]), scores[k]) for k in range(n)]
+
+
+def kinds(groups):
+    return [(g.members, g.kind) for g in groups]
+
+
+# --- bursts -----------------------------------------------------------------------------------
+
+def test_burst_with_small_shifts_is_one_group(frames, scenes):
+    a = scenes["astronaut"]
+    shots = [(40, 40), (43, 41), (38, 44), (46, 37), (41, 40)]  # a few px of camera shake
+    ims = [crop(a, x, y, 400, 400) for x, y in shots]
+    scores = [5.1, 5.6, 4.2, 5.3, 4.9]
+    items = inputs(frames, ims, times=[T0 + 0.2 * k for k in range(5)], scores=scores)
+    groups = group_bursts(items)
+    assert kinds(groups) == [([0, 1, 2, 3, 4], "burst")]
+    assert groups[0].best == 1
+    assert pick_best_reject_rest(groups) == [(0, "reject"), (1, "pick"), (2, "reject"), (3, "reject"), (4, "reject")]
+
+
+def test_distinct_scenes_at_the_same_time_stay_apart(frames, scenes):
+    ims = [crop(scenes[k], 0, 0, 300, 300) for k in ("astronaut", "coffee", "chelsea")]
+    items = inputs(frames, ims, times=[T0, T0, T0 + 0.5])
+    groups = group_bursts(items)
+    assert kinds(groups) == [([0], "single"), ([1], "single"), ([2], "single")]
+    assert pick_best_reject_rest(groups) == []
+
+
+def test_interleaved_bursts_of_two_scenes(frames, scenes):
+    a, c = scenes["astronaut"], scenes["coffee"]
+    ims = [crop(a, 40, 40, 400, 400), crop(c, 100, 20, 350, 350), crop(a, 42, 41, 400, 400),
+           crop(c, 103, 22, 350, 350), crop(a, 44, 39, 400, 400)]
+    items = inputs(frames, ims, times=[T0 + 0.3 * k for k in range(5)])
+    assert kinds(group_bursts(items)) == [([0, 2, 4], "burst"), ([1, 3], "burst")]
+
+
+def test_same_scene_much_later_is_another_group(frames, scenes):
+    a = scenes["astronaut"]
+    ims = [crop(a, 40, 40, 400, 400), crop(a, 42, 41, 400, 400), crop(a, 41, 43, 400, 400)]
+    items = inputs(frames, ims, times=[T0, T0 + 0.5, T0 + 60])
+    assert kinds(group_bursts(items)) == [([0, 1], "burst"), ([2], "single")]
+
+
+def test_members_come_in_shooting_order(frames, scenes):
+    a = scenes["astronaut"]
+    ims = [crop(a, 40 + k, 40, 400, 400) for k in range(3)]
+    items = inputs(frames, ims, times=[T0 + 1.0, T0, T0 + 0.5])
+    assert kinds(group_bursts(items)) == [([1, 2, 0], "burst")]
+
+
+# --- brackets and panoramas ------------------------------------------------------------------------
+
+def test_exposure_bracket_is_kept_together_and_never_rejected(frames, scenes):
+    base = crop(scenes["coffee"], 100, 20, 350, 350)
+    evs = [0.0, -1.0, 1.0]
+    ims = [expose(base, ev) for ev in evs]
+    items = inputs(frames, ims, times=[T0, T0 + 0.2, T0 + 0.4], biases=evs, scores=[5.0, 3.0, 4.0])
+    groups = group_bursts(items)
+    assert kinds(groups) == [([0, 1, 2], "bracket")]
+    assert groups[0].protected
+    assert pick_best_reject_rest(groups) == []
+
+
+def test_wide_bracket_of_two_stops(frames, scenes):
+    base = crop(scenes["astronaut"], 40, 40, 400, 400)
+    evs = [-2.0, 0.0, 2.0]
+    items = inputs(frames, [expose(base, ev) for ev in evs], times=[T0, T0 + 0.3, T0 + 0.6], biases=evs)
+    assert kinds(group_bursts(items)) == [([0, 1, 2], "bracket")]
+
+
+def test_panorama_sequence_is_kept_together_and_never_rejected(frames, scenes):
+    c = scenes["coffee"]  # 400 x 600
+    ims = [crop(c, x, 0, 300, 400) for x in (0, 100, 200, 300)]  # a third of a frame per step
+    items = inputs(frames, ims, times=[T0, T0 + 1.5, T0 + 3.0, T0 + 4.5])
+    groups = group_bursts(items)
+    assert kinds(groups) == [([0, 1, 2, 3], "panorama")]
+    assert pick_best_reject_rest(groups) == []
+
+
+# --- frames without a capture time -----------------------------------------------------------------
+
+def test_untimed_frames_group_by_look_alone(frames, scenes):
+    a, c, ch = scenes["astronaut"], scenes["coffee"], scenes["chelsea"]
+    ims = [crop(a, 40, 40, 400, 400), crop(c, 100, 20, 350, 350), crop(a, 43, 42, 400, 400),
+           crop(ch, 50, 0, 300, 300), crop(c, 102, 23, 350, 350)]
+    names = ["x/b.jpg", "x/a.jpg", "x/e.jpg", "x/c.jpg", "x/z.jpg"]  # look-alikes not name neighbours
+    items = inputs(frames, ims, names=names)
+    assert kinds(group_bursts(items)) == [([0, 2], "burst"), ([1, 4], "burst"), ([3], "single")]
+
+
+def test_untimed_without_features_uses_name_neighbours(scenes):
+    a, ch = scenes["astronaut"], scenes["chelsea"]
+    ims = [crop(a, 40, 40, 400, 400), crop(a, 42, 41, 400, 400), crop(ch, 50, 0, 300, 300)]
+    items = [BurstInput(Path(f"IMG_{k}.png"), gray=tiny_gray(im)) for k, im in enumerate(ims)]
+    assert kinds(group_bursts(items, gray_loader=None)) == [([0, 1], "burst"), ([2], "single")]
+
+
+def test_greys_are_loaded_from_files_when_missing(frames, scenes, tmp_path):
+    a, ch = scenes["astronaut"], scenes["chelsea"]
+    ims = [crop(a, 40, 40, 400, 400), crop(a, 43, 40, 400, 400), crop(ch, 50, 0, 300, 300)]
+    f = frames(ims)
+    items = []
+    for k, im in enumerate(ims):
+        p = tmp_path / f"IMG_{k}.jpg"
+        im.save(p, quality=90)
+        items.append(BurstInput(p, T0 + 0.4 * k, None, f[k], None, float(k)))
+    (tmp_path / "IMG_1.jpg").write_bytes(b"broken")  # unreadable: no pixels, no link
+    assert kinds(group_bursts(items)) == [([0], "single"), ([1], "single"), ([2], "single")]
+    ims[1].save(tmp_path / "IMG_1.jpg", quality=90)
+    assert kinds(group_bursts(items)) == [([0, 1], "burst"), ([2], "single")]
+
+
+def test_missing_pixels_never_link(scenes):
+    items = [BurstInput(Path("a.jpg"), T0), BurstInput(Path("b.jpg"), T0)]
+    assert kinds(group_bursts(items, gray_loader=None)) == [([0], "single"), ([1], "single")]
+
+
+# --- pieces ------------------------------------------------------------------------------------------
+
+def test_likeness_separates_shift_from_difference(scenes):
+    a, ch = scenes["astronaut"], scenes["chelsea"]
+    g = tiny_gray(crop(a, 40, 40, 400, 400))
+    near = likeness(g, tiny_gray(crop(a, 45, 42, 400, 400)))
+    assert near.ssim > 0.8 and near.shift < 0.05
+    far = likeness(g, tiny_gray(crop(ch, 50, 0, 300, 300)))
+    assert far.ssim < 0.5
+    c = scenes["coffee"]
+    step = likeness(tiny_gray(crop(c, 0, 0, 300, 400)), tiny_gray(crop(c, 100, 0, 300, 400)))
+    assert step.shift > 0.2 and step.ncc > 0.6
+
+
+def test_best_without_scores_is_the_first_frame():
+    g = np.zeros((64, 64), np.float32)
+    g[16:48, 16:40] = 1
+    items = [BurstInput(Path(f"{k}.jpg"), T0 + k * 0.1, gray=g) for k in range(3)]
+    (grp,) = group_bursts(items, gray_loader=None)
+    assert grp.kind == "burst" and grp.best == 0
+
+
+def test_gui_adapters(frames, scenes):
+    a, c = scenes["astronaut"], scenes["coffee"]
+    base = crop(c, 100, 20, 350, 350)
+    ims = [crop(a, 40, 40, 400, 400), crop(a, 42, 42, 400, 400), crop(a, 44, 41, 400, 400),
+           expose(base, -1), expose(base, 1), crop(scenes["chelsea"], 0, 0, 300, 300)]
+    f = frames(ims)
+    grays = {f"/p/IMG_{k}.jpg": tiny_gray(im) for k, im in enumerate(ims)}
+    items = [SimpleNamespace(path=Path(f"/p/IMG_{k}.jpg"), capture_time=T0 + 0.3 * k if k < 5 else None,
+                             exposure_bias=[0, 0, 0, -1, 1, None][k], mean=[4.0, 6.0, 5.0, 5.0, 4.0, 5.0][k],
+                             flag=[1, 0, 0, 0, 0, 0][k], group=None, group_size=1, group_kind="", group_best=True)
+             for k in range(6)]
+    feats = {str(it.path): f[k] for k, it in enumerate(items)}
+    find_groups_for_items(items, feats)  # no pixels, no decoding: nothing is grouped
+    assert [it.group for it in items] == [None] * 6
+    find_groups_for_items(items, feats, grays={k: grays[k] for k in list(grays)[:3]},
+                          gray_loader=lambda p: grays[str(p)])
+    assert [(it.group, it.group_kind, it.group_size, it.group_best) for it in items] == [
+        (0, "burst", 3, False), (0, "burst", 3, True), (0, "burst", 3, False),
+        (1, "bracket", 2, True), (1, "bracket", 2, False), (None, "", 1, True)]
+    changes = best_of_groups_changes(items)
+    # IMG_0 was picked by hand: not rejected; the bracket is left alone
+    assert [(it.path.name, flag) for it, flag in changes] == [("IMG_1.jpg", 1), ("IMG_2.jpg", -1)]
