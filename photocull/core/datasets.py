@@ -29,13 +29,20 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from .losses import N_BUCKETS, RATING_STD, dist_mean, maxent_distribution, rescale, votes_to_distribution
+from .losses import (
+    N_BUCKETS,
+    RATING_STD,
+    dist_mean,
+    maxent_distribution,
+    rescale,
+    votes_to_distribution,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,7 @@ def five_point_votes_to_distribution(votes: Sequence[float]) -> np.ndarray:
     out = np.zeros(N_BUCKETS)
     for k, n in enumerate(v):
         pos = k * 9.0 / 4.0  # 0-based bucket position of 1 + k*9/4
-        lo = int(math.floor(pos))
+        lo = math.floor(pos)
         frac = pos - lo
         out[lo] += n * (1.0 - frac)
         if frac > 0:

@@ -1,0 +1,268 @@
+"""Personal fine-tuning on synthetic features, guard rails, saving, dataset training, CLI."""
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import spearmanr
+
+from photocull.core import learn_cli, nima, training
+from photocull.core.losses import dist_mean
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny workloads: one thread avoids thread hand-offs on a busy machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def base():
+    """An ImageNet backbone with an untrained head (what ships before training)."""
+    return nima.untrained_model(seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained_base():
+    """A base that looks trained: fitted normalisation, non-trivial score/severity heads."""
+    loaded = nima.untrained_model(seed=1)
+    m = loaded.model
+    d = m.backbone.feature_dim
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        m.heads.feat_mean.copy_(torch.randn(d, generator=g))
+        m.heads.feat_std.copy_(torch.rand(d, generator=g) + 0.5)
+    return nima.LoadedModel(m, "fake-trained", "fake", trained=True, meta={"kind": "quality"})
+
+
+def synthetic(n, d, seed=0, noise=0.3):
+    """Features where the taste is a known function of a few of them, and 1..5 stars.
+
+    Like real pooled features, they are strongly correlated (a few factors plus noise),
+    and the taste is a mix of a low-level block and last-layer channels.
+    """
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(99).normal(size=(12, d))  # the same feature space for every call
+    z = rng.normal(size=(n, 12))
+    x = (z @ mix + 0.5 * rng.normal(size=(n, d))).astype(np.float32) * 2 + 1
+    latent = x[:, -16:-8].sum(1) - x[:, :4].sum(1)
+    latent = (latent - latent.mean()) / latent.std() + noise * rng.normal(size=n)
+    stars = 1 + np.searchsorted(np.quantile(latent, [0.1, 0.3, 0.7, 0.9]), latent)
+    return x, stars, latent
+
+
+def _drive(gen):
+    rows = []
+    while True:
+        try:
+            rows.append(next(gen))
+        except StopIteration as stop:
+            return rows, stop.value
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_ratings_to_targets_ordered():
+    t = training.ratings_to_targets([1, 2, 3, 4, 5])
+    assert t.shape == (5, 10) and np.allclose(t.sum(1), 1)
+    assert np.all(np.diff(dist_mean(t)) > 1)
+    assert dist_mean(training.ratings_to_targets([7], scale=10))[0] == pytest.approx(7, abs=1e-3)
+    with pytest.raises(training.TrainingError):
+        training.ratings_to_targets([0, 6])
+
+
+def test_score_metrics_perfect_and_constant():
+    t = training.ratings_to_targets([1, 2, 3, 4, 5, 3])
+    m = training.score_metrics(t, t)
+    assert m["emd"] == pytest.approx(0, abs=1e-9) and m["srcc"] == pytest.approx(1) and m["accuracy"] == 1
+    flat = np.full_like(t, 0.1)
+    assert np.isnan(training.score_metrics(flat, t)["srcc"])
+
+
+def test_personal_beats_generic_and_base_unchanged(base):
+    d = base.model.backbone.feature_dim
+    x, stars, _ = synthetic(300, d)
+    before_state = _state(base.model)
+    tr, te = np.arange(100), np.arange(100, 300)
+    rows, res = _drive(training.fine_tune(x[tr], training.ratings_to_targets(stars[tr]), base, seed=0))
+    assert isinstance(res, training.FineTuneResult)
+    assert rows and {"epoch", "epochs", "train_loss", "val_loss", "val_srcc", "val_plcc", "val_emd"} <= set(rows[0])
+    assert res.n_train + res.n_val == 100 and res.n_val == 20
+    assert res.init == "fresh" and res.renormalised  # untrained base: fresh head, own normalisation
+    assert res.model.heads.severity is None  # a random severity head is not carried over
+
+    with torch.no_grad():
+        p_personal = res.model.heads(torch.from_numpy(x[te]))[0].numpy()
+        p_generic = base.model.heads(torch.from_numpy(x[te]))[0].numpy()
+    s_personal = spearmanr(dist_mean(p_personal), stars[te])[0]
+    s_generic = spearmanr(dist_mean(p_generic), stars[te])[0]
+    assert s_personal > 0.6 and s_personal > s_generic + 0.3, (s_personal, s_generic)
+    assert res.after["srcc"] > res.before["srcc"] + 0.2
+    # the base model object is untouched
+    after_state = _state(base.model)
+    assert before_state.keys() == after_state.keys()
+    assert all(torch.equal(before_state[k], after_state[k]) for k in before_state)
+    assert res.model is not base.model and res.model.backbone is not base.model.backbone
+
+
+def test_trained_base_keeps_normalisation_and_severity(trained_base):
+    m = trained_base.model
+    d = m.backbone.feature_dim
+    x, stars, _ = synthetic(60, d, seed=2)
+    before = _state(m)
+    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1))
+    assert res.init == "base" and not res.renormalised
+    with torch.no_grad():
+        f = torch.from_numpy(x)
+        sev_new = res.model.heads(f)[1]
+        sev_old = m.heads(f)[1]
+    # block balancing rescales the weights with the normalisation: same severities
+    torch.testing.assert_close(sev_new, sev_old, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in _state(m).items())
+
+
+def test_block_balancing_preserves_outputs(trained_base):
+    heads = copy.deepcopy(trained_base.model.heads).eval()
+    blocks = training.feature_blocks(trained_base.model.backbone)
+    assert sum(blocks) == trained_base.model.backbone.feature_dim and len(blocks) == 11 and blocks[0] == 1280
+    f = torch.randn(8, sum(blocks))
+    with torch.no_grad():
+        p0, s0 = heads(f)
+        training._balance_blocks(heads, blocks)
+        p1, s1 = heads(f)
+    torch.testing.assert_close(p0, p1, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(s0, s1, rtol=1e-4, atol=1e-6)
+
+
+def test_guard_rails(base):
+    d = base.model.backbone.feature_dim
+    x, stars, _ = synthetic(40, d)
+    with pytest.raises(training.TrainingError, match="at least 20"):
+        next(training.fine_tune(x[:10], training.ratings_to_targets(stars[:10]), base))
+    with pytest.raises(training.TrainingError, match="same"):
+        next(training.fine_tune(x, training.ratings_to_targets(np.full(40, 4)), base))
+    with pytest.raises(training.TrainingError, match="dimensions"):
+        next(training.fine_tune(x[:, :100], training.ratings_to_targets(stars), base))
+
+
+def test_cancel_stops_within_an_epoch(base):
+    d = base.model.backbone.feature_dim
+    x, stars, _ = synthetic(200, d)
+    flag = {"stop": False}
+    gen = training.fine_tune(x, training.ratings_to_targets(stars), base, batch_size=16,
+                             cancelled=lambda: flag["stop"])
+    first = next(gen)
+    assert first["epoch"] == 1
+    flag["stop"] = True
+    with pytest.raises(StopIteration) as stop:
+        next(gen)  # not one more epoch
+    assert stop.value.value is None
+
+
+def test_saved_personal_model_loads_and_scores(base, tmp_path):
+    from photocull.core.scoring import score_all
+
+    d = base.model.backbone.feature_dim
+    x, stars, _ = synthetic(40, d)
+    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), base))
+    path, mid = training.save_personal_model(res, "Anna's portraits", tmp_path, base_id=base.model_id)
+    assert path.name == "anna-s-portraits.pt"
+    with pytest.raises(training.TrainingError, match="exists"):
+        training.save_personal_model(res, "Anna's portraits", tmp_path)
+    loaded = nima.load_model(path)
+    assert loaded.trained and loaded.name == "Anna's portraits" and loaded.model_id == mid
+    assert loaded.meta["kind"] == "personal taste" and loaded.meta["n_ratings"] == 40
+    assert loaded.meta["base_model"] == base.model_id and "metrics_after" in loaded.meta
+    with torch.no_grad():
+        f = torch.from_numpy(x[:5])
+        torch.testing.assert_close(loaded.model.heads(f)[0], res.model.heads(f)[0])
+    img = tmp_path / "a.jpg"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(img)
+    (r,) = score_all([img], loaded, batch_size=1, workers=1)
+    assert r.ok and r.probs.sum() == pytest.approx(1, abs=1e-5) and r.why == ""
+
+
+def _normalisation_fitted(model):
+    return not torch.all(model.heads.feat_std == 1)
+
+
+def _photos(folder, n):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        a = (rng.random((40, 56, 3)) * (40 + 25 * i)).astype(np.uint8)
+        p = folder / f"p{i}.jpg"
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_train_on_dataset_and_evaluate(tmp_path):
+    paths = _photos(tmp_path, 6)
+    targets = training.ratings_to_targets([1, 2, 3, 4, 5, 3])
+    items = list(zip(paths, targets))
+    small = nima.ModelConfig(input_size=64)  # small and random: this tests the plumbing, fast
+    rows, res = _drive(training.train_on_dataset(items[:4], small, val_items=items[4:], epochs=2, batch_size=2,
+                                                 yield_every=1, unfreeze="last", pretrained=False))
+    assert res is not None and res.backbone_trained and len(res.history) == 2
+    assert {"phase", "epoch", "train_loss", "val_loss", "val_srcc"} <= set(res.history[-1])
+    assert [r["phase"] for r in rows][:2] == ["normalise", "train"]
+    assert res.model.heads.severity is None and res.model.cfg.families == ()
+    assert _normalisation_fitted(res.model)
+
+    base = nima.LoadedModel(res.model, "b", "b", trained=True)
+    before = _state(base.model)
+    res2 = training.run(training.train_on_dataset(items, base=base, epochs=1, batch_size=3))
+    assert not res2.backbone_trained and res2.model is not base.model
+    assert all(torch.equal(before[k], v) for k, v in _state(base.model).items())
+    m = training.evaluate(res.model, items + [(tmp_path / "missing.jpg", targets[0])], batch_size=4)
+    assert m["n"] == 6 and m["failed"] == 1
+    assert {"emd", "accuracy", "srcc", "plcc", "srcc_std", "plcc_std"} <= set(m)
+
+
+def test_learn_cli_end_to_end(tmp_path, capsys):
+    photos = _photos(tmp_path, 8)
+    csv = tmp_path / "ratings.csv"
+    ratings = ["1", "2", "pick", "4", "reject", "2", "3", "5"]
+    csv.write_text("path,rating\n" + "".join(f"{p.name},{r}\n" for p, r in zip(photos, ratings)) + "gone.jpg,3\n")
+    from photocull import cli
+
+    home = tmp_path / "home"
+    assert cli.main(["--home", str(home), "learn", str(csv), "--name", "My taste", "--min-ratings", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "generic" in out and "personal" in out and "1 unreadable" in out
+    saved = tmp_path / "home" / "data" / "models" / "my-taste.pt"
+    assert nima.load_model(saved).meta["n_ratings"] == 8
+    parser = argparse.ArgumentParser()
+    learn_cli.add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["learn", str(csv), "--name", "My taste", "--min-ratings", "5"])
+    args.home = str(home)
+    assert args.func(args) == 1  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
+
+    args = parser.parse_args(["learn", str(csv), "--name", "x"])  # 8 < 20 ratings
+    args.home = str(tmp_path / "home")
+    assert args.func(args) == 1 and "at least 20" in capsys.readouterr().err
+
+    for cmd in (["train", "--dataset", "csv", "--labels", "l.csv"], ["evaluate", "--dataset", "ava", "--labels", "a"]):
+        ns = parser.parse_args(cmd)
+        assert ns.func in (learn_cli.cmd_train, learn_cli.cmd_evaluate)
+
+
+def test_fine_tune_images_guard_rails_and_run(tmp_path):
+    paths = _photos(tmp_path, 6)
+    small = nima.LoadedModel(nima.NIMA(nima.ModelConfig(input_size=64), pretrained=False), "s", "s", trained=False)
+    with pytest.raises(training.TrainingError, match="at least 20"):
+        next(training.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small))
+    res = training.run(training.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
+                                                 min_ratings=4))
+    assert res.backbone_trained and res.history[-1]["phase"] == "val"
