@@ -350,13 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions():
     """Command modules living in core (plain imports: PyInstaller must see them)."""
-    mods = []
-    try:
-        from .core import learn_cli
-        mods.append(learn_cli)
-    except ImportError:
-        pass
-    return mods
+    from .core import learn_cli, safety_cli
+
+    return [learn_cli, safety_cli]
 
 
 def main(argv: list[str] | None = None) -> int:

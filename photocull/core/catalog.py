@@ -98,6 +98,22 @@ def _key(path) -> str:
     return str(Path(path).absolute())
 
 
+def _db(text: str) -> str:
+    """``text`` as SQLite can store it.  A file name that is not valid UTF-8 (a card
+    written by an old camera or Windows tool) reaches Python with surrogate escapes,
+    which SQLite refuses; its undecodable bytes are stored as ``\\xNN`` instead.
+    Rows are matched back through the keys asked for, never decoded."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _folder(key: str) -> str:
+    return _db(str(Path(key).parent))
+
+
 class Catalog:
     def __init__(self, path: os.PathLike | str):
         self.path = Path(path)
@@ -164,7 +180,7 @@ class Catalog:
                 continue  # gone since it was scored: nothing to remember
             ex = r.exif
             rows.append((
-                _key(r.path), model_id, str(Path(r.path).absolute().parent), st.st_size, st.st_mtime,
+                _db(_key(r.path)), model_id, _folder(_key(r.path)), st.st_size, st.st_mtime,
                 _blob(r.probs, np.float32), _blob(r.severities, np.float32), _blob(r.features, np.float16),
                 r.why or "", r.error, ex.capture_time, ex.exposure_bias, ex.camera,
             ))
@@ -180,38 +196,41 @@ class Catalog:
         for k in keys:
             try:
                 st = os.stat(k)
-                stats[k] = (st.st_size, st.st_mtime)
+                stats[_db(k)] = (k, st.st_size, st.st_mtime)
             except OSError:
                 pass
         out: dict[str, StoredScore] = {}
-        folders = {str(Path(k).parent) for k in stats}
+        folders = {_folder(k) for k, _, _ in stats.values()}
         cols = "path,size,mtime,probs,severities,why,error,capture_time,exposure_bias,camera"
         for folder in folders:
             for row in self.con.execute(f"SELECT {cols} FROM scores WHERE folder=? AND model_id=?", (folder, model_id)):
-                k = row[0]
-                if k in stats and stats[k] == (row[1], row[2]):
+                k, size, mtime = stats.get(row[0], (None, None, None))
+                if k is not None and (size, mtime) == (row[1], row[2]):
                     out[k] = StoredScore(k, row[1], row[2], _unblob(row[3], np.float32), _unblob(row[4], np.float32),
                                          row[5], row[6], row[7], row[8], row[9])
         return out
 
     def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:
-        keys = [_key(p) for p in paths]
+        by_db = {_db(k): k for k in map(_key, paths)}
+        keys = list(by_db)
         out = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             q = f"SELECT path, features FROM scores WHERE model_id=? AND features IS NOT NULL AND path IN ({','.join('?' * len(chunk))})"
             for k, b in self.con.execute(q, (model_id, *chunk)):
-                out[k] = _unblob(b, np.float16).astype(np.float32)
+                out[by_db[k]] = _unblob(b, np.float16).astype(np.float32)
         return out
 
     def any_features(self, paths: Sequence) -> dict[str, np.ndarray]:
         """Backbone features stored under any model (they only depend on the backbone)."""
-        keys = [_key(p) for p in paths]
+        by_db = {_db(k): k for k in map(_key, paths)}
+        keys = list(by_db)
         out = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             q = f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL AND path IN ({','.join('?' * len(chunk))})"
             for k, b, size, mtime in self.con.execute(q, chunk):
+                k = by_db[k]
                 try:
                     st = os.stat(k)
                 except OSError:
@@ -222,32 +241,32 @@ class Catalog:
 
     # -- marks ---------------------------------------------------------------------
     def get_marks(self, paths: Sequence) -> dict[str, Marks]:
-        keys = [_key(p) for p in paths]
+        by_db = {_db(k): k for k in map(_key, paths)}
         out = {}
-        for folder in {str(Path(k).parent) for k in keys}:
+        for folder in {_folder(k) for k in by_db.values()}:
             for path, flag, rating, label in self.con.execute(
                     "SELECT path, flag, rating, label FROM marks WHERE folder=?", (folder,)):
-                out[path] = Marks(flag, rating, label)
-        wanted = set(keys)
-        return {k: v for k, v in out.items() if k in wanted}
+                if path in by_db:
+                    out[by_db[path]] = Marks(flag, rating, label)
+        return out
 
     def set_marks(self, path, marks: Marks) -> None:
         k = _key(path)
         with self._tx() as con:
             con.execute("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)",
-                        (k, str(Path(k).parent), int(marks.flag), int(marks.rating), marks.label, time.time()))
+                        (_db(k), _folder(k), int(marks.flag), int(marks.rating), marks.label, time.time()))
 
     def set_many_marks(self, items: Iterable[tuple[object, Marks]]) -> None:
-        rows = [(_key(p), str(Path(_key(p)).parent), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
+        rows = [(_db(_key(p)), _folder(_key(p)), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
         with self._tx() as con:
             con.executemany("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)", rows)
 
     def rename_path(self, old, new) -> None:
         """Keep marks and scores when photocull itself moves a file."""
-        o, n = _key(old), _key(new)
+        o, n = _db(_key(old)), _key(new)
         with self._tx() as con:
-            con.execute("UPDATE OR REPLACE marks SET path=?, folder=? WHERE path=?", (n, str(Path(n).parent), o))
-            con.execute("UPDATE OR REPLACE scores SET path=?, folder=? WHERE path=?", (n, str(Path(n).parent), o))
+            con.execute("UPDATE OR REPLACE marks SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))
+            con.execute("UPDATE OR REPLACE scores SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))
 
     # -- helpers -------------------------------------------------------------------
     class _Tx:

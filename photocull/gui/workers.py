@@ -14,7 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ class GeneratorWorker(QObject):
         self.moveToThread(t)
         t.started.connect(self.run)
         for sig in (self.finished, self.failed, self.aborted):
-            sig.connect(t.quit)
+            # direct: QThread.quit is thread-safe, and a queued quit would wait for the GUI
+            # thread, which may be blocked in wait() (closing the window after a job ends)
+            sig.connect(t.quit, Qt.ConnectionType.DirectConnection)
         t.finished.connect(self._release)
         t.finished.connect(t.deleteLater)
         t.start()
