@@ -78,6 +78,10 @@ def test_histogram_shows_selected_distribution(qtbot, win, photo_folder):
         assert len(heights) == 10 and max(heights) == pytest.approx(1.0)
         assert int(np.argmax(heights)) == int(np.argmax(it.probs))
         assert f"{it.mean:.2f}" in win.detail.info.text()
+        # the large preview arrives from the loader thread and stays while scores update
+        qtbot.waitUntil(lambda: win.detail._pixmap is not None, timeout=10_000)
+        win.detail.show_item(it, 6)
+        assert win.detail._pixmap is not None
 
 
 def test_progress_signals_and_gui_thread_never_decodes(qtbot, win, tmp_path, monkeypatch):

@@ -49,14 +49,18 @@ class DetailPanel(QWidget):
         self._pixmap: QPixmap | None = None
 
     def show_item(self, it: PhotoItem | None, total_scored: int = 0) -> None:
+        """Show ``it``; the preview is kept when it is the photo already shown."""
+        same = it is not None and self.item is not None and it.key == self.item.key
         self.item = it
-        self._pixmap = None
         if it is None:
+            self._pixmap = None
             self.preview.setText("Select a photo")
             self.histogram.set_distribution(None)
             self.info.setText("")
             return
-        self.preview.setText("loading…")
+        if not same:
+            self._pixmap = None
+            self.preview.setText("loading…")
         self.histogram.set_distribution(it.probs, it.name)
         lines = [f"<b>{it.name}</b>"]
         if it.scored:
@@ -404,9 +408,8 @@ class MainWindow(QMainWindow):
         self.progress.setValue(prog.done)
         eta = "" if prog.eta != prog.eta else f", {prog.eta:.0f} s left"
         self.status_label.setText(f"Scored {prog.done} of {prog.total} — {prog.rate:.1f} photos/s{eta}")
-        cur = self.detail.item
-        if cur is not None and any(os.path.abspath(r.path) == cur.key for r in prog.results):
-            self.detail.show_item(cur, self._n_scored())
+        if self.detail.item is not None:  # ranks move as scores arrive
+            self.detail.show_item(self.detail.item, self._n_scored())
 
     def _n_scored(self) -> int:
         return sum(1 for it in self.model.items if it.scored)
