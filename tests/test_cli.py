@@ -57,7 +57,7 @@ def test_score_csv_done_means(shoot, capsys):
         probs = [float(x) for x in r[3:13]]
         assert sum(probs) == pytest.approx(1.0, abs=2e-3)
         assert 1.0 <= float(r[1]) <= 10.0 and float(r[2]) >= 0
-    assert "untrained" in err  # honest about the model
+    assert "model default (technical quality)" in err  # says which model scored
 
 
 def test_score_json(shoot, capsys):
@@ -65,7 +65,7 @@ def test_score_json(shoot, capsys):
     rc, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
     assert rc == 0
     doc = json.loads(out)
-    assert doc["trained"] is False and doc["model_id"]
+    assert doc["trained"] is True and doc["model"] == "default" and doc["model_id"]
     photos = doc["photos"]
     ok = [p for p in photos if p["error"] is None]
     bad = [p for p in photos if p["error"]]
@@ -201,3 +201,15 @@ def test_demo_builds_a_shoot_and_ranks_it(tmp_path, capsys):
     (other / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(SystemExit, match="not a photocull demo folder"):
         main(["demo", str(other)])
+
+
+def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
+    """Without a trained head the CLI says plainly that scores mean nothing."""
+    from photocull.core import nima
+
+    make_photo(tmp_path / "one.jpg")
+    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    assert main(["--home", str(tmp_path / "h"), "score", str(tmp_path / "one.jpg"), "-q", "--format", "json"]) == 0
+    cap = capsys.readouterr()
+    assert "untrained head, scores are not meaningful" in cap.err
+    assert json.loads(cap.out)["trained"] is False

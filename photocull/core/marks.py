@@ -38,10 +38,20 @@ def load_marks(paths: Sequence, catalog: Catalog) -> dict[str, Marks]:
     """Marks for each path: the catalog's, else what a sidecar (Lightroom, darktable...) says."""
     known = catalog.get_marks(paths)
     out: dict[str, Marks] = {}
+    xmp_names: dict[str, set[str]] = {}  # folder -> lower-cased names of its .xmp files (one listing each)
     for p in paths:
         k = os.path.abspath(p)
         m = known.get(k)
-        if m is None or m.is_empty:
+        folder = os.path.dirname(k)
+        if folder not in xmp_names:
+            try:
+                with os.scandir(folder) as it:
+                    xmp_names[folder] = {e.name.lower() for e in it if e.name.lower().endswith(".xmp")}
+            except OSError:
+                xmp_names[folder] = set()
+        name = os.path.basename(k).lower()
+        has_sidecar = (name + ".xmp") in xmp_names[folder] or (os.path.splitext(name)[0] + ".xmp") in xmp_names[folder]
+        if (m is None or m.is_empty) and has_sidecar:
             try:
                 sd = sidecar.read_sidecar(Path(p))
                 if sd.rating is not None or sd.label or sd.pick:

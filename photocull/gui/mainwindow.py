@@ -422,6 +422,7 @@ class MainWindow(QMainWindow):
         n_err = sum(1 for it in self.model.items if it.error)
         msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
         self._scoring_ui_off(msg)
+        self.model.flush()
         self.update_groups()
         self.scoringDone.emit()
 
@@ -594,6 +595,10 @@ class MainWindow(QMainWindow):
         items = self.model.items  # set_items() replaces this list: identity tells a new folder
         if len(items) < 2:
             return
+        if self.group_worker is not None:
+            self.group_worker.cancel()
+            self._old_workers.append(self.group_worker)
+            self.group_worker = None
         snap = [SimpleNamespace(path=it.path, capture_time=it.capture_time, exposure_bias=it.exposure_bias,
                                 mean=it.mean, group=None, group_size=1, group_kind="", group_best=True)
                 for it in items]

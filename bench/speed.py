@@ -1,0 +1,437 @@
+"""How fast is photocull?  Issue #6.
+
+    .venv/bin/python bench/speed.py --n 500          # everything (needs the `bench` extra for pyiqa)
+    .venv/bin/python bench/speed.py --n 64 --quick   # a smaller run while developing
+
+Builds (once, cached in bench/out/) a shoot of N 24 MP camera JPEGs (6000x4000, q92,
+8-12 MB, EXIF with a 160x120 IFD1 thumbnail; see bench/shoot.py) and folders of 1,000
+and 10,000 small (640x427) JPEGs, then measures, all in one run so ratios are fair:
+
+1. ``photocull score`` end to end (a subprocess, as a user runs it): cold catalog, warm.
+2. Where the time goes: decode vs model, CPU ms per photo (one thread each), and the
+   pipeline's own BatchProgress figures.
+3. Ratios on the same files: photocull's pipeline vs a naive one (full decode + resize,
+   batch 1, the same model) vs pyiqa's NIMA (InceptionResNetV2, its own path->score).
+4. The GUI (offscreen, a subprocess): first screen of thumbnails, a complete grid of
+   1,000 photos, reopening a scored 10,000-photo folder, peak RSS (scan + score + reopen).
+
+The machine is printed with the figures; other jobs on it slow everything down, so the
+load average is printed before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+PY = sys.executable
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GB"
+    except OSError:
+        pass
+    from photocull.core.scoring import thread_plan
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dec, tt = thread_plan(torch.device(dev))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "ram": ram, "gpu": gpu,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads_default": torch.get_num_threads(),
+            "plan": f"{dec} decode threads, torch threads {tt or 'unchanged'} ({dev})",
+            "os": f"{platform.system()} {platform.release()}"}
+
+
+# --- 1. the CLI ------------------------------------------------------------------------
+
+def cli_score(folder: Path, home: Path, extra=()) -> float:
+    env = dict(os.environ, PHOTOCULL_HOME=str(home), PHOTOCULL_DEVICE=os.environ.get("PHOTOCULL_DEVICE", ""))
+    if not env["PHOTOCULL_DEVICE"]:
+        del env["PHOTOCULL_DEVICE"]
+    t0 = time.perf_counter()
+    r = subprocess.run([PY, "-m", "photocull.cli", "score", str(folder), "--format", "csv", "-q", *extra],
+                       env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"photocull score failed:\n{r.stderr[-2000:]}")
+    rows = r.stdout.count("\n") - 1
+    return dt, rows
+
+
+# --- 2./3. pipelines in-process --------------------------------------------------------
+
+def ours(files, loaded, **kw):
+    from photocull.core.scoring import iter_scores
+
+    t0 = time.perf_counter()
+    last = None
+    for last in iter_scores(files, loaded, **kw):
+        pass
+    return time.perf_counter() - t0, last
+
+
+def naive(files, loaded):
+    """What a first version does: full-size decode, resize, one photo at a time."""
+    import torch
+    from PIL import Image, ImageOps
+
+    from photocull.core.nima import predict, preprocess, to_model_input
+
+    model = loaded.model.eval()
+    t0 = time.perf_counter()
+    for f in files:
+        with Image.open(f) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+        with torch.inference_mode():
+            predict(model, preprocess([to_model_input(im, loaded.cfg)], loaded.cfg))
+    return time.perf_counter() - t0
+
+
+def split(files, loaded):
+    """CPU ms per photo, one thread: the scorer's decode, and the model at batch 8."""
+    import torch
+
+    from photocull.core.nima import predict
+    from photocull.core.scoring import _decode, batch_to_device
+
+    c0 = time.thread_time()
+    arrays = [_decode(Path(f), loaded.cfg, True).array for f in files]
+    dec = (time.thread_time() - c0) / len(files) * 1000
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = loaded.model.to(memory_format=torch.channels_last).eval()
+    batches = [arrays[i:i + 8] for i in range(0, len(arrays), 8)]
+    predict(model, batch_to_device(batches[0], loaded.cfg, torch.device("cpu")))
+    c0 = time.thread_time()
+    for b in batches:
+        predict(model, batch_to_device(b, loaded.cfg, torch.device("cpu")))
+    mod = (time.thread_time() - c0) / len(files) * 1000
+    torch.set_num_threads(old)
+    return dec, mod
+
+
+def pyiqa_nima(files):
+    """pyiqa's NIMA (InceptionResNetV2 backbone) as its users run it: metric(path).
+
+    Its weights (and timm's ImageNet weights, which its constructor always asks for)
+    cannot be downloaded here; speed does not depend on weight values, so the
+    architecture is built with random weights."""
+    import pyiqa
+    import pyiqa.archs.nima_arch as na
+    import timm
+    import torch
+
+    class _TimmNoDownload:
+        def __getattr__(self, name):
+            return getattr(timm, name)
+
+        @staticmethod
+        def create_model(name, pretrained=False, **kw):
+            return timm.create_model(name, pretrained=False, **kw)
+
+    na.timm = _TimmNoDownload()
+    try:
+        metric = pyiqa.create_metric("nima", pretrained=False, device=torch.device("cpu"))
+    finally:
+        na.timm = timm
+    metric(str(files[0]))  # warm-up (not timed), as for the others
+    t0 = time.perf_counter()
+    for f in files[1:]:
+        metric(str(f))
+    return (time.perf_counter() - t0) / max(1, len(files) - 1)
+
+
+# --- 4. the GUI (child process) --------------------------------------------------------
+
+def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ["PHOTOCULL_HOME"] = home
+    from PySide6.QtCore import QRect, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from photocull.core.config import AppPaths
+    from photocull.gui.mainwindow import MainWindow
+    from photocull.gui.photomodel import SORT_KEYS
+
+    app = QApplication.instance() or QApplication([])
+    paths = AppPaths.default(home).ensure()
+    win = MainWindow(paths)
+    win.resize(1400, 900)
+    win.show()
+    app.processEvents()
+    res: dict = {}
+
+    def visible_rows():
+        vp = win.grid.viewport().rect()
+        rows = []
+        for r in range(win.proxy.rowCount()):
+            rect = win.grid.visualRect(win.proxy.index(r, 0))
+            if rect.isValid() and rect.intersects(vp):
+                rows.append(r)
+            elif rows:
+                break
+        return rows
+
+    def first_screen_done(rows):
+        m = win.model
+        items = [win.proxy.item(win.proxy.index(r, 0)) for r in rows[:20]]
+        return bool(items) and all(it.key in m._thumbs or m.thumbnail_error(it) for it in items)
+
+    def is_sorted():
+        key = SORT_KEYS[win.proxy.sort_key]
+        ks = [key(it) for it in win.proxy.visible_items()]
+        return all(a <= b for a, b in zip(ks, ks[1:]))
+
+    def run_open(tag: str, timeout: float = 3600.0):
+        """Open the folder; time first screen, rows present, scores done (sorted); max stall."""
+        state = {"first": None, "rows": None, "done": None, "last": time.perf_counter(), "stall": 0.0,
+                 "n_vis": 0}
+        done = []
+        win.scoringDone.connect(lambda: done.append(time.perf_counter()))
+
+        def tick():
+            now = time.perf_counter()
+            state["stall"] = max(state["stall"], now - state["last"])
+            state["last"] = now
+            if state["first"] is None:
+                rows = visible_rows()
+                if first_screen_done(rows):
+                    state["first"], state["n_vis"] = now - t0, min(20, len(rows))
+            if state["rows"] is None and win.proxy.rowCount() == win.model.rowCount() > 0:
+                state["rows"] = now - t0
+
+        timer = QTimer()
+        timer.setInterval(5)
+        timer.timeout.connect(tick)
+        t0 = time.perf_counter()
+        win.open_folder(folder)
+        n = win.model.rowCount()
+        timer.start()
+        while not done and time.perf_counter() - t0 < timeout:
+            app.processEvents()
+            time.sleep(0.001)
+        # the last re-sort may follow scoringDone by up to PhotoListModel.REFRESH_MS: count it
+        while done and getattr(win.model, "_dirty", False) and time.perf_counter() - t0 < timeout:
+            app.processEvents()
+            time.sleep(0.001)
+        t_done = (time.perf_counter() - t0) if done else float("nan")
+        while state["first"] is None and time.perf_counter() - t0 < timeout:
+            app.processEvents()
+            time.sleep(0.001)
+        app.processEvents()
+        timer.stop()
+        ok_sorted = is_sorted()
+        # burst grouping runs in the background after scoring: wait for it (not timed as
+        # "complete grid"; a second open while it runs would leave it orphaned)
+        tg = time.perf_counter()
+        while getattr(win, "group_worker", None) is not None and time.perf_counter() - tg < timeout:
+            app.processEvents()
+            time.sleep(0.005)
+        res[tag] = {"photos": n, "first_screen_s": state["first"], "first_screen_cells": state["n_vis"],
+                    "rows_present_s": state["rows"], "all_scored_sorted_s": t_done,
+                    "sorted": ok_sorted, "max_stall_s": state["stall"],
+                    "scored": sum(1 for it in win.model.items if it.scored),
+                    "groups_after_s": time.perf_counter() - tg}
+
+    def rss_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if mode == "grid":
+        run_open("cold")
+        run_open("warm")
+    elif mode == "rss":
+        run_open("cold")
+        res["rss_after_score_mb"] = rss_mb()
+        for i in range(rescan):
+            run_open(f"reopen{i}")
+        res["peak_rss_mb"] = rss_mb()
+    Path(out).write_text(json.dumps(res))
+    win.shutdown()
+
+
+def gui(mode: str, folder: Path, rescan: int = 2, home: Path | None = None) -> dict:
+    """Run the GUI child; ``home`` (copied) starts it with an existing catalog."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "res.json"
+        h = Path(tmp) / "home"
+        if home is not None:
+            shutil.copytree(home, h)
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        r = subprocess.run([PY, __file__, "--gui-child", mode, str(folder), str(h), str(out),
+                            str(rescan)], env=env, capture_output=True, text=True)
+        if not out.exists():
+            raise SystemExit(f"GUI child failed:\n{r.stderr[-3000:]}")
+        if r.returncode != 0:
+            print(f"  (GUI child exited with {r.returncode} after writing its figures: {r.stderr.strip()[-200:]})")
+        return json.loads(out.read_text())
+
+
+# --- main --------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=500, help="24 MP photos in the shoot (default 500)")
+    ap.add_argument("--grid-n", type=int, default=1000)
+    ap.add_argument("--rss-n", type=int, default=10000)
+    ap.add_argument("--rss-home", help="start the 10k GUI run with this photocull home (a scored catalog): "
+                    "then 'scan+score' is a reopen too")
+    ap.add_argument("--gui24-n", type=int, default=100, help="24 MP photos opened in the GUI (first screen, rate)")
+    ap.add_argument("--naive-n", type=int, default=48, help="photos for the naive pipeline (same files as ours)")
+    ap.add_argument("--pyiqa-n", type=int, default=5, help="photos for pyiqa (first one is a warm-up)")
+    ap.add_argument("--skip", default="", help="comma list of: cli,split,ours,naive,pyiqa,grid,rss")
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--gui-child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.gui_child:
+        mode, folder, home, out, rescan = args.gui_child
+        gui_child(mode, folder, home, out, int(rescan))
+        return 0
+
+    import torch
+
+    from shoot import build_shoot
+
+    skip = set(filter(None, args.skip.split(",")))
+    fig: dict = {"machine": machine(), "load_before": load()}
+    m = fig["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, GPU {m['gpu']}; {m['os']}; "
+          f"Python {m['python']}, torch {m['torch']} (default {m['torch_threads_default']} threads); "
+          f"scorer plan: {m['plan']}")
+    print(f"load average before: {fig['load_before']}")
+
+    files = build_shoot("camera24mp", args.n, (6000, 4000), unique=min(args.n, 50))
+    folder = files[0].parent
+    if len(list(folder.glob("*.JPG"))) != args.n:  # the CLI scores the whole folder: use exactly N
+        folder = Path(tempfile.mkdtemp(prefix="photocull-shoot-"))
+        for f in files:
+            os.symlink(f, folder / f.name)
+    size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
+    print(f"shoot: {args.n} x 6000x4000 JPEG q92, mean {size_mb:.1f} MB, EXIF + 160x120 thumbnail ({folder})")
+
+    from photocull.core.nima import load_default_model
+
+    loaded = load_default_model()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+
+    if "cli" not in skip:
+        with tempfile.TemporaryDirectory() as home:
+            dt, rows = cli_score(folder, Path(home))
+            fig["cli_cold_s"], fig["cli_cold_rate"] = dt, args.n / dt
+            dt2, _ = cli_score(folder, Path(home))
+            fig["cli_warm_s"] = dt2
+        print(f"photocull score, cold catalog: {args.n} photos in {dt:.1f} s = {args.n / dt:.1f} photos/s "
+              f"(includes start-up and model load)")
+        print(f"photocull score, warm catalog: {dt2:.2f} s")
+
+    if "split" not in skip:
+        sub = files[:min(len(files), 32)]
+        dec, mod = split(sub, loaded)
+        fig["decode_cpu_ms"], fig["model_cpu_ms"] = dec, mod
+        print(f"CPU per photo, one thread: decode (draft 1/8 + resize + thumbnail + EXIF) {dec:.0f} ms, "
+              f"model (batch 8) {mod:.0f} ms  -> decode is {dec / (dec + mod):.0%} of the work")
+
+    sub = files[:min(len(files), args.naive_n)]
+    if "ours" in skip:
+        skip |= {"naive", "pyiqa"}  # their ratios need it
+    else:
+        dt_ours, last = ours(sub, loaded, batch_size=8, want_thumbnails=True)
+        fig["ours_rate"] = len(sub) / dt_ours
+        fig["ours_decode_s"], fig["ours_model_s"] = last.decode_seconds, last.model_seconds
+        print(f"photocull pipeline ({dev}, in-process, {len(sub)} photos): {len(sub) / dt_ours:.1f} photos/s; "
+              f"BatchProgress: decode {last.decode_seconds:.1f} s (summed over threads), model {last.model_seconds:.1f} s")
+        if torch.cuda.is_available():
+            dt_gpu, _ = ours(sub, loaded, batch_size=8, device="cuda")
+            fig["ours_gpu_rate"] = len(sub) / dt_gpu
+            dt_cpu, _ = ours(sub, loaded, batch_size=8, device="cpu")
+            fig["ours_cpu_rate"] = len(sub) / dt_cpu
+            print(f"  GPU {len(sub) / dt_gpu:.1f} photos/s, CPU only {len(sub) / dt_cpu:.1f} photos/s")
+    if "naive" not in skip:
+        dt_naive = naive(sub, loaded)
+        fig["naive_rate"] = len(sub) / dt_naive
+        print(f"naive pipeline (full decode, resize, batch 1, same model; {len(sub)} photos): "
+              f"{len(sub) / dt_naive:.2f} photos/s -> photocull is {dt_naive / dt_ours:.1f}x faster")
+    if "pyiqa" not in skip:
+        try:
+            per = pyiqa_nima(files[:max(2, args.pyiqa_n)])
+            fig["pyiqa_rate"] = 1 / per
+            print(f"pyiqa NIMA (InceptionResNetV2, metric(path), {max(2, args.pyiqa_n) - 1} photos): {1 / per:.2f} photos/s "
+                  f"-> photocull is {fig['ours_rate'] * per:.1f}x faster")
+        except ImportError:
+            print("pyiqa NIMA: skipped (pip install pyiqa, the `bench` extra)")
+
+    if "grid" not in skip:
+        g_files = build_shoot("small1k", args.grid_n, (640, 427))
+        r = gui("grid", g_files[0].parent)
+        fig["gui_grid"] = r
+        c, w = r["cold"], r["warm"]
+        print(f"GUI, {c['photos']} photos 640x427 (offscreen): first screen ({c['first_screen_cells']} cells) "
+              f"{c['first_screen_s']:.2f} s; all rows present {c['rows_present_s']:.2f} s; "
+              f"all scored and sorted {c['all_scored_sorted_s']:.1f} s (cold); max GUI stall {c['max_stall_s']:.2f} s")
+        print(f"GUI, reopening it (scored): first screen {w['first_screen_s']:.2f} s, complete sorted grid "
+              f"{w['all_scored_sorted_s']:.2f} s (sorted: {w['sorted']})")
+        f24 = Path(tempfile.mkdtemp(prefix="photocull-gui24-"))
+        for f in files[:args.gui24_n]:
+            os.symlink(f, f24 / f.name)
+        r24 = gui("grid", f24)
+        fig["gui_24mp"] = r24
+        c = r24["cold"]
+        print(f"GUI, {c['photos']} of the 24 MP photos: first screen ({c['first_screen_cells']} cells) {c['first_screen_s']:.2f} s; "
+              f"all scored and sorted {c['all_scored_sorted_s']:.1f} s = {c['photos'] / c['all_scored_sorted_s']:.1f} photos/s; "
+              f"max GUI stall {c['max_stall_s']:.2f} s")
+
+    if "rss" not in skip:
+        r_files = build_shoot("small10k", args.rss_n, (640, 427), unique=min(args.rss_n, 1000))
+        r = gui("rss", r_files[0].parent, home=Path(args.rss_home) if args.rss_home else None)
+        fig["gui_rss"] = r
+        c = r["cold"]
+        reopen = [r[k] for k in r if k.startswith("reopen")]
+        best = min(x["all_scored_sorted_s"] for x in reopen)
+        print(f"GUI, {c['photos']} photos: scan+score {c['all_scored_sorted_s']:.0f} s "
+              f"({c['photos'] / c['all_scored_sorted_s']:.1f} photos/s), max GUI stall while scoring "
+              f"{c['max_stall_s']:.2f} s; reopen (scored) {best:.2f} s to a complete sorted grid "
+              f"(first screen {min(x['first_screen_s'] for x in reopen):.2f} s); peak RSS {r['peak_rss_mb']:.0f} MB")
+
+    fig["load_after"] = load()
+    print(f"load average after: {fig['load_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(fig, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
