@@ -64,11 +64,12 @@ def _collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[
 
 
 def _load_model(spec: str | None, paths: AppPaths):
-    from .core.models import resolve
+    """The model, built lazily: a fully cached folder never builds the network."""
+    from .core.models import resolve_lazy
     from .core.nima import ModelError
 
     try:
-        return resolve(spec, paths)
+        return resolve_lazy(spec, paths)
     except ModelError as exc:
         raise SystemExit(f"photocull: {exc}")
 
@@ -373,8 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(paths, args.verbose)
     if args.command is None:
         return cmd_gui(argparse.Namespace(folder=None), paths)
+    from .core.nima import ModelError
+
     try:
         return args.func(args, paths) or 0
+    except ModelError as exc:
+        print(f"photocull: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("photocull: interrupted", file=sys.stderr)
         return 130

@@ -213,3 +213,26 @@ def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
     cap = capsys.readouterr()
     assert "untrained head, scores are not meaningful" in cap.err
     assert json.loads(cap.out)["trained"] is False
+
+
+def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
+    """Reopening a scored folder answers from the catalog without building the model."""
+    from photocull.core import models, nima
+
+    for i in range(3):
+        make_photo(tmp_path / "f" / f"w{i}.jpg", seed=i)
+    home = str(tmp_path / "h")
+    assert main(["--home", home, "score", str(tmp_path / "f"), "-q", "--format", "csv"]) == 0
+    first = capsys.readouterr().out
+
+    def boom(*a, **k):
+        raise AssertionError("network built for a cached folder")
+
+    monkeypatch.setattr(models, "load_model", boom)
+    monkeypatch.setattr(nima, "load_model", boom)
+    assert main(["--home", home, "score", str(tmp_path / "f"), "-q", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == first
+    # a new photo does need it
+    make_photo(tmp_path / "f" / "new.jpg", seed=9)
+    with pytest.raises(AssertionError, match="network built"):
+        main(["--home", home, "score", str(tmp_path / "f"), "-q"])

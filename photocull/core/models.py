@@ -104,3 +104,71 @@ def delete_model(paths: AppPaths, name: str) -> None:
         send2trash(str(p))
     except Exception:  # noqa: BLE001 - no trash on this system: keep a .deleted copy
         os.replace(p, p.with_suffix(".pt.deleted"))
+
+
+class LazyModel:
+    """A model known by its id, name and metadata, built only when a photo must be scored.
+
+    Reading a checkpoint's header and hashing it takes milliseconds; building the network
+    takes seconds.  A folder whose scores are all in the catalog never needs the network.
+    Quacks like :class:`~photocull.core.nima.LoadedModel` (``model``, ``cfg``, ``model_id``,
+    ``name``, ``trained``, ``meta``, ``notice``).
+    """
+
+    def __init__(self, path: Path | None, name: str):
+        from .nima import ModelConfig
+
+        self.path, self.name = path, name
+        self._loaded: LoadedModel | None = None
+        if path is None:  # no trained head shipped: the honest fallback
+            from .nima import untrained_model
+
+            self._loaded = untrained_model()
+            self.model_id, self.trained, self.meta = self._loaded.model_id, False, self._loaded.meta
+            self.cfg = self._loaded.cfg
+            return
+        ckpt, self.model_id = read_checkpoint(path)
+        self.meta = ckpt["meta"]
+        self.trained = bool(self.meta.get("trained", True))
+        self.cfg = ModelConfig.from_dict(ckpt["config"])
+
+    def load(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_model(self.path, name=self.name)
+            if self._loaded.model_id != self.model_id:
+                raise ModelError(f"model file {self.path} changed while in use")
+        return self._loaded
+
+    @property
+    def model(self):
+        return self.load().model
+
+    @property
+    def notice(self) -> str:
+        if not self.trained:
+            return f"model {self.name}: untrained head, scores are not meaningful"
+        return f"model {self.name} ({self.meta.get('kind', 'quality')})"
+
+
+def resolve_lazy(spec: str | None, paths: AppPaths) -> LazyModel:
+    """Like :func:`resolve`, without building the network until it is needed."""
+    from .nima import default_model_path
+
+    if not spec or spec == DEFAULT:
+        p = default_model_path()
+        if not p.is_file():
+            log.warning("no trained default model at %s; using an untrained head", p)
+        return LazyModel(p if p.is_file() else None, DEFAULT)
+    p = Path(spec).expanduser()
+    if p.suffix == ".pt" and (p.is_file() or os.sep in spec or "/" in spec):
+        if not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+        return LazyModel(p, p.stem)
+    try:
+        cand = personal_model_path(paths, spec)
+    except ModelError:
+        cand = None
+    if cand is not None and cand.is_file():
+        return LazyModel(cand, cand.stem)
+    names = ", ".join(e.name for e in list_models(paths))
+    raise ModelError(f"no model named {spec!r} (known: {names})")

@@ -20,11 +20,11 @@ class ModelHolder:
         self._cache: dict[str, object] = {}
 
     def get(self, spec: str):
-        from photocull.core.models import resolve
+        from photocull.core.models import resolve_lazy
 
         with self._lock:
             if spec not in self._cache:
-                self._cache[spec] = resolve(spec, self.paths)
+                self._cache[spec] = resolve_lazy(spec, self.paths)
             return self._cache[spec]
 
     def forget(self, spec: str) -> None:
