@@ -233,3 +233,31 @@ def test_backbone_rejects_bad_choices():
 def test_summarise(predicted):
     m, s = nima.summarise(predicted[0])
     assert m.shape == (3,) and ((m >= 1) & (m <= 10)).all() and (s >= 0).all()
+
+
+def test_multilevel_cs_extends_multilevel_exactly():
+    """Same features as "multilevel" in the same order, then 80 centre-surround ones."""
+    g = torch.Generator().manual_seed(0)
+    ml = nima.Backbone("efficientnet_lite0", "multilevel", pretrained=False).eval()
+    cs = nima.Backbone("efficientnet_lite0", "multilevel_cs", pretrained=False).eval()
+    cs.load_state_dict(ml.state_dict())
+    assert ModelConfig().pooling == "multilevel_cs"
+    assert (ml.feature_dim, cs.feature_dim) == (2144, 2224)
+    assert sum(ml.feature_blocks) == 2144 and len(ml.feature_blocks) == 11
+    assert cs.feature_blocks == ml.feature_blocks + [16, 24, 40]
+    x = torch.randn(2, 3, 96, 96, generator=g)
+    with torch.inference_mode():
+        a, b = ml(x), cs(x)
+    assert b.shape == (2, 2224)
+    torch.testing.assert_close(b[:, :2144], a, rtol=0, atol=0)
+    assert torch.isfinite(b).all()
+
+
+def test_centre_surround_statistic_sees_a_sharp_centre():
+    h = w = 32
+    x = torch.zeros(1, 2, h, w)
+    g = torch.Generator().manual_seed(1)
+    x[0, 0, h // 4: h - h // 4, w // 4: w - w // 4] = torch.randn(h // 2, w // 2, generator=g)  # busy centre
+    x[0, 1] = torch.randn(h, w, generator=g)  # busy everywhere
+    cs = nima.Backbone.centre_surround_stat(x)[0]
+    assert float(cs[0]) > 3 and abs(float(cs[1])) < 0.5

@@ -140,6 +140,42 @@ def test_shipped_model_is_trained_and_described():
     held = loaded.meta["metrics"]["held_out"]
     assert held["srcc"] > 0.6 and held["monotonicity"]["overall"] > 0.9
     assert (path.parent / "MODEL_CARD.md").is_file()
+    assert loaded.cfg.pooling == "multilevel_cs" and loaded.model.backbone.feature_dim == 2224
+    assert "cs features appended" in loaded.meta.get("note", "")
+
+
+def test_feature_signature_includes_pooling():
+    a = T.feature_signature(ModelConfig(pooling="multilevel"))
+    b = T.feature_signature(ModelConfig())
+    assert a != b and b["pooling"] == "multilevel_cs"
+
+
+def test_extend_to_cs_keeps_scores_and_severities(tmp_path):
+    from photocull.core import nima
+
+    d = tmp_path / "pristine" / "set"
+    d.mkdir(parents=True)
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(d / f"{name}.png")
+    torch.manual_seed(3)
+    old = nima.NIMA(ModelConfig(pooling="multilevel")).eval()
+    with torch.no_grad():
+        for p in old.heads.parameters():
+            p.normal_(0, 0.05)
+        old.heads.feat_mean.normal_(0, 0.1)
+        old.heads.feat_std.uniform_(0.5, 2.0)
+    loaded = nima.LoadedModel(old, "x", "default", True, {"name": "default", "kind": "technical quality"})
+    new, meta = T.extend_to_cs(loaded, tmp_path / "pristine", n_photos=3, progress=lambda s: None)
+    assert new.cfg.pooling == "multilevel_cs" and new.heads.feat_std.shape == (2224,)
+    assert meta["kind"] == "technical quality" and "zero weights" in meta["note"]
+    assert torch.all(new.heads.score[-1].weight[:, 2144:] == 0) and torch.all(new.heads.severity.weight[:, 2144:] == 0)
+    x = nima.preprocess([nima.to_model_input(Image.open(p).convert("RGB"), new.cfg) for p in sorted(d.iterdir())],
+                        new.cfg)
+    p0, s0, f0 = nima.predict(old, x)
+    p1, s1, f1 = nima.predict(new, x)
+    np.testing.assert_allclose(p1, p0, atol=1e-6)
+    np.testing.assert_allclose(s1, s0, atol=1e-6)
+    np.testing.assert_array_equal(f1[:, :2144], f0)
 
 
 EXPECTED_REASON = {"blur": "blur", "noise": "noise", "dark": "dark", "compression": "compression"}

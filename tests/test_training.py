@@ -119,7 +119,7 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
     d = m.backbone.feature_dim
     x, stars, _ = synthetic(60, d, seed=2)
     before = _state(m)
-    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1))
+    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1, init="base"))
     assert res.init == "base" and not res.renormalised
     with torch.no_grad():
         f = torch.from_numpy(x)
@@ -130,10 +130,30 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
     assert all(torch.equal(before[k], v) for k, v in _state(m).items())
 
 
+def test_auto_init_tries_both_starts_on_a_trained_base(trained_base):
+    """'auto' trains from the base head and from a fresh one and keeps the better on held-out ratings."""
+    x, stars, _ = synthetic(60, trained_base.model.backbone.feature_dim, seed=3)
+    gen = training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1)
+    rows = []
+    while True:
+        try:
+            rows.append(next(gen))
+        except StopIteration as stop:
+            res = stop.value
+            break
+    select = [r["epoch"] for r in rows if r["phase"] == "select"]
+    # two selection runs: the epoch counter starts again
+    assert sum(1 for a, b in zip(select, select[1:]) if b < a) == 1
+    assert res.init in ("base", "fresh") and not res.renormalised
+
+
 def test_block_balancing_preserves_outputs(trained_base):
     heads = copy.deepcopy(trained_base.model.heads).eval()
     blocks = training.feature_blocks(trained_base.model.backbone)
-    assert sum(blocks) == trained_base.model.backbone.feature_dim and len(blocks) == 11 and blocks[0] == 1280
+    assert sum(blocks) == trained_base.model.backbone.feature_dim and blocks[0] == 1280
+    # "multilevel_cs" (the default): the 11 "multilevel" blocks, then one centre-surround block per early stage
+    assert trained_base.model.cfg.pooling == "multilevel_cs"
+    assert len(blocks) == 14 and blocks[-3:] == [16, 24, 40] and sum(blocks) == 2224
     f = torch.randn(8, sum(blocks))
     with torch.no_grad():
         p0, s0 = heads(f)

@@ -149,7 +149,8 @@ def cmd_learn(args, paths: AppPaths | None = None) -> int:
 
         t0 = time.perf_counter()
         results = score_all(photo_paths, base, batch_size=args.batch_size)
-        ok = [i for i, r in enumerate(results) if r.ok and r.features is not None]
+        dim = base.model.backbone.feature_dim
+        ok = [i for i, r in enumerate(results) if r.ok and r.features is not None and len(r.features) == dim]
         failed = [r for r in results if not r.ok]
         print(f"features of {len(ok)} photos in {time.perf_counter() - t0:.1f} s"
               + (f"; {len(failed)} unreadable, skipped (e.g. {failed[0].path.name}: {failed[0].error})" if failed else ""))
@@ -188,7 +189,7 @@ def cmd_train(args, paths: AppPaths | None = None) -> int:
         train, val, test = datasets.split(ds.items, (0.7, 0.15, 0.15), seed=args.seed)
         print(f"split: {len(train)} train, {len(val)} validation, {len(test)} test")
         base = resolve_model(args.base, paths) if args.base else None
-        cfg = ModelConfig(backbone=args.backbone, pooling="multilevel" if args.backbone == "efficientnet_lite0" else "last")
+        cfg = ModelConfig(backbone=args.backbone, pooling="multilevel_cs" if args.backbone == "efficientnet_lite0" else "last")
         name = args.name or f"{args.dataset}-{args.backbone}"
         dest = Path(args.out) if args.out else paths.models_dir / f"{training.slug(name)}.pt"
         if dest.exists() and not args.overwrite:

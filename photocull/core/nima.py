@@ -114,13 +114,28 @@ class Backbone(nn.Module):
     ``pooling="last"`` is the paper's global average pool of the last feature map.
     ``pooling="multilevel"`` also pools every stage (mean; plus std for the early,
     low-level stages), as BLINDER does: blur and noise live in the early layers.
+    ``pooling="multilevel_cs"`` is "multilevel" (same features, same order) followed by a
+    centre-surround contrast of the early stages: per channel of each of the first
+    ``std_stages`` stages, ``log(e_centre + eps) - log(e_border + eps)`` where ``e`` is the
+    mean absolute 4-neighbour Laplacian of the activation map (its local detail; 0 on the
+    1-pixel edge) over the centre (the middle half of the rows and columns) or the border
+    (the ring outside the middle 3/4).  Pooled features alone carry no spatial layout;
+    this says "sharp subject, soft background" (or the reverse).  The Laplacian energy
+    beat the plain ``log(std)`` ratio on the personalisation bench (soft-background taste,
+    50 ratings: SRCC 0.66 vs 0.60 over 5 draws).
+
+    ``feature_blocks`` lists the sizes of the concatenated blocks in output order (see
+    :func:`photocull.core.training.feature_blocks`).
     """
+
+    POOLINGS = ("last", "multilevel", "multilevel_cs")
+    CS_EPS = 1e-3
 
     def __init__(self, name: str = "efficientnet_lite0", pooling: str = "multilevel", pretrained: bool = True):
         super().__init__()
         if name not in BACKBONES:
             raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-        if pooling not in ("last", "multilevel"):
+        if pooling not in self.POOLINGS:
             raise ModelError(f"unknown pooling {pooling!r}")
         if name == "mobilenet_v2" and pooling != "last":
             raise ModelError("mobilenet_v2 supports pooling='last' only")
@@ -131,27 +146,58 @@ class Backbone(nn.Module):
             stage_ch = [blk[-1].conv_pwl.out_channels if hasattr(blk[-1], "conv_pwl") else blk[-1].conv_pw.out_channels
                         for blk in self.net.blocks]
             self.std_stages = 3
-            self.feature_dim = 1280 + (sum(stage_ch) + sum(stage_ch[: self.std_stages]) if pooling == "multilevel" else 0)
+            self.multilevel = pooling in ("multilevel", "multilevel_cs")
+            self.centre_surround = pooling == "multilevel_cs"
+            blocks = []  # in forward's concatenation order before the reversal
+            if self.multilevel:
+                for s, ch in enumerate(stage_ch):
+                    blocks.append(ch)
+                    if s < self.std_stages:
+                        blocks.append(ch)
+            blocks.append(1280)
+            blocks = blocks[::-1]  # last-layer features first
+            if self.centre_surround:
+                blocks += list(stage_ch[: self.std_stages])
+            self.feature_blocks = blocks
+            self.feature_dim = sum(blocks)
         else:
             net = mobilenet_v2(pretrained)
             self.net = net.features
+            self.multilevel = self.centre_surround = False
             self.feature_dim = 1280
+            self.feature_blocks = [1280]
+
+    @classmethod
+    def centre_surround_stat(cls, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C): log(detail in the centre + eps) - log(detail in the border ring + eps),
+        detail = mean |4-neighbour Laplacian| of each channel (0 on the 1-pixel edge)."""
+        h, w = x.shape[-2:]
+        lap = torch.zeros_like(x)
+        lap[..., 1:-1, 1:-1] = (x[..., :-2, 1:-1] + x[..., 2:, 1:-1] + x[..., 1:-1, :-2] + x[..., 1:-1, 2:]
+                                - 4 * x[..., 1:-1, 1:-1]).abs()
+        centre = lap[..., h // 4: h - h // 4, w // 4: w - w // 4].mean((2, 3))
+        ring = torch.ones(h, w, dtype=torch.bool, device=x.device)
+        ring[h // 8: h - h // 8, w // 8: w - w // 8] = False
+        border = lap.flatten(2)[..., ring.flatten()].mean(2)
+        return torch.log(centre + cls.CS_EPS) - torch.log(border + cls.CS_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.name == "mobilenet_v2":
             return self.net(x).mean((2, 3))
         n = self.net
         x = n.bn1(n.conv_stem(x))
-        pooled = []
+        pooled, cs = [], []
         for s, stage in enumerate(n.blocks):
             x = stage(x)
-            if self.pooling == "multilevel":
+            if self.multilevel:
                 pooled.append(x.mean((2, 3)))
                 if s < self.std_stages:
                     pooled.append(x.flatten(2).std(2))
+                    if self.centre_surround:
+                        cs.append(self.centre_surround_stat(x))
         x = n.bn2(n.conv_head(x))
         pooled.append(x.mean((2, 3)))
-        return torch.cat(pooled[::-1], 1)  # last-layer features first
+        return torch.cat(pooled[::-1] + cs, 1)  # last-layer features first, centre-surround last
 
 
 # --- heads and the model ----------------------------------------------------------------
@@ -159,7 +205,7 @@ class Backbone(nn.Module):
 @dataclass
 class ModelConfig:
     backbone: str = "efficientnet_lite0"
-    pooling: str = "multilevel"
+    pooling: str = "multilevel_cs"
     hidden: int = 0  # 0: the paper's single linear layer
     dropout: float = 0.75
     families: tuple[str, ...] = FAMILIES

@@ -553,6 +553,68 @@ def train_technical(pristine_dir, out_path, seed: int = 0, progress: Callable[[s
     return metrics
 
 
+def extend_to_cs(loaded, pristine_dir, n_photos: int = 200, seed: int = 0, batch_size: int = 16,
+                 progress: Callable[[str], None] = print):
+    """A "multilevel" technical model -> the same model with "multilevel_cs" pooling, no retraining.
+
+    The heads are copied and the first Linear of the score head and the severity head get
+    ZERO weights for the appended centre-surround inputs, so scores and severities are
+    unchanged; ``feat_mean``/``feat_std`` of the new inputs are measured on a seeded sample
+    of ``n_photos`` photos from ``pristine_dir`` (so a personal head trained on top starts
+    from normalised features).  Returns ``(NIMA, meta)``; the meta is the old one plus a note.
+    """
+    from dataclasses import replace
+
+    from .images import list_images
+    from .nima import LoadedModel
+
+    old: NIMA = loaded.model if isinstance(loaded, LoadedModel) else loaded
+    if old.cfg.pooling != "multilevel" or old.cfg.backbone != "efficientnet_lite0":
+        raise ValueError(f"expected an efficientnet_lite0 'multilevel' model, got {old.cfg.backbone}/{old.cfg.pooling}")
+    cfg = replace(old.cfg, pooling="multilevel_cs")
+    new = NIMA(cfg).eval()
+    d_old, d_new = old.backbone.feature_dim, new.backbone.feature_dim
+
+    paths = sorted(p for d in sorted(Path(pristine_dir).iterdir()) if d.is_dir()
+                   for p in list_images(d, recursive=True))
+    rng = np.random.default_rng(seed)
+    sample = [paths[i] for i in sorted(rng.choice(len(paths), min(n_photos, len(paths)), replace=False))]
+    feats = []
+    for i in range(0, len(sample), batch_size):
+        arrs = []
+        for p in sample[i:i + batch_size]:
+            try:
+                arrs.append(to_model_input(open_image(p, max_side=448), cfg))
+            except ImageError as exc:
+                progress(f"skipped {p}: {exc}")
+        if arrs:
+            with torch.inference_mode():
+                feats.append(new.backbone(preprocess(arrs, cfg))[:, d_old:].float())
+    extra = torch.cat(feats)
+    progress(f"centre-surround statistics measured on {len(extra)} photos")
+
+    oh, nh = old.heads.state_dict(), new.heads.state_dict()
+    sd = {}
+    for k, v in nh.items():
+        ov = oh[k]
+        if k == "feat_mean":
+            sd[k] = torch.cat([ov, extra.mean(0)])
+        elif k == "feat_std":
+            sd[k] = torch.cat([ov, extra.std(0).clamp_min(1e-4)])
+        elif ov.shape == v.shape:
+            sd[k] = ov.clone()
+        elif ov.ndim == 2 and ov.shape[1] == d_old and v.shape == (ov.shape[0], d_new):
+            sd[k] = torch.cat([ov, torch.zeros(ov.shape[0], d_new - d_old, dtype=ov.dtype)], 1)
+        else:
+            raise ValueError(f"cannot extend {k}: {tuple(ov.shape)} -> {tuple(v.shape)}")
+    new.heads.load_state_dict(sd, strict=True)
+    meta = dict(getattr(loaded, "meta", {}) or {})
+    meta["note"] = (f"cs features appended, zero weights (converted from the 'multilevel' model; "
+                    f"normalisation of the {d_new - d_old} new features from {len(extra)} pristine photos)")
+    meta["converted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return new.eval(), meta
+
+
 def _round(x):
     if isinstance(x, dict):
         return {k: _round(v) for k, v in x.items()}

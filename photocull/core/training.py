@@ -409,29 +409,38 @@ def fine_tune(
         base_probs = base_heads(torch.from_numpy(x_all[va_idx]))[0].numpy()
     before = score_metrics(base_probs, y_all[va_idx])
 
-    start = copy.deepcopy(heads.score)
-    if dropout is not None:
-        for m in start:
-            if isinstance(m, nn.Dropout):
-                m.p = float(dropout)
-    if use == "fresh":
-        _zero_init(start)
-    anchor = [p.detach().clone() for p in _score_params(start)]
     kw = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
           "patience": patience, "seed": seed, "cancelled": cancelled}
-
-    score = copy.deepcopy(start)
+    # "auto" on a trained base tries both starts and keeps the one that does better on the
+    # held-out ratings: a taste close to technical quality gains from the base head, a
+    # taste orthogonal to it (colour, subject) from a fresh one.
+    candidates = [use] if init != "auto" or use == "fresh" or n_val == 0 else ["base", "fresh"]
     history: list[dict] = []
-    inner = _train_head(score, anchor, xn[tr_idx], y[tr_idx], xn[va_idx], y[va_idx], **kw)
-    out = yield from _relay(inner, history, "select")
-    if out is None:
-        return None
-    best_state, best_epoch = out
-    if best_state is not None:
-        score.load_state_dict(best_state)
-    score.eval()
-    with torch.no_grad():
-        after_probs = torch.softmax(score(xn[va_idx]), dim=1).numpy()
+    best = None
+    for cand in candidates:
+        start = copy.deepcopy(heads.score)
+        if dropout is not None:
+            for m in start:
+                if isinstance(m, nn.Dropout):
+                    m.p = float(dropout)
+        if cand == "fresh":
+            _zero_init(start)
+        anchor = [p.detach().clone() for p in _score_params(start)]
+        score = copy.deepcopy(start)
+        inner = _train_head(score, anchor, xn[tr_idx], y[tr_idx], xn[va_idx], y[va_idx], **kw)
+        out = yield from _relay(inner, history, "select")
+        if out is None:
+            return None
+        best_state, best_epoch = out
+        if best_state is not None:
+            score.load_state_dict(best_state)
+        score.eval()
+        with torch.no_grad():
+            val_probs = torch.softmax(score(xn[va_idx]), dim=1)
+            val_loss = float(squared_emd(val_probs, y[va_idx])) if n_val else 0.0
+        if best is None or val_loss < best[0]:
+            best = (val_loss, cand, start, anchor, score, best_epoch, val_probs.numpy())
+    _, use, start, anchor, score, best_epoch, after_probs = best
     after = score_metrics(after_probs, y_all[va_idx])
 
     did_refit = bool(refit and n_val > 0)

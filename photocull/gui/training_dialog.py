@@ -41,10 +41,13 @@ def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda
     from photocull.core.training import fine_tune, ratings_to_targets
 
     base = holder.get("default")
+    base = base.load() if hasattr(base, "load") else base
     paths = sorted(ratings)
     cat = Catalog(catalog_path)
     try:
-        feats = cat.any_features(paths)
+        dim = base.model.backbone.feature_dim
+        # features stored by an older backbone/pooling (e.g. 2144-d "multilevel") are recomputed
+        feats = {k: v for k, v in cat.any_features(paths).items() if v.shape[-1] == dim}
         missing = [p for p in paths if os.path.abspath(p) not in feats]
         if missing:
             for prog in iter_scores(missing, base, cancelled=cancelled):
