@@ -71,3 +71,15 @@ def test_import_checker_can_fail():
     tree = ast.parse("def f():\n    from ..gui import app\n    import PySide6.QtCore\n    from .. import cli\n")
     names = _imports(tree, "x")
     assert {"photocull.gui", "PySide6.QtCore", "photocull.cli"} <= names
+
+
+def test_cli_help_does_not_import_torch():
+    """`photocull --help` / `--version` start fast: no torch until a command needs it."""
+    code = ("import sys; from photocull.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "from photocull.core import datasets, learn_cli, nima; assert learn_cli.BACKBONE_CHOICES == nima.BACKBONES; "
+            "assert tuple(learn_cli.DATASET_CHOICES) == tuple(datasets.DATASETS)")
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -22,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, training
 from .config import AppPaths, Settings
-from .nima import (
-    BACKBONES,
-    LoadedModel,
-    ModelConfig,
-    ModelError,
-    load_default_model,
-    load_model,
-    save_checkpoint,
-)
+
+# The commands need torch (through training and nima); registering them must not (so that
+# `photocull --help` and `--version` start fast): the heavy modules are bound on first use.
+BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2")  # = nima.BACKBONES (checked by a test)
+DATASET_CHOICES = ("ava", "koniq", "livec", "csv")  # = datasets.DATASETS (checked by a test)
+
+
+def _import_heavy() -> None:
+    global datasets, training, LoadedModel, ModelConfig, ModelError, load_default_model, load_model, save_checkpoint
+    from . import datasets, training
+    from .nima import LoadedModel, ModelConfig, ModelError, load_default_model, load_model, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int 
 
 def resolve_model(spec: str | None, paths: AppPaths) -> LoadedModel:
     """"default", a model file, or the name of a personal model in ``paths.models_dir``."""
+    _import_heavy()
     if not spec or spec == "default":
         return load_default_model()
     p = Path(spec).expanduser()
@@ -114,6 +116,7 @@ def _print_metrics(title: str, m: dict) -> None:
 
 
 def _load_items(args) -> datasets.LabelledSet:
+    _import_heavy()
     ds = datasets.load_dataset(args.dataset, args.labels, args.images, scale=args.scale)
     print(ds.summary())
     for note in ds.notes:
@@ -132,6 +135,7 @@ def _load_items(args) -> datasets.LabelledSet:
 
 def cmd_learn(args, paths: AppPaths | None = None) -> int:
     """Learn a personal model from a ``path,rating`` CSV."""
+    _import_heavy()
     from .scoring import score_all
 
     try:
@@ -183,6 +187,7 @@ def cmd_learn(args, paths: AppPaths | None = None) -> int:
 
 def cmd_train(args, paths: AppPaths | None = None) -> int:
     """Train a model on a public dataset (train/val/test split 70/15/15, stratified)."""
+    _import_heavy()
     try:
         paths = paths or _paths(args)
         ds = _load_items(args)
@@ -229,6 +234,7 @@ def cmd_train(args, paths: AppPaths | None = None) -> int:
 
 def cmd_evaluate(args, paths: AppPaths | None = None) -> int:
     """Evaluate a model on a labelled dataset (all of it, or the test part of the split)."""
+    _import_heavy()
     try:
         paths = paths or _paths(args)
         loaded = resolve_model(args.model, paths)
@@ -251,7 +257,7 @@ def cmd_evaluate(args, paths: AppPaths | None = None) -> int:
 # --- argparse -------------------------------------------------------------------------------
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=datasets.DATASETS)
+    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
     p.add_argument("--labels", required=True,
                    help="AVA.txt, a KonIQ-10k CSV, the folder of LIVE's All*_release.mat, or a CSV")
     p.add_argument("--images", help="image folder (default: beside the labels)")
@@ -280,7 +286,7 @@ def add_parsers(subparsers) -> None:
                               description="Train NIMA on AVA, KonIQ-10k, LIVE In the Wild or a labelled CSV "
                                           "(70/15/15 split, early stopping on the validation part).")
     _dataset_args(p)
-    p.add_argument("--backbone", choices=BACKBONES, default="efficientnet_lite0")
+    p.add_argument("--backbone", choices=BACKBONE_CHOICES, default="efficientnet_lite0")
     p.add_argument("--base", help="start from this model instead of a fresh head")
     p.add_argument("--unfreeze", choices=("none", "last", "all"), default="none",
                    help="backbone layers to train too (default none: head only)")

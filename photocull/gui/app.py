@@ -1,14 +1,36 @@
 """Start the GUI: ``photocull`` / ``photocull gui [FOLDER]`` / ``photocull-gui``."""
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
 from photocull.core.config import AppPaths, Settings
 
 
+ENV_QUIT_AFTER_MS = "PHOTOCULL_QUIT_AFTER_MS"  # smoke tests of the bundle: quit after N ms
+ENV_SCREENSHOT = "PHOTOCULL_SCREENSHOT"  # ... and save the window to this PNG first
+
+
+def _env_quit_after_ms() -> int | None:
+    raw = os.environ.get(ENV_QUIT_AFTER_MS, "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        logging.getLogger(__name__).warning("ignoring %s=%r: not a whole number", ENV_QUIT_AFTER_MS, raw)
+        return None
+
+
 def run_gui(folder: str | None, paths: AppPaths, *, quit_after_ms: int | None = None,
             screenshot: str | None = None) -> int:
+    """Show the main window; ``quit_after_ms``/``screenshot`` default to the env vars above."""
+    if quit_after_ms is None:
+        quit_after_ms = _env_quit_after_ms()
+    if screenshot is None:
+        screenshot = os.environ.get(ENV_SCREENSHOT) or None
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
