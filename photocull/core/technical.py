@@ -412,15 +412,16 @@ def score_metrics(pred_probs: np.ndarray, target_dist: np.ndarray, target_mean: 
 def severity_metrics(pred_sev: np.ndarray, data: dict) -> dict:
     """For single degradations above level 1 (s >= 0.4): how often the named top family is
     the applied one; for clean images: how often nothing passes the reasons threshold."""
-    from .reasons import THRESHOLD
+    from .reasons import THRESHOLD, THRESHOLDS
 
+    thr = np.array([THRESHOLDS.get(f, THRESHOLD) for f in FAMILIES])
     kinds = data["kind"]
     single = np.array([k in FAMILIES for k in kinds]) & (data["sev"].max(1) >= 0.4)
     top = np.array(FAMILIES)[np.argmax(pred_sev, 1)]
     clean = np.isin(kinds, ["clean", "dof"])
     return {
         "top1_family_acc": float(np.mean(top[single] == kinds[single])) if single.any() else float("nan"),
-        "clean_no_reason": float(np.mean(pred_sev[clean].max(1) < THRESHOLD)) if clean.any() else float("nan"),
+        "clean_no_reason": float(np.mean((pred_sev[clean] < thr).all(1))) if clean.any() else float("nan"),
     }
 
 
