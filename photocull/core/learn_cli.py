@@ -98,15 +98,9 @@ def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int 
 def resolve_model(spec: str | None, paths: AppPaths) -> LoadedModel:
     """"default", a model file, or the name of a personal model in ``paths.models_dir``."""
     _import_heavy()
-    if not spec or spec == "default":
-        return load_default_model()
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return load_model(p)
-    cand = paths.models_dir / f"{training.slug(spec)}.pt"
-    if cand.is_file():
-        return load_model(cand)
-    raise ModelError(f"no model {spec!r} (not a file, nor in {paths.models_dir})")
+    from .models import resolve
+
+    return resolve(spec, paths)
 
 
 def _print_metrics(title: str, m: dict) -> None:

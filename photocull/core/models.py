@@ -51,21 +51,7 @@ def personal_model_path(paths: AppPaths, name: str) -> Path:
 
 def resolve(spec: str | None, paths: AppPaths) -> LoadedModel:
     """Load a model by name or file path; ModelError with a clear message if unknown."""
-    if not spec or spec == DEFAULT:
-        return load_default_model()
-    p = Path(spec).expanduser()
-    if p.suffix == ".pt" and (p.is_file() or os.sep in spec or "/" in spec):
-        if not p.is_file():
-            raise ModelError(f"model file not found: {p}")
-        return load_model(p)
-    try:
-        cand = personal_model_path(paths, spec)
-    except ModelError:
-        cand = None
-    if cand is not None and cand.is_file():
-        return load_model(cand, name=cand.stem)
-    names = ", ".join(e.name for e in list_models(paths))
-    raise ModelError(f"no model named {spec!r} (known: {names})")
+    return resolve_lazy(spec, paths).load()
 
 
 def import_model(paths: AppPaths, file: os.PathLike | str, name: str | None = None) -> Path:
@@ -133,6 +119,7 @@ class LazyModel:
         self.cfg = ModelConfig.from_dict(ckpt["config"])
 
     def load(self) -> LoadedModel:
+        """Build the network (once)."""
         if self._loaded is None:
             self._loaded = load_model(self.path, name=self.name)
             if self._loaded.model_id != self.model_id:
