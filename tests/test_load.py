@@ -35,7 +35,7 @@ def ten_thousand(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_scores_ten_thousand(ten_thousand, capsys, monkeypatch):
     m = fast_model()
-    monkeypatch.setattr("photocull.core.models.load_default_model", lambda: m)
+    monkeypatch.setattr("photocull.core.models.resolve_lazy", lambda spec, paths: m)
     t0 = time.perf_counter()
     assert len(list_images(ten_thousand)) == N
     rc = main(["score", str(ten_thousand), "--format", "csv", "-q", "--batch-size", "64"])

@@ -36,7 +36,7 @@ def hostile(tmp_path_factory):
 def fast(monkeypatch):
     """The CLI's default model is a tiny conv net: these tests are about files, not scores."""
     m = fast_model()
-    monkeypatch.setattr("photocull.core.models.load_default_model", lambda: m)
+    monkeypatch.setattr("photocull.core.models.resolve_lazy", lambda spec, paths: m)
     return m
 
 
