@@ -119,7 +119,16 @@ class Catalog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._open_checked()
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                self._open_checked()
+                break
+            except sqlite3.OperationalError as exc:
+                # another photocull is creating or switching the file to WAL right now
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # -- connections ---------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -132,12 +141,21 @@ class Catalog:
     def _open_checked(self) -> None:
         try:
             con = self._connect()
-            ok = con.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise sqlite3.DatabaseError(ok)
-            con.executescript(_SCHEMA)
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
+            rows = con.execute("PRAGMA quick_check").fetchall()  # fetch all: no read left open
+            if rows != [("ok",)]:
+                raise sqlite3.DatabaseError(rows[0][0] if rows else "quick_check failed")
+            if con.execute("PRAGMA user_version").fetchall() != [(SCHEMA_VERSION,)]:
+                # a new (or older) catalog: create the tables in one write transaction
+                con.execute("BEGIN IMMEDIATE")
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    con.execute(stmt)
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                con.execute("COMMIT")
+        except sqlite3.OperationalError:
+            # busy/locked (another photocull is writing) or no permission: never a reason to
+            # set the catalog aside; let the caller see it
+            raise
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed", quick_check
             try:
                 con.close()
             except Exception:  # noqa: BLE001
