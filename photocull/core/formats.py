@@ -24,7 +24,7 @@ import pillow_heif
 import rawpy
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from .images import ExifInfo, ImageError, _finish, _parse_exif_time, read_exif, register_loader
+from .images import ExifInfo, ImageError, _finish, info_from_exif, read_exif, register_loader
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +173,8 @@ def load_raw(path: Path, max_side: int | None = None) -> Image.Image:
 # --- RAW EXIF -------------------------------------------------------------------------
 
 def _info_from_exif(exif: Image.Exif, w: int | None, h: int | None) -> ExifInfo:
-    """Same fields and rules as :func:`images.read_exif`."""
-    try:
-        sub = exif.get_ifd(ExifTags.IFD.Exif)
-    except Exception:  # noqa: BLE001 - a dangling EXIF pointer: use IFD0 alone
-        sub = {}
-    t = _parse_exif_time(sub.get(0x9003) or exif.get(0x9003) or exif.get(0x0132),
-                         sub.get(0x9291) or sub.get(0x9290))
-    bias = sub.get(0x9204, exif.get(0x9204))
-    try:
-        bias = float(bias) if bias is not None else None
-    except (TypeError, ValueError, ZeroDivisionError):
-        bias = None
-    make = str(exif.get(0x010F, "") or "").strip("\x00 ")
-    model = str(exif.get(0x0110, "") or "").strip("\x00 ")
-    cam = (model if make and model.startswith(make.split()[0]) else f"{make} {model}").strip() or None
-    return ExifInfo(t, bias, cam, w, h)
+    """As :func:`images.info_from_exif`; sizes from LibRaw are already upright."""
+    return info_from_exif(exif, w, h, rotate=False)
 
 
 def _tiff_exif(path: Path) -> ExifInfo | None:

@@ -202,25 +202,33 @@ def _parse_exif_time(value, subsec) -> float | None:
     return t
 
 
+def info_from_exif(exif: Image.Exif, w: int | None, h: int | None, rotate: bool = True) -> ExifInfo:
+    """Capture time (DateTimeOriginal + SubSecTimeOriginal), exposure bias and camera from
+    a parsed EXIF block; ``w``/``h`` as stored (swapped here for rotated orientations)."""
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:  # noqa: BLE001 - a dangling EXIF pointer: use IFD0 alone
+        sub = {}
+    t = _parse_exif_time(sub.get(0x9003) or exif.get(0x9003) or exif.get(0x0132),
+                         sub.get(0x9291) or sub.get(0x9290))
+    bias = sub.get(0x9204, exif.get(0x9204))
+    try:
+        bias = float(bias) if bias is not None else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        bias = None
+    make = str(exif.get(0x010F, "") or "").strip("\x00 ")
+    model = str(exif.get(0x0110, "") or "").strip("\x00 ")
+    cam = (model if make and model.startswith(make.split()[0]) else f"{make} {model}").strip() or None
+    if rotate and w is not None and h is not None and exif.get(0x0112) in (5, 6, 7, 8):
+        w, h = h, w
+    return ExifInfo(t, bias, cam, w, h)
+
+
 def read_exif(path: os.PathLike | str) -> ExifInfo:
     """Capture time, exposure bias and camera from EXIF; empty on any problem."""
     try:
         with Image.open(path) as im:
-            exif = im.getexif()
-            w, h = im.size
-            sub = exif.get_ifd(_EXIF_IFD)
-            t = _parse_exif_time(sub.get(0x9003) or exif.get(0x0132), sub.get(0x9291) or sub.get(0x9290))
-            bias = sub.get(0x9204)
-            try:
-                bias = float(bias) if bias is not None else None
-            except (TypeError, ValueError, ZeroDivisionError):
-                bias = None
-            make = str(exif.get(0x010F, "") or "").strip("\x00 ")
-            model = str(exif.get(0x0110, "") or "").strip("\x00 ")
-            cam = (model if make and model.startswith(make.split()[0]) else f"{make} {model}").strip() or None
-            if exif.get(0x0112) in (5, 6, 7, 8):
-                w, h = h, w
-            return ExifInfo(t, bias, cam, w, h)
+            return info_from_exif(im.getexif(), *im.size)
     except Exception as exc:  # noqa: BLE001 - EXIF is optional; never fail a photo for it
         log.debug("no EXIF for %s: %s", path, exc)
         return ExifInfo()
