@@ -79,7 +79,7 @@ def _fmt(x: float | None, nd: int = 3) -> str:
 
 
 def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool = True, batch_size: int = 8,
-                progress: bool = True):
+                progress: bool = True, backend: str | None = None):
     """Score with the catalog; returns ScoreResults in input order."""
     from tqdm import tqdm
 
@@ -88,12 +88,18 @@ def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool =
 
     by_path = {}
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not progress or None, leave=False)
+
+    def status(msg: str) -> None:
+        if progress:
+            bar.write(msg, file=sys.stderr)
+
+    kw = dict(batch_size=batch_size, backend=backend, accel_dir=paths.onnx_dir, status=status)
     try:
         if use_cache:
             cat = Catalog(paths.catalog_path)
-            gen = iter_scores_cached(files, loaded, cat, batch_size=batch_size)
+            gen = iter_scores_cached(files, loaded, cat, **kw)
         else:
-            gen = iter_scores(files, loaded, batch_size=batch_size)
+            gen = iter_scores(files, loaded, **kw)
         for prog in gen:
             for r in prog.results:
                 by_path[os.path.abspath(r.path)] = r
@@ -114,7 +120,7 @@ def cmd_score(args, paths: AppPaths) -> int:
     loaded = _load_model(args.model, paths)
     print(f"photocull: {loaded.notice}", file=sys.stderr)
     results = run_scoring(files, loaded, paths, use_cache=not args.no_cache, batch_size=args.batch_size,
-                          progress=not args.quiet)
+                          progress=not args.quiet, backend=getattr(args, "backend", None))
     ok, bad = rank_results(results)
     n = len(ok)
     out = sys.stdout
@@ -208,7 +214,7 @@ def cmd_demo(args, paths: AppPaths) -> int:
     (folder / ".photocull-demo").write_text("made by photocull demo\n")
     print(f"photocull: demo shoot of {len(files)} photos in {folder}", file=sys.stderr)
     ns = argparse.Namespace(paths=[str(folder)], recursive=False, model=args.model, format="table",
-                            no_cache=False, batch_size=8, quiet=False)
+                            no_cache=False, batch_size=8, quiet=False, backend=None)
     rc = cmd_score(ns, paths)
     if args.gui:
         return cmd_gui(argparse.Namespace(folder=str(folder)), paths)
@@ -305,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.add_argument("--no-cache", action="store_true", help="ignore and don't update the catalog")
     s.add_argument("--batch-size", type=_positive_int, default=8)
+    s.add_argument("--backend", choices=("auto", "torch", "onnx"), default=None,
+                   help="CPU inference engine: auto (ONNX Runtime when it pays, the default; "
+                        "also PHOTOCULL_BACKEND), torch, or onnx")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_score)
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PHOTOCULL_DEVICE", "cpu")
+# exporting a model for ONNX Runtime takes ~10 s per model: tests run PyTorch unless they
+# ask for the ONNX path by name (tests/test_accel.py)
+os.environ.setdefault("PHOTOCULL_BACKEND", "torch")
 
 import numpy as np
 import pytest

@@ -145,7 +145,7 @@ def test_reopen_uses_catalog_without_model(qtbot, win, photo_folder, monkeypatch
     def boom(*a, **k):
         raise AssertionError("model called for a cached photo")
 
-    monkeypatch.setattr("photocull.core.scoring.predict", boom)
+    monkeypatch.setattr("photocull.core.accel.make_runner", boom)
     open_and_score(qtbot, win, photo_folder)
     after = {it.name: it.mean for it in win.model.items if it.scored}
     assert after == pytest.approx(before)

@@ -86,7 +86,7 @@ def test_model_failure_on_a_batch_is_reported_not_raised(photo_folder, tiny_mode
     def boom(*a, **kw):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(scoring, "predict", boom)
+    monkeypatch.setattr("photocull.core.accel.predict", boom)
     results = score_all(list_images(photo_folder), tiny_model, batch_size=4)
     assert len(results) == 8 and not any(r.ok for r in results)
     assert sum("model error" in r.error for r in results) == 6
@@ -115,7 +115,7 @@ def test_iter_scores_cached_answers_from_catalog(photo_folder, tiny_model, app_p
     def no_model(*a, **kw):
         raise AssertionError("the model was called for a cached photo")
 
-    monkeypatch.setattr(scoring, "predict", no_model)
+    monkeypatch.setattr("photocull.core.accel.make_runner", no_model)
     progs = list(iter_scores_cached(paths, tiny_model, cat, batch_size=4))
     assert len(progs) == 1 and progs[0].done == progs[0].total == 8
     second = {r.path.name: r for r in progs[0].results}

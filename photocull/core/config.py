@@ -77,6 +77,11 @@ class AppPaths:
         return self.data_dir / "settings.json"
 
     @property
+    def onnx_dir(self) -> Path:
+        """Models exported for ONNX Runtime (photocull.core.accel), one per model and batch size."""
+        return self.cache_dir / "onnx"
+
+    @property
     def thumb_cache_dir(self) -> Path:
         return self.cache_dir / "thumbs"
 

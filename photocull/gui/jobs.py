@@ -37,14 +37,15 @@ class ModelHolder:
 
 
 def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_path: Path,
-              batch_size: int = 8, cancelled=lambda: False):
-    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: QImage})."""
+              batch_size: int = 8, cancelled=lambda: False, accel_dir: Path | None = None, report=None):
+    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: QImage}).
+    ``report(str)`` hears about slow one-off steps (preparing the fast CPU model)."""
     loaded = holder.get(model_spec)
     yield ("model", loaded)
     cat = Catalog(catalog_path)
     try:
         for prog in iter_scores_cached(paths, loaded, cat, batch_size=batch_size, cancelled=cancelled,
-                                       want_thumbnails=True):
+                                       want_thumbnails=True, accel_dir=accel_dir, status=report):
             thumbs = {}
             for r in prog.results:
                 if r.thumbnail is not None:

@@ -364,8 +364,9 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         w = GeneratorWorker(score_job, paths, self.holder, self.model_spec, self.paths.catalog_path,
-                            batch_size=self.settings.batch_size)
+                            batch_size=self.settings.batch_size, accel_dir=self.paths.onnx_dir, with_report=True)
         w.yielded.connect(self._on_scoring_yield)
+        w.message.connect(self._on_scoring_message)
         w.finished.connect(self._on_scoring_end)
         w.aborted.connect(self._on_scoring_end)
         w.failed.connect(self._on_scoring_failed)
@@ -389,6 +390,11 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
         if msg:
+            self.status_label.setText(msg)
+
+    @Slot(str)
+    def _on_scoring_message(self, msg: str) -> None:
+        if self.sender() is self.worker:
             self.status_label.setText(msg)
 
     @Slot(object)

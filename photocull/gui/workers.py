@@ -25,10 +25,13 @@ class GeneratorWorker(QObject):
     finished = Signal(object)
     failed = Signal(str)
     aborted = Signal()
+    message = Signal(str)  # words about a slow step, from inside the generator (with_report=True)
 
-    def __init__(self, func: Callable, *args, **kwargs):
+    def __init__(self, func: Callable, *args, with_report: bool = False, **kwargs):
         super().__init__()
         self._func, self._args, self._kwargs = func, args, kwargs
+        if with_report:
+            self._kwargs["report"] = self.message.emit
         self._cancel = threading.Event()
         self._thread: QThread | None = None
 

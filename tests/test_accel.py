@@ -1,0 +1,189 @@
+"""The ONNX Runtime path (photocull.core.accel): same scores as PyTorch, cached once per
+model, and never a reason for a photo to go unscored."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from photocull.core import accel
+from photocull.core.images import list_images
+from photocull.core.scoring import score_all
+
+pytestmark = pytest.mark.skipif(not accel.onnx_available(), reason="onnxruntime/onnxscript not installed")
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _default_backend(monkeypatch):
+    monkeypatch.delenv(accel.ENV_BACKEND, raising=False)  # conftest sets "torch" for the other tests
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tiny_model, tmp_path_factory) -> Path:
+    """The stand-in model exported once for the whole session (about 10 s)."""
+    d = tmp_path_factory.mktemp("onnx")
+    r = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=d, n_photos=1, backend="onnx")
+    assert isinstance(r, accel.OrtRunner)
+    return d
+
+
+@pytest.fixture
+def cache_copy(onnx_cache, tmp_path) -> Path:
+    d = tmp_path / "onnx"
+    shutil.copytree(onnx_cache, d)
+    return d
+
+
+def _arrays(n, seed=0, size=224):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 1, 1, 3))
+    noise = rng.integers(-40, 40, (n, size, size, 3))
+    return list(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def test_onnx_runner_gives_pytorchs_numbers(tiny_model, onnx_cache):
+    ort = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=onnx_cache, n_photos=1)
+    assert isinstance(ort, accel.OrtRunner)  # cached: used even for one photo under "auto"
+    ref = accel.TorchRunner(tiny_model.model, CPU, tiny_model.cfg)
+    for n in (8, 3, 11):  # a full batch, a short one (padded), more than one batch
+        arrays = _arrays(n, seed=n)
+        p1, s1, f1 = ref(arrays)
+        p2, s2, f2 = ort(arrays)
+        assert p2.shape == p1.shape == (n, 10) and f2.shape == f1.shape
+        np.testing.assert_allclose(p2, p1, atol=1e-4)
+        np.testing.assert_allclose(f2, f1, atol=1e-3 * np.abs(f1).max())
+        assert (s1 is None) == (s2 is None)
+        if s1 is not None:
+            np.testing.assert_allclose(s2, s1, atol=1e-4)
+
+
+def test_scoring_with_onnx_matches_torch_including_bad_files(photo_folder, tiny_model, onnx_cache):
+    paths = list_images(photo_folder)
+    a = score_all(paths, tiny_model, batch_size=8, backend="torch")
+    b = score_all(paths, tiny_model, batch_size=8, backend="onnx", accel_dir=onnx_cache)
+    assert [r.path for r in a] == [r.path for r in b]
+    for x, y in zip(a, b):
+        assert x.ok == y.ok and x.error == y.error
+        if x.ok:
+            assert y.mean == pytest.approx(x.mean, abs=1e-3)
+            assert y.std == pytest.approx(x.std, abs=1e-3)
+
+
+def test_small_job_without_export_stays_on_torch(tiny_model, tmp_path, monkeypatch):
+    def no_export(*a, **k):
+        raise AssertionError("exported for a handful of photos")
+
+    monkeypatch.setattr(accel, "export_onnx", no_export)
+    r = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=tmp_path,
+                          n_photos=accel.EXPORT_MIN_PHOTOS - 1, backend="auto")
+    assert isinstance(r, accel.TorchRunner)
+
+
+def test_gpu_and_torch_choice_and_missing_runtime_use_torch(tiny_model, onnx_cache, monkeypatch):
+    kw = dict(batch_size=8, threads=1, cache_dir=onnx_cache, n_photos=1000)
+    assert isinstance(accel.make_runner(tiny_model, CPU, backend="torch", **kw), accel.TorchRunner)
+    assert isinstance(accel.make_runner(tiny_model, torch.device("cuda"), backend="onnx", **kw), accel.TorchRunner)
+    monkeypatch.setenv(accel.ENV_BACKEND, "torch")
+    assert isinstance(accel.make_runner(tiny_model, CPU, **kw), accel.TorchRunner)
+    monkeypatch.delenv(accel.ENV_BACKEND)
+    monkeypatch.setattr(accel, "onnx_available", lambda: False)
+    assert isinstance(accel.make_runner(tiny_model, CPU, backend="onnx", **kw), accel.TorchRunner)
+    with pytest.raises(ValueError, match="unknown backend"):
+        accel.backend_choice("tensorrt")
+
+
+def test_checkpoint_model_reuses_export_without_building_the_network(tiny_model, cache_copy, tmp_path, monkeypatch):
+    from photocull.core.models import LazyModel
+    from photocull.core.nima import save_checkpoint
+
+    ckpt = tmp_path / "mine.pt"
+    save_checkpoint(tiny_model.model, ckpt, meta={"trained": True})  # heads only: same weights as tiny_model
+    kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1, backend="auto")
+    first = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by weights digest
+    assert isinstance(first, accel.OrtRunner)
+
+    def no_build(self):
+        raise AssertionError("the network was built although its export is cached")
+
+    monkeypatch.setattr(LazyModel, "load", no_build)
+    again = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by the file's hash
+    assert isinstance(again, accel.OrtRunner)
+    p1 = first(_arrays(2))[0]
+    np.testing.assert_allclose(again(_arrays(2))[0], p1, atol=1e-6)
+
+
+def test_changed_model_file_is_not_served_a_stale_export(tiny_model, cache_copy, tmp_path):
+    from photocull.core.models import LazyModel
+    from photocull.core.nima import copy_model, save_checkpoint
+
+    ckpt = tmp_path / "mine.pt"
+    save_checkpoint(tiny_model.model, ckpt, meta={"trained": True})
+    kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1, backend="auto")
+    assert isinstance(accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw), accel.OrtRunner)
+    other = copy_model(tiny_model.model)
+    with torch.no_grad():
+        other.heads.score[-1].bias.add_(1.0)
+    save_checkpoint(other, ckpt, meta={"trained": True})  # new weights, same file name
+    r = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # not exported: small job -> torch
+    assert isinstance(r, accel.TorchRunner)
+
+
+def test_damaged_cache_file_and_failed_export_fall_back_and_are_remembered(tiny_model, cache_copy, monkeypatch):
+    (onnx_file,) = cache_copy.glob("nima-*.onnx")
+    onnx_file.write_bytes(b"not an onnx model")
+    calls = []
+
+    def failing_export(model, path, batch_size):
+        calls.append(path)
+        raise accel.AccelError("ONNX export failed: simulated")
+
+    monkeypatch.setattr(accel, "export_onnx", failing_export)
+    kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1000)
+    r = accel.make_runner(tiny_model, CPU, backend="auto", **kw)
+    assert isinstance(r, accel.TorchRunner) and len(calls) == 1
+    assert not onnx_file.exists() and onnx_file.with_suffix(".failed").exists()
+    # remembered: "auto" does not pay for the failing export again; "onnx" retries
+    assert isinstance(accel.make_runner(tiny_model, CPU, backend="auto", **kw), accel.TorchRunner)
+    assert len(calls) == 1
+    accel.make_runner(tiny_model, CPU, backend="onnx", **kw)
+    assert len(calls) == 2
+
+
+def test_runtime_failure_mid_run_finishes_with_torch(photo_folder, tiny_model, onnx_cache, monkeypatch):
+    def broken(self, arrays):
+        raise RuntimeError("simulated ONNX Runtime failure")
+
+    monkeypatch.setattr(accel.OrtRunner, "__call__", broken)
+    results = score_all(list_images(photo_folder), tiny_model, batch_size=4, backend="onnx", accel_dir=onnx_cache)
+    assert sum(r.ok for r in results) == 6  # every readable photo scored, by PyTorch
+
+
+def test_verification_refuses_an_export_that_disagrees(tiny_model):
+    class Wrong:
+        def run_nchw(self, x):
+            n = x.shape[0]
+            return np.full((n, 10), 0.1, np.float32), None, np.zeros((n, tiny_model.model.backbone.feature_dim),
+                                                                      np.float32)
+
+    with pytest.raises(accel.AccelError):
+        accel._verify(tiny_model.model, Wrong(), accel._check_input(tiny_model.model, 2))
+
+
+def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
+    from photocull.cli import main
+    from photocull.core import nima
+
+    # no shipped model -> the untrained stand-in, whose export the session already made
+    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
+    out = {}
+    for b in ("torch", "onnx"):
+        main(["score", str(photo_folder), "--no-cache", "--format", "csv", "-q", "--backend", b])
+        out[b] = capsys.readouterr().out
+    rows = {b: [line.split(",")[0] for line in o.strip().splitlines()[1:]] for b, o in out.items()}
+    assert rows["torch"] and rows["torch"] == rows["onnx"]
