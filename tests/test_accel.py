@@ -187,3 +187,64 @@ def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_c
         out[b] = capsys.readouterr().out
     rows = {b: [line.split(",")[0] for line in o.strip().splitlines()[1:]] for b, o in out.items()}
     assert rows["torch"] and rows["torch"] == rows["onnx"]
+
+
+def test_prepare_command(app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
+    from photocull.cli import main
+    from photocull.core import nima
+
+    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
+    assert main(["prepare"]) == 0  # already exported: found, not redone
+    assert "ready for ONNX Runtime" in capsys.readouterr().err
+    monkeypatch.setattr(accel, "onnx_available", lambda: False)
+    assert main(["prepare"]) == 1
+    assert "scoring still works" in capsys.readouterr().err
+
+
+def test_gui_prepares_the_fast_model_in_the_background_once(qtbot, app_paths, tiny_model, photo_folder,
+                                                           monkeypatch, tmp_path):
+    import subprocess
+
+    from photocull.gui.mainwindow import MainWindow
+
+    started = []
+
+    class FakeProc:
+        def __init__(self, cmd, **kw):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    w = MainWindow(app_paths)
+    w.holder.put("default", tiny_model)
+    qtbot.addWidget(w)
+    try:
+        for _ in range(2):
+            with qtbot.waitSignal(w.scoringDone, timeout=120_000):
+                assert w.open_folder(photo_folder)
+    finally:
+        w.shutdown()
+    assert len(started) == 1, started  # once per model, not after every folder
+    cmd = started[0]
+    assert cmd[cmd.index("prepare") + 1:] == ["--model", "default", "-q"]
+    assert cmd[cmd.index("--home") + 1] == str(app_paths.cache_dir.parent)
+
+
+def test_gui_does_not_prepare_when_pytorch_is_asked_for(qtbot, app_paths, tiny_model, photo_folder, monkeypatch):
+    import subprocess
+
+    from photocull.gui.mainwindow import MainWindow
+
+    monkeypatch.setenv(accel.ENV_BACKEND, "torch")
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("prepare started"))
+    w = MainWindow(app_paths)
+    w.holder.put("default", tiny_model)
+    qtbot.addWidget(w)
+    try:
+        with qtbot.waitSignal(w.scoringDone, timeout=120_000):
+            assert w.open_folder(photo_folder)
+    finally:
+        w.shutdown()

@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         self.loaded_model = None
         self.folder: Path | None = None
         self.worker: GeneratorWorker | None = None
+        self._prepare_proc = None  # a background `photocull prepare` (core.accel), if running
         self.group_worker: GeneratorWorker | None = None
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
@@ -430,7 +431,19 @@ class MainWindow(QMainWindow):
         self._scoring_ui_off(msg)
         self.model.flush()
         self.update_groups()
+        self._prepare_fast_model()
         self.scoringDone.emit()
+
+    def _prepare_fast_model(self) -> None:
+        """Once a folder is scored, export the model for ONNX Runtime in a background
+        process (once per model), so the next folder scores faster (core.accel)."""
+        if self._prepare_proc is not None and self._prepare_proc.poll() is None:
+            return
+        if self.loaded_model is None:
+            return
+        from photocull.core.accel import start_background_prepare
+
+        self._prepare_proc = start_background_prepare(self.loaded_model, self.model_spec, self.paths)
 
     @Slot(str)
     def _on_scoring_failed(self, msg: str) -> None:
@@ -692,6 +705,8 @@ class MainWindow(QMainWindow):
             self._old_workers.append(self.group_worker)
             self.group_worker = None
         self._old_workers = [w for w in self._old_workers if not w.wait(timeout_ms)]
+        if self._prepare_proc is not None and self._prepare_proc.poll() is None:
+            self._prepare_proc.terminate()  # its half-written file is a temp file; next time it starts over
         self.loader.stop()
         self._save_settings()
 
