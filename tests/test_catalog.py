@@ -214,3 +214,15 @@ def test_catalog_that_is_a_text_file_is_moved_aside(app_paths):
     c = Catalog(path)
     assert c.recovered_from is not None and c.recovered_from.exists()
     assert c.get_marks([path]) == {}
+
+
+def test_catalog_key_is_path_absolute_whatever_the_spelling(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from photocull.core.catalog import _key
+
+    monkeypatch.chdir(tmp_path)
+    a = str(tmp_path / "shoot" / "IMG_1.jpg")
+    for p in (a, Path(a), "shoot/IMG_1.jpg", "./shoot/IMG_1.jpg", str(tmp_path) + "/shoot/../shoot/IMG_1.jpg",
+              str(tmp_path) + "//shoot/./IMG_1.jpg", "IMG_2.jpg"):
+        assert _key(p) == str(Path(p).absolute()), p

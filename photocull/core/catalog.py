@@ -95,6 +95,10 @@ def _unblob(b: bytes | None, dtype) -> np.ndarray | None:
 
 
 def _key(path) -> str:
+    """The catalog's key of a path: ``Path.absolute()`` (which, unlike ``abspath``, keeps "..")."""
+    s = os.fspath(path)
+    if isinstance(s, str) and os.path.isabs(s) and os.path.normpath(s) == s:
+        return s  # already what Path.absolute() gives, without building a Path (10,000 of them on open)
     return str(Path(path).absolute())
 
 
@@ -111,7 +115,7 @@ def _db(text: str) -> str:
 
 
 def _folder(key: str) -> str:
-    return _db(str(Path(key).parent))
+    return _db(os.path.dirname(key))  # keys are absolute and normalised (see _key): same as Path(key).parent
 
 
 class Catalog:

@@ -151,7 +151,7 @@ def list_images(folder: os.PathLike | str, recursive: bool = False) -> list[Path
         raise NotADirectoryError(f"not a folder: {root}")
     if not os.access(root, os.R_OK | os.X_OK):
         raise PermissionError(f"cannot read folder: {root}")
-    out: list[Path] = []
+    out: list = []  # names (one folder) or Paths (recursive)
     if recursive:
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: log.warning("skipping %s", e)):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -166,7 +166,9 @@ def list_images(folder: os.PathLike | str, recursive: bool = False) -> list[Path
                         continue
                 except OSError:
                     pass
-                out.append(Path(e.path))
+                out.append(e.name)
+        # one folder: sorting names is sorting paths, and much cheaper than sorting Path objects
+        return [root / name for name in sorted(out)]
     return sorted(out)
 
 

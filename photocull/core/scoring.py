@@ -281,9 +281,10 @@ def score_all(paths: Iterable, loaded: LoadedModel, **kw) -> list[ScoreResult]:
     return out
 
 
-def stored_to_result(s) -> ScoreResult:
-    """A catalog row (StoredScore) as a ScoreResult, for code that handles both alike."""
-    return ScoreResult(Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
+def stored_to_result(s, path: Path | None = None) -> ScoreResult:
+    """A catalog row (StoredScore) as a ScoreResult, for code that handles both alike
+    (``path``: the Path it was looked up by, to save parsing ``s.path`` again)."""
+    return ScoreResult(path if path is not None else Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
                        ExifInfo(s.capture_time, s.exposure_bias, s.camera))
 
 
@@ -299,11 +300,18 @@ def iter_scores_cached(
     (unchanged on disk); then only new or changed files go through the model, and each
     batch is stored as it arrives (so a cancelled run keeps what it did).
     """
+    from .catalog import _key
+
     paths = [Path(p) for p in paths]
     t0 = time.perf_counter()
     known = catalog.lookup(paths, loaded.model_id)
-    cached = [stored_to_result(known[str(p.absolute())]) for p in paths if str(p.absolute()) in known]
-    todo = [p for p in paths if str(p.absolute()) not in known]
+    cached, todo = [], []
+    for p in paths:  # 10,000 photos on reopen: one key per path, no Path parsing
+        s = known.get(_key(p))
+        if s is not None:
+            cached.append(stored_to_result(s, p))
+        else:
+            todo.append(p)
     total = len(paths)
     if cached:
         yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
