@@ -231,6 +231,12 @@ class OrtRunner:
         return probs, sev, feats
 
 
+def torch_runner_for(loaded, device: torch.device, pin: bool = False) -> TorchRunner:
+    """PyTorch on ``device``; the network is built (or moved) on first use."""
+    return TorchRunner(lambda: loaded.model.to(device).to(memory_format=torch.channels_last).eval(),
+                       device, loaded.cfg, pin)
+
+
 def _is_file_hash(model_id: str) -> bool:
     return len(model_id) == 12 and all(c in "0123456789abcdef" for c in model_id)
 
@@ -297,11 +303,7 @@ def make_runner(loaded, device: torch.device, *, batch_size: int, threads: int |
     job size, retries a remembered failure) but still falls back to PyTorch, with a
     warning, if ONNX cannot be had."""
     choice = backend_choice(backend)
-
-    def build():
-        return loaded.model.to(device).to(memory_format=torch.channels_last).eval()
-
-    torch_runner = TorchRunner(build, device, loaded.cfg, pin)
+    torch_runner = torch_runner_for(loaded, device, pin)
     if choice == "torch" or device.type != "cpu" or cache_dir is None:
         return torch_runner
     if not onnx_available():

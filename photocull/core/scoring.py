@@ -205,7 +205,7 @@ def iter_scores(
 
 def _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails, want_features, pin,
          backend=None, accel_dir=None, status=None):
-    from .accel import TorchRunner, make_runner
+    from .accel import TorchRunner, make_runner, torch_runner_for
 
     total = len(paths)
     cfg = loaded.cfg
@@ -251,8 +251,7 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails,
                         if isinstance(runner, TorchRunner):
                             raise
                         log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
-                        runner = TorchRunner(lambda: loaded.model.to(device).to(memory_format=torch.channels_last)
-                                             .eval(), device, cfg, pin)
+                        runner = torch_runner_for(loaded, device, pin)
                         probs, sev, feats = runner(arrays)
                 except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
                     log.exception("model failed on a batch")
