@@ -169,3 +169,23 @@ def test_thumbnails_are_stored_at_the_cell_size_so_paint_never_rescales(qtbot, g
         assert pm.size() == QSize(w, h).scaled(m.DISPLAY_SIZE, Qt.AspectRatioMode.KeepAspectRatio)
         # what the delegate asks for is what is stored already
         assert pm.scaled(m.DISPLAY_SIZE, Qt.AspectRatioMode.KeepAspectRatio).size() == pm.size()
+
+
+def test_malloc_arena_cap(monkeypatch):
+    import sys
+
+    from photocull.core import memory
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert memory.limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):
+            pytest.skip("not glibc")
+        assert memory.limit_malloc_arenas() is True
+    else:
+        assert memory.limit_malloc_arenas() is False

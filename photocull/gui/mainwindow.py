@@ -16,6 +16,7 @@ from photocull.core.catalog import Catalog, Marks
 from photocull.core.config import AppPaths, Settings
 from photocull.core.images import list_images
 from photocull.core.marks import load_marks, save_marks
+from photocull.core.memory import limit_malloc_arenas
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -105,6 +106,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
         super().__init__()
+        limit_malloc_arenas()  # before the scorer's and loader's threads exist (core/memory.py)
         self.paths = paths
         self.settings = settings or Settings.load(paths.settings_path)
         self.autoscore = autoscore
