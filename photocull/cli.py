@@ -120,7 +120,7 @@ def cmd_score(args, paths: AppPaths) -> int:
     loaded = _load_model(args.model, paths)
     print(f"photocull: {loaded.notice}", file=sys.stderr)
     results = run_scoring(files, loaded, paths, use_cache=not args.no_cache, batch_size=args.batch_size,
-                          progress=not args.quiet, backend=getattr(args, "backend", None))
+                          progress=not args.quiet, backend=args.backend)
     ok, bad = rank_results(results)
     n = len(ok)
     out = sys.stdout

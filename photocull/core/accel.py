@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .nima import NIMA, predict
+from .nima import NIMA, predict, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +206,8 @@ class OrtRunner:
             raise AccelError(f"{path.name} was exported for batch {shape[0]}, not {batch_size}")
 
     def __call__(self, arrays: list[np.ndarray]):
-        """uint8 HxWx3 arrays -> the model's normalised NCHW float input, as PyTorch's path makes it."""
-        x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32)
-        x *= np.float32(1 / 255.0)
-        mean = np.asarray(self.cfg.mean, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.cfg.std, np.float32).reshape(1, 3, 1, 1)
-        x -= mean
-        x /= std
-        return self.run_nchw(x)
+        """uint8 HxWx3 arrays (model input size) -> (probs, severities or None, features)."""
+        return self.run_nchw(preprocess(arrays, self.cfg))
 
     def run_nchw(self, x):
         if isinstance(x, torch.Tensor):
@@ -269,17 +263,16 @@ def _index_path(cache_dir: Path, model_id: str, batch_size: int) -> Path:
     return cache_dir / f"id-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def _from_index(cache_dir: Path, model_id: str, batch_size: int, threads: int, cfg) -> "OrtRunner | None":
-    """A model loaded from a checkpoint file is known by the file's hash: if it was exported
-    before (same code and libraries), use that export without building the network."""
+def _indexed_export(cache_dir: Path, model_id: str, batch_size: int) -> Path | None:
+    """A model loaded from a checkpoint file is known by the file's hash: its earlier export
+    (same code and libraries), found without building the network or loading anything."""
     if not _is_file_hash(model_id):
         return None
-    idx = _index_path(cache_dir, model_id, batch_size)
     try:
-        name = json.loads(idx.read_text())["onnx"]
+        name = json.loads(_index_path(cache_dir, model_id, batch_size).read_text())["onnx"]
         path = cache_dir / Path(name).name
-        return OrtRunner(path, batch_size, threads, cfg) if path.is_file() else None
-    except (OSError, ValueError, KeyError, TypeError, AccelError):
+        return path if path.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -313,12 +306,15 @@ def make_runner(loaded, device: torch.device, *, batch_size: int, threads: int |
     threads = threads or torch.get_num_threads()
     cache_dir = Path(cache_dir)
     try:
-        hit = _from_index(cache_dir, loaded.model_id, batch_size, threads, loaded.cfg)
-        if hit is not None:
-            return hit
-        path, state = _locate(torch_runner.model, loaded, cache_dir, batch_size)
-        if state == "cached":
-            return OrtRunner(path, batch_size, threads, loaded.cfg)
+        indexed = _indexed_export(cache_dir, loaded.model_id, batch_size)
+        if indexed is not None:
+            try:
+                return OrtRunner(indexed, batch_size, threads, loaded.cfg)
+            except AccelError as exc:  # damaged: found again (and removed) by its digest below
+                log.warning("%s", exc)
+        path, state, runner = _locate(torch_runner.model, loaded, cache_dir, batch_size, threads)
+        if runner is not None:
+            return runner
         if choice == "auto" and (n_photos < EXPORT_MIN_PHOTOS or state == "failed"):
             return torch_runner
         try:
@@ -332,19 +328,21 @@ def make_runner(loaded, device: torch.device, *, batch_size: int, threads: int |
         return torch_runner
 
 
-def _locate(model: NIMA, loaded, cache_dir: Path, batch_size: int) -> tuple[Path, str]:
-    """(where this model's export lives, "cached" | "failed" | "missing"); a damaged file is removed."""
+def _locate(model: NIMA, loaded, cache_dir: Path, batch_size: int,
+            threads: int = 1) -> tuple[Path, str, "OrtRunner | None"]:
+    """(where this model's export lives, "cached" | "failed" | "missing", its runner when
+    cached).  A damaged file is removed; a good one is (re)indexed."""
     path = cache_dir / f"nima-{model_digest(model, batch_size)}.onnx"
     if path.exists():
         try:
-            OrtRunner(path, batch_size, 1, loaded.cfg)
+            runner = OrtRunner(path, batch_size, threads, loaded.cfg)
             _write_index(cache_dir, loaded.model_id, batch_size, path)
-            return path, "cached"
+            return path, "cached", runner
         except AccelError as exc:
             log.warning("%s; exporting it again", exc)
             with contextlib.suppress(OSError):
                 path.unlink()
-    return path, ("failed" if path.with_suffix(".failed").exists() else "missing")
+    return path, ("failed" if path.with_suffix(".failed").exists() else "missing"), None
 
 
 def _export_and_index(model: NIMA, loaded, path: Path, batch_size: int, status=None) -> Path:
@@ -363,33 +361,18 @@ def _export_and_index(model: NIMA, loaded, path: Path, batch_size: int, status=N
     return path
 
 
-def is_prepared(loaded, cache_dir: Path, batch_size: int = 8) -> bool:
-    """Is there a usable export of this model (without building the network, when it was
-    loaded from a file that was exported before)?"""
-    if not onnx_available():
-        return False
-    if _from_index(Path(cache_dir), loaded.model_id, batch_size, 1, loaded.cfg) is not None:
-        return True
-    if _is_file_hash(loaded.model_id):
-        return False  # exported models of files are always indexed
-    path, state = _locate(loaded.model, loaded, Path(cache_dir), batch_size)
-    return state == "cached"
-
-
 def prepare(loaded, cache_dir: Path, batch_size: int = 8, status=None) -> Path:
     """Export ``loaded`` for ONNX Runtime now (if not done yet); returns the file.
     Raises :class:`AccelError` (with the reason) when it cannot be done here."""
     if not onnx_available():
         raise AccelError("ONNX Runtime is not installed (pip install onnxruntime onnx onnxscript)")
     cache_dir = Path(cache_dir)
-    hit = _from_index(cache_dir, loaded.model_id, batch_size, 1, loaded.cfg)
-    if hit is not None:
-        return cache_dir / json.loads(_index_path(cache_dir, loaded.model_id, batch_size).read_text())["onnx"]
+    indexed = _indexed_export(cache_dir, loaded.model_id, batch_size)
+    if indexed is not None:
+        return indexed
     model = loaded.model.to("cpu").eval()
-    path, state = _locate(model, loaded, cache_dir, batch_size)
-    if state == "cached":
-        return path
-    return _export_and_index(model, loaded, path, batch_size, status)
+    path, state, _ = _locate(model, loaded, cache_dir, batch_size)
+    return path if state == "cached" else _export_and_index(model, loaded, path, batch_size, status)
 
 
 def start_background_prepare(loaded, spec: str, paths) -> "subprocess.Popen | None":
@@ -398,7 +381,9 @@ def start_background_prepare(loaded, spec: str, paths) -> "subprocess.Popen | No
     before for this model) and can be done (not a frozen app).  Returns the process or None.
 
     A separate process, not a thread: the exporter is pure Python for ~20 s and would hold
-    the GIL against the GUI; and if it crashes, only it goes."""
+    the GIL against the GUI; and if it crashes, only it goes.  Called on the GUI thread, so
+    it only looks at files: whether the export is already there (for a model file) is an
+    index lookup; anything deeper is the child's business (``prepare`` is idempotent)."""
     import subprocess
     import sys
 
@@ -411,20 +396,19 @@ def start_background_prepare(loaded, spec: str, paths) -> "subprocess.Popen | No
             return None
         cache_dir = Path(paths.onnx_dir)
         tried = cache_dir / f"tried-{hashlib.sha256(str(loaded.model_id).encode()).hexdigest()[:16]}"
-        if tried.exists() or is_prepared(loaded, cache_dir):
+        if tried.exists() or _indexed_export(cache_dir, loaded.model_id, 8) is not None:
             return None
         cache_dir.mkdir(parents=True, exist_ok=True)
         tried.write_text(str(loaded.model_id))
-        env = dict(os.environ)
         cmd = [sys.executable, "-m", "photocull.cli"]
-        if Path(paths.cache_dir).name == "cache" and Path(paths.data_dir) == Path(paths.cache_dir).parent / "data":
-            cmd += ["--home", str(Path(paths.cache_dir).parent)]
+        if paths.home is not None:
+            cmd += ["--home", str(paths.home)]
         cmd += ["prepare", "--model", spec or "default", "-q"]
         kw = {}
         if os.name == "posix":
             kw["preexec_fn"] = lambda: os.nice(10)
         log.info("preparing the fast CPU model in the background: %s", " ".join(cmd))
-        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, **kw)
     except Exception as exc:  # noqa: BLE001 - an optimisation; never in the user's way
         log.warning("could not start preparing the fast CPU model: %s", exc)

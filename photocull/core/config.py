@@ -58,6 +58,12 @@ class AppPaths:
             Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
         )
 
+    @property
+    def home(self) -> Path | None:
+        """The ``--home`` / PHOTOCULL_HOME folder these paths were made from, if any."""
+        h = self.cache_dir.parent
+        return h if (self.cache_dir.name, self.data_dir, self.log_dir) == ("cache", h / "data", h / "logs") else None
+
     def ensure(self) -> "AppPaths":
         for d in (self.cache_dir, self.data_dir, self.log_dir, self.models_dir):
             d.mkdir(parents=True, exist_ok=True)
