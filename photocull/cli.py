@@ -66,7 +66,7 @@ def _collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[
 def _load_model(spec: str | None, paths: AppPaths):
     """The model, built lazily: a fully cached folder never builds the network."""
     from .core.models import resolve_lazy
-    from .core.nima import ModelError
+    from .core.modelspec import ModelError
 
     try:
         return resolve_lazy(spec, paths)
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(paths, args.verbose)
     if args.command is None:
         return cmd_gui(argparse.Namespace(folder=None), paths)
-    from .core.nima import ModelError
+    from .core.modelspec import ModelError
 
     try:
         return args.func(args, paths) or 0

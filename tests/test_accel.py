@@ -176,10 +176,10 @@ def test_verification_refuses_an_export_that_disagrees(tiny_model):
 
 def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
     from photocull.cli import main
-    from photocull.core import nima
+    from photocull.core import modelspec
 
     # no shipped model -> the untrained stand-in, whose export the session already made
-    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
     shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
     out = {}
     for b in ("torch", "onnx"):
@@ -191,9 +191,9 @@ def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_c
 
 def test_prepare_command(app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
     from photocull.cli import main
-    from photocull.core import nima
+    from photocull.core import modelspec
 
-    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
     shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
     assert main(["prepare"]) == 0  # already exported: found, not redone
     assert "ready for ONNX Runtime" in capsys.readouterr().err
@@ -248,3 +248,89 @@ def test_gui_does_not_prepare_when_pytorch_is_asked_for(qtbot, app_paths, tiny_m
             assert w.open_folder(photo_folder)
     finally:
         w.shutdown()
+
+
+def _exported_checkpoint(tiny_model, app_paths, onnx_cache, tmp_path) -> Path:
+    """tiny_model's heads as a model file, its export (the session's) indexed under the file's
+    hash in this home, and its header cached: what a home has after one ONNX run."""
+    from photocull.core.models import resolve_lazy
+    from photocull.core.nima import save_checkpoint
+
+    ckpt = tmp_path / "mine.pt"
+    save_checkpoint(tiny_model.model, ckpt, meta={"trained": True, "name": "mine"})
+    shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
+    lazy = resolve_lazy(str(ckpt), app_paths)
+    r = accel.make_runner(lazy, CPU, batch_size=8, threads=1, cache_dir=app_paths.onnx_dir, n_photos=1)
+    assert isinstance(r, accel.OrtRunner)
+    return ckpt
+
+
+def test_scoring_from_a_cached_export_never_imports_torch(tiny_model, app_paths, onnx_cache, photo_folder,
+                                                          tmp_path, capsys):
+    """Importing torch is ~3 s of start-up: a run on a cached export does without it, and
+    ranks the photos as PyTorch does."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from photocull.cli import main
+
+    if any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/kfd")):
+        pytest.skip("a machine with a GPU scores with PyTorch")
+    ckpt = _exported_checkpoint(tiny_model, app_paths, onnx_cache, tmp_path)
+    script = ("import json, sys; from photocull.cli import main; "
+              "rc = main(['score', sys.argv[1], '--model', sys.argv[2], '--no-cache', '--format', 'json', '-q']); "
+              "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}), file=sys.stderr)")
+    env = dict(os.environ, PHOTOCULL_BACKEND="auto", PHOTOCULL_HOME=str(app_paths.cache_dir.parent))
+    env.pop("PHOTOCULL_DEVICE", None)  # the device is found without torch too
+    r = subprocess.run([sys.executable, "-c", script, str(photo_folder), str(ckpt)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stderr.strip().splitlines()[-1]) == {"rc": 0, "torch": False}, r.stderr[-2000:]
+    fast = json.loads(r.stdout)["photos"]
+    capsys.readouterr()
+    assert main(["score", str(photo_folder), "--model", str(ckpt), "--no-cache", "--format", "json", "-q",
+                 "--backend", "torch"]) == 0
+    ref = json.loads(capsys.readouterr().out)["photos"]
+    assert [p["path"] for p in fast] == [p["path"] for p in ref]
+    assert sum(p["error"] is None for p in fast) == 6
+    for a, b in zip(fast, ref):
+        assert a["error"] == b["error"]
+        if a["error"] is None:
+            assert a["mean"] == pytest.approx(b["mean"], abs=1e-3)
+
+
+def test_model_header_is_cached_by_file_hash(tiny_model, app_paths, tmp_path, monkeypatch):
+    """A model file is read with torch once; later runs know its config and metadata from the
+    cache, keyed by the file's hash: a changed file or a damaged cache entry is read again."""
+    import torch
+
+    from photocull.core import nima
+    from photocull.core.models import resolve_lazy
+    from photocull.core.nima import copy_model, save_checkpoint
+
+    ckpt = tmp_path / "mine.pt"
+    save_checkpoint(tiny_model.model, ckpt, meta={"trained": True, "kind": "mine"})
+    first = resolve_lazy(str(ckpt), app_paths)
+    real = nima.read_checkpoint
+    reads = []
+
+    def counting(path):
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(nima, "read_checkpoint", counting)
+    again = resolve_lazy(str(ckpt), app_paths)
+    assert reads == []
+    assert (again.model_id, again.cfg, again.meta, again.trained) == (first.model_id, first.cfg, first.meta, True)
+    assert again.notice == "model mine (mine)"
+    other = copy_model(tiny_model.model)
+    with torch.no_grad():
+        other.heads.score[-1].bias.add_(1.0)
+    save_checkpoint(other, ckpt, meta={"trained": False})  # same name, new weights
+    changed = resolve_lazy(str(ckpt), app_paths)
+    assert len(reads) == 1 and changed.model_id != first.model_id and changed.trained is False
+    for f in (app_paths.cache_dir / "models").glob("*.json"):
+        f.write_text("{not json")
+    assert resolve_lazy(str(ckpt), app_paths).model_id == changed.model_id and len(reads) == 2

@@ -205,10 +205,10 @@ def test_demo_builds_a_shoot_and_ranks_it(tmp_path, capsys):
 
 def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
     """Without a trained head the CLI says plainly that scores mean nothing."""
-    from photocull.core import nima
+    from photocull.core import modelspec
 
     make_photo(tmp_path / "one.jpg")
-    monkeypatch.setattr(nima, "default_model_path", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
     assert main(["--home", str(tmp_path / "h"), "score", str(tmp_path / "one.jpg"), "-q", "--format", "json"]) == 0
     cap = capsys.readouterr()
     assert "untrained head, scores are not meaningful" in cap.err
@@ -217,7 +217,7 @@ def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
 
 def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
     """Reopening a scored folder answers from the catalog without building the model."""
-    from photocull.core import models, nima
+    from photocull.core import nima
 
     for i in range(3):
         make_photo(tmp_path / "f" / f"w{i}.jpg", seed=i)
@@ -228,7 +228,6 @@ def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("network built for a cached folder")
 
-    monkeypatch.setattr(models, "load_model", boom)
     monkeypatch.setattr(nima, "load_model", boom)
     assert main(["--home", home, "score", str(tmp_path / "f"), "-q", "--format", "csv"]) == 0
     assert capsys.readouterr().out == first

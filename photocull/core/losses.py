@@ -4,19 +4,28 @@ A NIMA distribution is a vector of 10 probabilities for the scores 1..10.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 SCORES = np.arange(1, 11, dtype=np.float64)
 N_BUCKETS = 10
 
 
-def emd_loss(p: torch.Tensor, q: torch.Tensor, r: int = 2) -> torch.Tensor:
+def _is_tensor(x) -> bool:
+    # torch is imported only by code that makes tensors: scoring from an ONNX export never does
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def emd_loss(p: "torch.Tensor", q: "torch.Tensor", r: int = 2) -> "torch.Tensor":
     """Earth mover's distance between batches of distributions (NIMA, eq. 1).
 
     Computed per sample, ``(mean_k |CDF_p(k) - CDF_q(k)|^r)^(1/r)``, then averaged over
     the batch.  r=2 is the training loss of the paper, r=1 the evaluation metric.
     """
+    import torch
+
     if p.shape != q.shape:
         raise ValueError(f"shape mismatch {tuple(p.shape)} vs {tuple(q.shape)}")
     cdf_diff = torch.cumsum(p, dim=-1) - torch.cumsum(q, dim=-1)
@@ -24,17 +33,21 @@ def emd_loss(p: torch.Tensor, q: torch.Tensor, r: int = 2) -> torch.Tensor:
     return per_sample.mean()
 
 
-def dist_mean(p) -> np.ndarray | torch.Tensor:
+def dist_mean(p) -> "np.ndarray | torch.Tensor":
     """Mean score sum_i i * p_i, for numpy arrays or tensors of shape (..., 10)."""
-    if isinstance(p, torch.Tensor):
+    if _is_tensor(p):
+        import torch
+
         s = torch.arange(1, 11, dtype=p.dtype, device=p.device)
         return (p * s).sum(-1)
     return np.asarray(p, dtype=np.float64) @ SCORES
 
 
-def dist_std(p) -> np.ndarray | torch.Tensor:
+def dist_std(p) -> "np.ndarray | torch.Tensor":
     """Standard deviation sqrt(sum_i i^2 p_i - mean^2) (not the variance)."""
-    if isinstance(p, torch.Tensor):
+    if _is_tensor(p):
+        import torch
+
         s = torch.arange(1, 11, dtype=p.dtype, device=p.device)
         m = (p * s).sum(-1)
         return torch.sqrt(torch.clamp((p * s * s).sum(-1) - m * m, min=0))

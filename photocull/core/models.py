@@ -5,6 +5,9 @@ personal model (a file ``<slug>.pt`` in the models folder), or by a file path.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -12,9 +15,14 @@ import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import modelspec
 from .config import AppPaths
-from .nima import LoadedModel, ModelError, load_default_model, load_model, read_checkpoint
+from .modelspec import ModelConfig, ModelError
+
+if TYPE_CHECKING:
+    from .nima import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +57,17 @@ def personal_model_path(paths: AppPaths, name: str) -> Path:
     return paths.models_dir / f"{slug}.pt"
 
 
-def resolve(spec: str | None, paths: AppPaths) -> LoadedModel:
+def resolve(spec: str | None, paths: AppPaths) -> "LoadedModel":
     """Load a model by name or file path; ModelError with a clear message if unknown."""
     return resolve_lazy(spec, paths).load()
 
 
 def import_model(paths: AppPaths, file: os.PathLike | str, name: str | None = None) -> Path:
     """Copy a model file in after checking it is a photocull model that loads."""
+    from .nima import model_from_checkpoint, read_checkpoint
+
     src = Path(file)
     ckpt, _ = read_checkpoint(src)  # weights_only; refuses pickles with code
-    from .nima import model_from_checkpoint
-
     model_from_checkpoint(ckpt)  # the architecture must fit
     dest = personal_model_path(paths, name or ckpt["meta"].get("name") or src.stem)
     if dest.exists():
@@ -95,15 +103,16 @@ def delete_model(paths: AppPaths, name: str) -> None:
 class LazyModel:
     """A model known by its id, name and metadata, built only when a photo must be scored.
 
-    Reading a checkpoint's header and hashing it takes milliseconds; building the network
-    takes seconds.  A folder whose scores are all in the catalog never needs the network.
+    Hashing a checkpoint takes milliseconds; building the network takes seconds.  A folder
+    whose scores are all in the catalog never needs the network.  With a ``header_dir``
+    (the cache), the checkpoint's config and metadata are kept there as JSON under the
+    file's hash, so later runs know the model without reading it with torch (importing
+    torch is ~3 s of start-up that a run on an ONNX export does not need otherwise).
     Quacks like :class:`~photocull.core.nima.LoadedModel` (``model``, ``cfg``, ``model_id``,
     ``name``, ``trained``, ``meta``, ``notice``).
     """
 
-    def __init__(self, path: Path | None, name: str):
-        from .nima import ModelConfig
-
+    def __init__(self, path: Path | None, name: str, header_dir: Path | None = None):
         self.path, self.name = path, name
         self._loaded: LoadedModel | None = None
         if path is None:  # no trained head shipped: the honest fallback
@@ -113,14 +122,23 @@ class LazyModel:
             self.model_id, self.trained, self.meta = self._loaded.model_id, False, self._loaded.meta
             self.cfg = self._loaded.cfg
             return
-        ckpt, self.model_id = read_checkpoint(path)
-        self.meta = ckpt["meta"]
-        self.trained = bool(self.meta.get("trained", True))
-        self.cfg = ModelConfig.from_dict(ckpt["config"])
+        header = _cached_header(Path(path), header_dir)
+        if header is None:
+            from .nima import read_checkpoint
 
-    def load(self) -> LoadedModel:
+            ckpt, model_id = read_checkpoint(path)  # validates the file (weights only)
+            header = {"model_id": model_id, "config": ckpt["config"], "meta": ckpt["meta"]}
+            _store_header(header_dir, header)
+        self.model_id = header["model_id"]
+        self.meta = header["meta"]
+        self.trained = bool(self.meta.get("trained", True))
+        self.cfg = ModelConfig.from_dict(header["config"])
+
+    def load(self) -> "LoadedModel":
         """Build the network (once)."""
         if self._loaded is None:
+            from .nima import load_model
+
             self._loaded = load_model(self.path, name=self.name)
             if self._loaded.model_id != self.model_id:
                 raise ModelError(f"model file {self.path} changed while in use")
@@ -137,25 +155,55 @@ class LazyModel:
         return f"model {self.name} ({self.meta.get('kind', 'quality')})"
 
 
+def _header_path(header_dir: Path, model_id: str) -> Path:
+    return header_dir / f"{model_id}.json"
+
+
+def _cached_header(path: Path, header_dir: Path | None) -> dict | None:
+    """The config and metadata stored for this exact file (by its hash), or None."""
+    if header_dir is None:
+        return None
+    try:
+        model_id = hashlib.sha256(path.read_bytes()).hexdigest()[:12]  # as read_checkpoint names it
+        h = json.loads(_header_path(header_dir, model_id).read_text(encoding="utf-8"))
+        if h.get("model_id") == model_id and isinstance(h.get("meta"), dict) and isinstance(h.get("config"), dict):
+            ModelConfig.from_dict(h["config"])
+            return h
+    except (OSError, ValueError, TypeError, ModelError):  # unreadable file: read_checkpoint says why
+        pass
+    return None
+
+
+def _store_header(header_dir: Path | None, header: dict) -> None:
+    if header_dir is None:
+        return
+    with contextlib.suppress(OSError, TypeError, ValueError):  # metadata that isn't JSON: not cached
+        text = json.dumps(header)
+        header_dir.mkdir(parents=True, exist_ok=True)
+        dest = _header_path(header_dir, header["model_id"])
+        tmp = dest.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, dest)
+
+
 def resolve_lazy(spec: str | None, paths: AppPaths) -> LazyModel:
     """Like :func:`resolve`, without building the network until it is needed."""
-    from .nima import default_model_path
-
+    headers = paths.cache_dir / "models"
     if not spec or spec == DEFAULT:
-        p = default_model_path()
+        p = modelspec.default_model_path()
         if not p.is_file():
             log.warning("no trained default model at %s; using an untrained head", p)
-        return LazyModel(p if p.is_file() else None, DEFAULT)
+        return LazyModel(p if p.is_file() else None, DEFAULT, headers)
     p = Path(spec).expanduser()
     if p.suffix == ".pt" and (p.is_file() or os.sep in spec or "/" in spec):
         if not p.is_file():
             raise ModelError(f"model file not found: {p}")
-        return LazyModel(p, p.stem)
+        return LazyModel(p, p.stem, headers)
     try:
         cand = personal_model_path(paths, spec)
     except ModelError:
         cand = None
     if cand is not None and cand.is_file():
-        return LazyModel(cand, cand.stem)
+        return LazyModel(cand, cand.stem, headers)
     names = ", ".join(e.name for e in list_models(paths))
     raise ModelError(f"no model named {spec!r} (known: {names})")

@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,32 +23,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import resource_path
+from . import modelspec
 from .losses import dist_mean, dist_std
+from .modelspec import (  # noqa: F401 - re-exported: the torch-free part of the model's description
+    CHECKPOINT_FORMAT,
+    DEFAULT_MODEL_FILE,
+    FAMILIES,
+    REASONS,
+    ModelConfig,
+    ModelError,
+    to_model_input,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "photocull-nima/1"
-DEFAULT_MODEL_FILE = "models/technical.pt"
 BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
-
-# Degradation families the severity head reports, with the word shown to the user.
-FAMILIES = ("blur", "motion", "noise", "dark", "bright", "compression", "contrast", "lowres", "colour")
-REASONS = {
-    "blur": "blurry / out of focus",
-    "motion": "motion blur / camera shake",
-    "noise": "noisy",
-    "dark": "too dark",
-    "bright": "too bright / blown highlights",
-    "compression": "compression artefacts",
-    "contrast": "low contrast / haze",
-    "lowres": "low resolution / soft",
-    "colour": "colour cast / saturation off",
-}
-
-
-class ModelError(Exception):
-    """A model file that cannot be used; ``str(exc)`` says why."""
 
 
 # --- backbones ------------------------------------------------------------------------
@@ -202,35 +191,6 @@ class Backbone(nn.Module):
 
 # --- heads and the model ----------------------------------------------------------------
 
-@dataclass
-class ModelConfig:
-    backbone: str = "efficientnet_lite0"
-    pooling: str = "multilevel_cs"
-    hidden: int = 0  # 0: the paper's single linear layer
-    dropout: float = 0.75
-    families: tuple[str, ...] = FAMILIES
-    input_size: int = 224
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["families"], d["mean"], d["std"] = list(self.families), list(self.mean), list(self.std)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ModelError(f"model config has unknown fields: {sorted(unknown)}")
-        d = dict(d)
-        for k in ("families", "mean", "std"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-
 class Heads(nn.Module):
     """Everything trained on top of the (frozen or not) backbone features."""
 
@@ -300,15 +260,7 @@ class LoadedModel:
 
 def select_device(prefer: str | None = None) -> torch.device:
     """CUDA, then Apple MPS, then CPU (or what ``prefer`` / PHOTOCULL_DEVICE says)."""
-    prefer = prefer or os.environ.get("PHOTOCULL_DEVICE")
-    if prefer:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(modelspec.device_name(prefer))
 
 
 def preprocess(arrays: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
@@ -317,15 +269,6 @@ def preprocess(arrays: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
     mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)
-
-
-def to_model_input(im, cfg: ModelConfig) -> np.ndarray:
-    """PIL RGB image -> uint8 array of the model's input size (the whole frame, squashed,
-    as in the NIMA paper's test-time transform)."""
-    from PIL import Image
-
-    s = cfg.input_size
-    return np.asarray(im.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
 
 
 # --- checkpoints ------------------------------------------------------------------------
@@ -418,7 +361,7 @@ def load_model(path: os.PathLike | str, name: str | None = None) -> LoadedModel:
 
 
 def default_model_path() -> Path:
-    return resource_path(DEFAULT_MODEL_FILE)
+    return modelspec.default_model_path()
 
 
 def untrained_model(cfg: ModelConfig | None = None, seed: int = 0, pretrained: bool = True) -> LoadedModel:
@@ -434,7 +377,7 @@ def untrained_model(cfg: ModelConfig | None = None, seed: int = 0, pretrained: b
 
 def load_default_model() -> LoadedModel:
     """The shipped technical-quality model, or an honest untrained fallback."""
-    p = default_model_path()
+    p = modelspec.default_model_path()
     if p.is_file():
         return load_model(p, name="default")
     log.warning("no trained default model at %s; using an untrained head", p)

@@ -9,7 +9,8 @@ cores, two decode threads and one torch thread keep both busy without torch's
 OpenMP threads spinning against the decoders.  The caller passes
 a ``cancelled()`` callable; it is checked between batches, so Cancel takes effect
 within one batch.  Nothing here knows about Qt: the GUI wraps this generator in a
-QThread worker, the CLI drives it directly.
+QThread worker, the CLI drives it directly.  Nor does it import torch unless the
+model runs in PyTorch: a model already exported for ONNX Runtime scores without it.
 """
 from __future__ import annotations
 
@@ -20,16 +21,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Generator, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from .formats import read_any_exif
 from .images import ExifInfo, ImageError, open_image
 from .losses import dist_mean, dist_std
-from .nima import LoadedModel, select_device, to_model_input
+from .modelspec import device_name, device_type, to_model_input
 from .reasons import explain
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nima import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +127,7 @@ def default_workers() -> int:
     return max(1, min(4, _cpu_count()))
 
 
-def thread_plan(device: torch.device, cores: int | None = None) -> tuple[int, int | None]:
+def thread_plan(device, cores: int | None = None) -> tuple[int, int | None]:
     """(decode threads, torch intra-op threads or None to leave torch alone).
 
     Decoding a 24 MP JPEG costs about twice the model's work per photo, so on a CPU
@@ -131,22 +136,28 @@ def thread_plan(device: torch.device, cores: int | None = None) -> tuple[int, in
     ``OMP_NUM_THREADS`` set by the user wins over the plan."""
     cores = cores or _cpu_count()
     decode = max(1, min(8, cores))
-    if device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+    if device_type(device) != "cpu" or os.environ.get("OMP_NUM_THREADS"):
         return decode, None
     return decode, max(1, cores // 3)
 
 
-def pin_memory_for(device: torch.device) -> bool:
+def pin_memory_for(device) -> bool:
     """Page-locked staging buffers only help (and only work) for CUDA copies."""
-    return device.type == "cuda" and torch.cuda.is_available()
+    if device_type(device) != "cuda":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
-def batch_to_device(arrays: list[np.ndarray], cfg, device: torch.device, pin: bool = False) -> torch.Tensor:
+def batch_to_device(arrays: list[np.ndarray], cfg, device: "torch.device", pin: bool = False) -> "torch.Tensor":
     """uint8 HxWx3 arrays -> normalised float NCHW batch (channels_last) on ``device``.
 
     The uint8 batch is what crosses to the device (a quarter of the float bytes),
     from pinned memory with ``non_blocking`` on CUDA; normalising happens there.  On
     the CPU this gives exactly :func:`photocull.core.nima.preprocess`'s values."""
+    import torch
+
     x = torch.from_numpy(np.stack(arrays))  # N,H,W,C uint8
     if pin:
         x = x.pin_memory()
@@ -159,11 +170,11 @@ def batch_to_device(arrays: list[np.ndarray], cfg, device: torch.device, pin: bo
 
 def iter_scores(
     paths: Sequence[os.PathLike | str],
-    loaded: LoadedModel,
+    loaded: "LoadedModel",
     batch_size: int = 8,
     cancelled: Callable[[], bool] = lambda: False,
     workers: int | None = None,
-    device: torch.device | str | None = None,
+    device: "torch.device | str | None" = None,
     want_thumbnails: bool = False,
     want_features: bool = True,
     torch_threads: int | None = None,
@@ -175,8 +186,9 @@ def iter_scores(
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
     Files that fail to decode come back as results with ``error`` set, in the batch
-    where they were met; they never stop the run.  ``workers`` / ``torch_threads``
-    default to :func:`thread_plan`; torch's thread count is put back afterwards.
+    where they were met; they never stop the run.  ``workers`` / ``torch_threads`` (the
+    model's threads, in PyTorch or ONNX Runtime) default to :func:`thread_plan`; torch's
+    thread count is put back afterwards.
     ``pin_memory`` defaults to on for CUDA only.  ``backend`` / ``accel_dir``: see
     :mod:`photocull.core.accel` (without an ``accel_dir`` the model runs in PyTorch);
     ``status`` is told, in words, about slow one-off steps (preparing the fast model).
@@ -187,23 +199,16 @@ def iter_scores(
     total = len(paths)
     if total == 0:
         return 0
-    device = torch.device(device) if device is not None else select_device()
+    device = device if device is not None else device_name()  # a name: torch is not needed yet
     plan_workers, plan_threads = thread_plan(device)
     workers = workers or plan_workers
-    torch_threads = torch_threads or plan_threads
+    threads = torch_threads or plan_threads
     pin = pin_memory_for(device) if pin_memory is None else bool(pin_memory)
-    old_threads = torch.get_num_threads()
-    if torch_threads and torch_threads != old_threads:
-        torch.set_num_threads(torch_threads)  # this thread runs the model
-    try:
-        return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails,
-                                want_features, pin, backend, accel_dir, status))
-    finally:
-        if torch.get_num_threads() != old_threads:
-            torch.set_num_threads(old_threads)
+    return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails,
+                            want_features, pin, backend, accel_dir, status))
 
 
-def _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails, want_features, pin,
+def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails, want_features, pin,
          backend=None, accel_dir=None, status=None):
     from .accel import TorchRunner, make_runner, torch_runner_for
 
@@ -225,54 +230,58 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, want_thumbnails,
                 pending.append(pool.submit(_decode, p, cfg, want_thumbnails))
 
         fill()  # decoding starts while the model is being made ready
-        runner = make_runner(loaded, device, batch_size=batch_size, threads=torch.get_num_threads(),
+        runner = make_runner(loaded, device, batch_size=batch_size, threads=threads,
                              cache_dir=None if accel_dir is None else Path(accel_dir), n_photos=total,
                              backend=backend, status=status, pin=pin)
         log.info("scoring %d photos with %s on %s", total, runner.name, device)
-        while pending:
-            if cancelled():
-                for f in pending:
-                    f.cancel()
-                return done
-            batch: list[_Decoded] = []
-            while pending and len(batch) < batch_size:
-                batch.append(pending.popleft().result())
-                fill()
-            decode_s += sum(d.seconds for d in batch)
-            good = [d for d in batch if d.array is not None]
-            results: dict[Path, ScoreResult] = {}
-            if good:
-                t0 = time.perf_counter()
-                arrays = [d.array for d in good]
-                try:
+        try:
+            while pending:
+                if cancelled():
+                    for f in pending:
+                        f.cancel()
+                    return done
+                batch: list[_Decoded] = []
+                while pending and len(batch) < batch_size:
+                    batch.append(pending.popleft().result())
+                    fill()
+                decode_s += sum(d.seconds for d in batch)
+                good = [d for d in batch if d.array is not None]
+                results: dict[Path, ScoreResult] = {}
+                if good:
+                    t0 = time.perf_counter()
+                    arrays = [d.array for d in good]
                     try:
-                        probs, sev, feats = runner(arrays)
-                    except Exception as exc:  # noqa: BLE001 - the ONNX path failing must not cost a photo
-                        if isinstance(runner, TorchRunner):
-                            raise
-                        log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
-                        runner = torch_runner_for(loaded, device, pin)
-                        probs, sev, feats = runner(arrays)
-                except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
-                    log.exception("model failed on a batch")
-                    probs = sev = feats = None
-                    for d in good:
-                        d.error = f"model error: {exc}"
-                model_s += time.perf_counter() - t0
-                if probs is not None:
-                    for i, d in enumerate(good):
-                        s = None if sev is None else sev[i]
-                        results[d.path] = ScoreResult(
-                            d.path, probs[i], s, feats[i].astype(np.float16) if want_features else None,
-                            None, explain(s, cfg.families) if loaded.trained else "", d.exif, d.thumbnail)
-            out = [results.get(d.path) or ScoreResult(d.path, error=d.error or "not scored", exif=d.exif)
-                   for d in batch]
-            done += len(batch)
-            yield BatchProgress(out, done, total, time.perf_counter() - t_start, decode_s, model_s)
+                        try:
+                            probs, sev, feats = runner(arrays)
+                        except Exception as exc:  # noqa: BLE001 - the ONNX path failing must not cost a photo
+                            if isinstance(runner, TorchRunner):
+                                raise
+                            log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
+                            runner.close()
+                            runner = torch_runner_for(loaded, device, pin, threads)
+                            probs, sev, feats = runner(arrays)
+                    except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
+                        log.exception("model failed on a batch")
+                        probs = sev = feats = None
+                        for d in good:
+                            d.error = f"model error: {exc}"
+                    model_s += time.perf_counter() - t0
+                    if probs is not None:
+                        for i, d in enumerate(good):
+                            s = None if sev is None else sev[i]
+                            results[d.path] = ScoreResult(
+                                d.path, probs[i], s, feats[i].astype(np.float16) if want_features else None,
+                                None, explain(s, cfg.families) if loaded.trained else "", d.exif, d.thumbnail)
+                out = [results.get(d.path) or ScoreResult(d.path, error=d.error or "not scored", exif=d.exif)
+                       for d in batch]
+                done += len(batch)
+                yield BatchProgress(out, done, total, time.perf_counter() - t_start, decode_s, model_s)
+        finally:
+            runner.close()  # torch's thread setting back as it was
     return done
 
 
-def score_all(paths: Iterable, loaded: LoadedModel, **kw) -> list[ScoreResult]:
+def score_all(paths: Iterable, loaded: "LoadedModel", **kw) -> list[ScoreResult]:
     """Convenience: run :func:`iter_scores` to the end and return every result in order."""
     out: list[ScoreResult] = []
     for prog in iter_scores(list(paths), loaded, **kw):
@@ -289,7 +298,7 @@ def stored_to_result(s, path: Path | None = None) -> ScoreResult:
 
 def iter_scores_cached(
     paths: Sequence[os.PathLike | str],
-    loaded: LoadedModel,
+    loaded: "LoadedModel",
     catalog,
     **kw,
 ) -> Generator[BatchProgress, None, int]:
