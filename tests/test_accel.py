@@ -159,8 +159,35 @@ def test_runtime_failure_mid_run_finishes_with_torch(photo_folder, tiny_model, o
         raise RuntimeError("simulated ONNX Runtime failure")
 
     monkeypatch.setattr(accel.OrtRunner, "__call__", broken)
-    results = score_all(list_images(photo_folder), tiny_model, batch_size=4, backend="onnx", accel_dir=onnx_cache)
-    assert sum(r.ok for r in results) == 6  # every readable photo scored, by PyTorch
+    for cores in (1, 2):  # one batch at a time, and two in flight when it fails
+        monkeypatch.setattr(accel, "_default_threads", lambda: cores)
+        results = score_all(list_images(photo_folder), tiny_model, batch_size=2, backend="onnx",
+                            accel_dir=onnx_cache, torch_threads=1)
+        assert sum(r.ok for r in results) == 6  # every readable photo scored, by PyTorch
+
+
+def test_two_batches_in_flight_keep_order_and_numbers(photo_folder, tiny_model, onnx_cache, monkeypatch):
+    """With 2 cores ONNX Runtime runs two batches side by side (one thread each)."""
+    import threading
+
+    monkeypatch.setattr(accel, "_default_threads", lambda: 2)
+    where = set()
+    real = accel.OrtRunner.__call__
+
+    def spy(self, arrays):
+        where.add(threading.current_thread().name)
+        return real(self, arrays)
+
+    monkeypatch.setattr(accel.OrtRunner, "__call__", spy)
+    paths = list_images(photo_folder) * 3
+    a = score_all(paths, tiny_model, batch_size=2, backend="torch")
+    b = score_all(paths, tiny_model, batch_size=2, backend="onnx", accel_dir=onnx_cache, torch_threads=1)
+    assert where and all(name.startswith("model") for name in where)  # run in the lanes, not inline
+    assert [r.path for r in b] == [r.path for r in a] == paths
+    for x, y in zip(a, b):
+        assert x.ok == y.ok and x.error == y.error
+        if x.ok:
+            assert y.mean == pytest.approx(x.mean, abs=1e-3)
 
 
 def test_verification_refuses_an_export_that_disagrees(tiny_model):

@@ -215,7 +215,10 @@ class OrtRunner:
     """The ONNX Runtime path, same call and results as :class:`TorchRunner` (CPU only).
 
     The graph has a fixed batch size; a short last batch is padded with zeros and the
-    padding's rows dropped."""
+    padding's rows dropped.  A session may be run from several threads at once; with one
+    thread per run, ``lanes`` (2 when there are 2 cores or more) batches can run side by
+    side: the model gets the cores decoding leaves idle (small files decode in a few ms)
+    without splitting one batch across threads, which costs CPU in synchronisation."""
 
     name = "onnx"
 
@@ -223,6 +226,7 @@ class OrtRunner:
         import onnxruntime as ort
 
         self.cfg = cfg
+        self.lanes = 2 if int(threads) == 1 and _default_threads() >= 2 else 1
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1

@@ -234,38 +234,49 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                              cache_dir=None if accel_dir is None else Path(accel_dir), n_photos=total,
                              backend=backend, status=status, pin=pin)
         log.info("scoring %d photos with %s on %s", total, runner.name, device)
+        # ONNX Runtime may run two batches at once (one thread each): when decoding is cheap
+        # (small files) the model then has both cores; when it is dear, decoding has them
+        lanes = max(1, int(getattr(runner, "lanes", 1)))
+        model_pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="model") if lanes > 1 else None
+        inflight: deque = deque()  # (decoded batch, the good ones, future of the model's answer)
         try:
-            while pending:
+            while pending or inflight:
                 if cancelled():
                     for f in pending:
                         f.cancel()
                     return done
-                batch: list[_Decoded] = []
-                while pending and len(batch) < batch_size:
-                    batch.append(pending.popleft().result())
-                    fill()
+                while pending and len(inflight) < lanes:
+                    batch: list[_Decoded] = []
+                    while pending and len(batch) < batch_size:
+                        batch.append(pending.popleft().result())
+                        fill()
+                    good = [d for d in batch if d.array is not None]
+                    fut = None
+                    if good and lanes > 1:
+                        fut = model_pool.submit(_timed, runner, [d.array for d in good])
+                    inflight.append((batch, good, fut))
+                batch, good, fut = inflight.popleft()
                 decode_s += sum(d.seconds for d in batch)
-                good = [d for d in batch if d.array is not None]
                 results: dict[Path, ScoreResult] = {}
                 if good:
-                    t0 = time.perf_counter()
                     arrays = [d.array for d in good]
                     try:
                         try:
-                            probs, sev, feats = runner(arrays)
+                            (probs, sev, feats), dt = fut.result() if fut is not None else _timed(runner, arrays)
                         except Exception as exc:  # noqa: BLE001 - the ONNX path failing must not cost a photo
-                            if isinstance(runner, TorchRunner):
+                            if fut is None and isinstance(runner, TorchRunner):
                                 raise
-                            log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
-                            runner.close()
-                            runner = torch_runner_for(loaded, device, pin, threads)
-                            probs, sev, feats = runner(arrays)
+                            if not isinstance(runner, TorchRunner):  # (futures only ever ran ONNX Runtime)
+                                log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
+                                runner.close()
+                                runner, lanes = torch_runner_for(loaded, device, pin, threads), 1
+                            (probs, sev, feats), dt = _timed(runner, arrays)
+                        model_s += dt
                     except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
                         log.exception("model failed on a batch")
                         probs = sev = feats = None
                         for d in good:
                             d.error = f"model error: {exc}"
-                    model_s += time.perf_counter() - t0
                     if probs is not None:
                         for i, d in enumerate(good):
                             s = None if sev is None else sev[i]
@@ -277,8 +288,16 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                 done += len(batch)
                 yield BatchProgress(out, done, total, time.perf_counter() - t_start, decode_s, model_s)
         finally:
+            if model_pool is not None:
+                model_pool.shutdown(wait=True, cancel_futures=True)
             runner.close()  # torch's thread setting back as it was
     return done
+
+
+def _timed(runner, arrays):
+    t0 = time.perf_counter()
+    out = runner(arrays)
+    return out, time.perf_counter() - t0
 
 
 def score_all(paths: Iterable, loaded: "LoadedModel", **kw) -> list[ScoreResult]:
