@@ -211,3 +211,26 @@ def test_device_is_found_without_torch_only_when_certain(monkeypatch):
     monkeypatch.setattr(modelspec, "_no_gpu_here", lambda: False)  # a GPU may be there: torch decides
     assert modelspec.device_name() == nima.select_device().type
     assert scoring.thread_plan("cpu", cores=2) == scoring.thread_plan(torch.device("cpu"), cores=2)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities: Linux")
+def test_nice_lowers_only_the_scoring_threads(tmp_path, tiny_model, monkeypatch):
+    """The GUI scores with nice=5: its own threads (thumbnails on screen) go first."""
+    import threading
+
+    files = [make_photo(tmp_path / f"p{i}.jpg", seed=i) for i in range(3)]
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    real = scoring._decode
+
+    def spy(*a, **kw):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(scoring, "_decode", spy)
+    scoring.score_all(files, tiny_model, batch_size=2, nice=5)
+    assert seen and all(p == min(19, base + 5) for p in seen)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread is untouched
+    seen.clear()
+    scoring.score_all(files, tiny_model, batch_size=2)
+    assert seen and all(p == base for p in seen)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DECODE_SIDE = 448  # decode (draft) at least this big, then resize to the model input
+# a second model lane joins only after this long: the first moments belong to whatever
+# started the job (the GUI's first screen of thumbnails came 0.3 s later with it at once)
+SECOND_LANE_AFTER_S = 0.6
 THUMB_SIDE = 256
 
 
@@ -182,6 +185,7 @@ def iter_scores(
     backend: str | None = None,
     accel_dir: os.PathLike | str | None = None,
     status: Callable[[str], None] | None = None,
+    nice: int = 0,
 ) -> Generator[BatchProgress, None, int]:
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
@@ -192,6 +196,8 @@ def iter_scores(
     ``pin_memory`` defaults to on for CUDA only.  ``backend`` / ``accel_dir``: see
     :mod:`photocull.core.accel` (without an ``accel_dir`` the model runs in PyTorch);
     ``status`` is told, in words, about slow one-off steps (preparing the fast model).
+    ``nice``: lower the decode and model threads' priority by this much (Linux), so that a
+    GUI's own threads (the thumbnails on screen) go first when they want the cores.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -205,11 +211,23 @@ def iter_scores(
     threads = torch_threads or plan_threads
     pin = pin_memory_for(device) if pin_memory is None else bool(pin_memory)
     return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails,
-                            want_features, pin, backend, accel_dir, status))
+                            want_features, pin, backend, accel_dir, status, nice))
+
+
+def _lower_priority(nice: int) -> None:
+    """Pool initializer: this thread only (on Linux, priorities are per thread)."""
+    import threading
+
+    if nice > 0 and hasattr(os, "setpriority"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except OSError:
+            pass
 
 
 def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails, want_features, pin,
-         backend=None, accel_dir=None, status=None):
+         backend=None, accel_dir=None, status=None, nice=0):
     from .accel import TorchRunner, make_runner, torch_runner_for
 
     total = len(paths)
@@ -217,7 +235,8 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
     t_start = time.perf_counter()
     done = 0
     decode_s = model_s = 0.0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode", initializer=_lower_priority,
+                            initargs=(nice,)) as pool:
         pending: deque = deque()
         it = iter(paths)
 
@@ -237,7 +256,8 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
         # ONNX Runtime may run two batches at once (one thread each): when decoding is cheap
         # (small files) the model then has both cores; when it is dear, decoding has them
         lanes = max(1, int(getattr(runner, "lanes", 1)))
-        model_pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="model") if lanes > 1 else None
+        model_pool = (ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="model", initializer=_lower_priority,
+                                         initargs=(nice,)) if lanes > 1 else None)
         inflight: deque = deque()  # (decoded batch, the good ones, future of the model's answer)
         try:
             while pending or inflight:
@@ -245,7 +265,8 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                     for f in pending:
                         f.cancel()
                     return done
-                while pending and len(inflight) < lanes:
+                now_lanes = lanes if time.perf_counter() - t_start >= SECOND_LANE_AFTER_S else 1
+                while pending and len(inflight) < now_lanes:
                     batch: list[_Decoded] = []
                     while pending and len(batch) < batch_size:
                         batch.append(pending.popleft().result())
