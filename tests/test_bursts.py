@@ -250,3 +250,61 @@ def test_gui_adapters(frames, scenes):
     changes = best_of_groups_changes(items)
     # IMG_0 was picked by hand: not rejected; the bracket is left alone
     assert [(it.path.name, flag) for it, flag in changes] == [("IMG_1.jpg", 1), ("IMG_2.jpg", -1)]
+
+
+# --- memory and the catalog's greys -----------------------------------------------------------
+
+def test_greys_kept_as_uint8_and_float16_features_group_the_same(frames, scenes):
+    """What the GUI's grouping keeps (uint8 greys, float16 features as stored) gives the same
+    groups as float32 greys and features."""
+    from photocull.core.bursts import gray_as_float, tiny_gray_u8
+
+    a, c = scenes["astronaut"], scenes["coffee"]
+    base = crop(c, 100, 20, 350, 350)
+    ims = [crop(a, 40, 40, 400, 400), crop(a, 42, 42, 400, 400), crop(a, 44, 41, 400, 400),
+           expose(base, -1), expose(base, 1), crop(scenes["chelsea"], 0, 0, 300, 300),
+           crop(c, 0, 0, 300, 400), crop(c, 100, 0, 300, 400)]
+    times = [T0, T0 + 0.3, T0 + 0.6, T0 + 0.9, T0 + 1.2, None, T0 + 9, T0 + 11]
+    biases = [0, 0, 0, -1, 1, None, 0, 0]
+    f = frames(ims)
+    for im in ims:
+        assert np.array_equal(gray_as_float(tiny_gray_u8(im)), tiny_gray(im))
+    ref = group_bursts([BurstInput(Path(f"{k}.jpg"), times[k], biases[k], f[k].astype(np.float32), tiny_gray(im))
+                        for k, im in enumerate(ims)], gray_loader=None)
+    lean = group_bursts([BurstInput(Path(f"{k}.jpg"), times[k], biases[k], f[k].astype(np.float16),
+                                    tiny_gray_u8(im)) for k, im in enumerate(ims)], gray_loader=None)
+    assert kinds(lean) == kinds(ref) == [([0, 1, 2], "burst"), ([3, 4], "bracket"), ([5], "single"),
+                                         ([6, 7], "panorama")]
+
+
+def test_cached_gray_loader_decodes_each_photo_once(tmp_path, app_paths):
+    from conftest import make_photo
+    from photocull.core.bursts import CachedGrayLoader, load_tiny_gray, load_tiny_gray_u8
+    from photocull.core.catalog import Catalog
+
+    photos = [make_photo(tmp_path / "shoot" / f"IMG_{k}.jpg", seed=k) for k in range(3)]
+    (tmp_path / "shoot" / "broken.jpg").write_bytes(b"not a jpeg")
+    decoded = []
+
+    def decode(p):
+        decoded.append(Path(p).name)
+        return load_tiny_gray_u8(p)
+
+    cat = Catalog(app_paths.catalog_path)
+    try:
+        first = CachedGrayLoader(cat, flush_every=2, decode=decode)
+        got = [first(p) for p in photos]
+        assert first(tmp_path / "shoot" / "broken.jpg") is None
+        first.flush()
+        assert decoded == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg", "broken.jpg"]
+        for g, p in zip(got, photos):
+            assert g.dtype == np.uint8 and np.array_equal(g.astype(np.float32) / 255.0, load_tiny_gray(p))
+        # a later grouping (another loader, as on reopening the folder) decodes none of them
+        again = CachedGrayLoader(cat, decode=decode)
+        assert all(np.array_equal(again(p), g) for p, g in zip(photos, got))
+        assert again.hits == 3 and again.decoded == 0 and len(decoded) == 4
+        # a photo edited since: decoded again
+        make_photo(photos[1], seed=9, size=(300, 200))
+        assert not np.array_equal(again(photos[1]), got[1]) and decoded[-1] == "IMG_1.jpg"
+    finally:
+        cat.close()

@@ -226,3 +226,63 @@ def test_catalog_key_is_path_absolute_whatever_the_spelling(tmp_path, monkeypatc
     for p in (a, Path(a), "shoot/IMG_1.jpg", "./shoot/IMG_1.jpg", str(tmp_path) + "/shoot/../shoot/IMG_1.jpg",
               str(tmp_path) + "//shoot/./IMG_1.jpg", "IMG_2.jpg"):
         assert _key(p) == str(Path(p).absolute()), p
+
+
+# --- tiny greys for burst grouping --------------------------------------------------------
+
+def _grey(seed: int, side: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (side, side), dtype=np.uint8)
+
+
+def test_tiny_greys_round_trip_and_follow_the_file(cat, photos, tmp_path):
+    g = _grey(1)
+    assert cat.tiny_gray(photos[0], 64) is None
+    cat.store_tiny_grays([(photos[0], g), (photos[1], _grey(2)), (tmp_path / "gone.jpg", _grey(3))])
+    got = cat.tiny_gray(photos[0], 64)
+    assert got.dtype == np.uint8 and np.array_equal(got, g)
+    assert np.array_equal(cat.tiny_gray(str(photos[1]), 64), _grey(2))
+    assert cat.tiny_gray(tmp_path / "gone.jpg", 64) is None
+    assert cat.tiny_gray(photos[0], 32) is None  # another size: not this grey
+    # a file changed on disk is not the photo whose grey was stored
+    st = photos[0].stat()
+    os.utime(photos[0], (st.st_atime, st.st_mtime + 5))
+    assert cat.tiny_gray(photos[0], 64) is None
+    # moved by photocull: the grey moves with it
+    new = tmp_path / "picked" / "IMG_1.jpg"
+    new.parent.mkdir()
+    os.rename(photos[1], new)
+    cat.rename_path(photos[1], new)
+    assert np.array_equal(cat.tiny_gray(new, 64), _grey(2))
+    with pytest.raises(ValueError):
+        cat.store_tiny_grays([(photos[2], np.zeros((4, 8), np.uint8))])
+
+
+def test_catalog_of_the_first_schema_gets_the_greys_table(app_paths, photos):
+    """A catalog written before greys were kept: its scores stay, greys can be stored."""
+    path = app_paths.catalog_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE scores (path TEXT NOT NULL, model_id TEXT NOT NULL, folder TEXT NOT NULL, size INTEGER NOT NULL,
+            mtime REAL NOT NULL, probs BLOB, severities BLOB, features BLOB, why TEXT NOT NULL DEFAULT '', error TEXT,
+            capture_time REAL, exposure_bias REAL, camera TEXT, PRIMARY KEY (path, model_id));
+        CREATE TABLE marks (path TEXT PRIMARY KEY, folder TEXT NOT NULL, flag INTEGER NOT NULL DEFAULT 0,
+            rating INTEGER NOT NULL DEFAULT 0, label TEXT, updated REAL NOT NULL);
+        PRAGMA user_version = 1;""")
+    con.close()
+    c = Catalog(path)
+    try:
+        c.store_results([_result(photos[0], 1)], "m1")
+        c.store_tiny_grays([(photos[0], _grey(4))])
+        assert np.array_equal(c.tiny_gray(photos[0], 64), _grey(4))
+        assert len(c.lookup([photos[0]], "m1")) == 1
+    finally:
+        c.close()
+
+
+def test_any_features_as_stored(cat, photos):
+    cat.store_results([_result(photos[0], 1)], "m1")
+    f32 = cat.any_features(photos)[str(photos[0].absolute())]
+    f16 = cat.any_features(photos, dtype=np.float16)[str(photos[0].absolute())]
+    assert f32.dtype == np.float32 and f16.dtype == np.float16
+    assert np.array_equal(f16.astype(np.float32), f32)

@@ -438,7 +438,8 @@ def test_gui_shows_every_orientation_upright(qtbot, win):
     from photocull.gui.workers import ImageLoader
 
     open_and_score(qtbot, win, ORIENTATION)
-    thumbs = {Path(k).name: _qimage_to_pil(pm.toImage()) for k, pm in win.model._thumbs.items()}
+    assert len(win.model._packed) == 16  # the scorer's thumbnails, kept packed until painted
+    thumbs = {it.name: _qimage_to_pil(win.model.thumbnail(it).toImage()) for it in win.model.items}
     assert len(thumbs) == 16
     loader = ImageLoader()
     got = {}

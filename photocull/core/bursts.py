@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -56,36 +57,97 @@ PANO_NCC = 0.6
 PANO_MIN_OVERLAP = 0.25
 UNTIMED_EXTRA_COSINE = 0.05
 UNTIMED_EXTRA_SSIM = 0.10
+PREPARED_LRU = 64          # frames kept blurred + transformed while grouping (48 KB each)
 
 PROTECTED_KINDS = frozenset({"bracket", "panorama"})
 
 
 # --- inputs and outputs ---------------------------------------------------------------
 
-def tiny_gray(im: Image.Image | np.ndarray, side: int = TINY_SIDE) -> np.ndarray:
-    """A ``side`` x ``side`` float32 greyscale version (0..1) for pixel comparisons.
-
-    Aspect ratio is not kept: both frames of a pair are squashed the same way.
-    4 KB each at 64 px (16 KB as float32): cheap to keep for a whole folder.
-    """
+def tiny_gray_u8(im: Image.Image | np.ndarray, side: int = TINY_SIDE) -> np.ndarray:
+    """A ``side`` x ``side`` uint8 greyscale version: what :func:`tiny_gray` is made of,
+    and how greys are kept (4 KB each at 64 px; 16 KB as float32) and cached."""
     if isinstance(im, np.ndarray):
         a = im
         if a.dtype != np.uint8:
             a = (np.clip(a, 0, 1) * 255).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
         im = Image.fromarray(a)
     g = im.convert("L").resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(g, dtype=np.float32) / 255.0
+    return np.asarray(g, dtype=np.uint8)
 
 
-def load_tiny_gray(path: os.PathLike | str) -> np.ndarray | None:
-    """Decode ``path`` small (JPEG DCT scaling, RAW preview) and make its tiny grey; None if unreadable."""
+def gray_as_float(g: np.ndarray) -> np.ndarray:
+    """A tiny grey as float32 0..1 (uint8 greys are scaled; float ones are taken as they are)."""
+    g = np.asarray(g)
+    if g.dtype == np.uint8:
+        return g.astype(np.float32) / 255.0
+    return g.astype(np.float32, copy=False)
+
+
+def tiny_gray(im: Image.Image | np.ndarray, side: int = TINY_SIDE) -> np.ndarray:
+    """A ``side`` x ``side`` float32 greyscale version (0..1) for pixel comparisons.
+
+    Aspect ratio is not kept: both frames of a pair are squashed the same way.
+    """
+    return gray_as_float(tiny_gray_u8(im, side))
+
+
+def load_tiny_gray_u8(path: os.PathLike | str) -> np.ndarray | None:
+    """Decode ``path`` small (JPEG DCT scaling, RAW preview) and make its uint8 tiny grey;
+    None if unreadable."""
     from .images import ImageError, open_image
 
     try:
-        return tiny_gray(open_image(path, max_side=4 * TINY_SIDE))
+        return tiny_gray_u8(open_image(path, max_side=4 * TINY_SIDE))
     except ImageError as exc:
         log.debug("no pixels for %s: %s", path, exc)
         return None
+
+
+def load_tiny_gray(path: os.PathLike | str) -> np.ndarray | None:
+    """Like :func:`load_tiny_gray_u8`, as float32 0..1 (:func:`tiny_gray`)."""
+    g = load_tiny_gray_u8(path)
+    return None if g is None else gray_as_float(g)
+
+
+class CachedGrayLoader:
+    """A ``gray_loader`` for :func:`group_bursts` that remembers tiny greys in the
+    catalog (keyed like scores: path + size + mtime), so that reopening a folder
+    decodes nothing for its burst grouping.  New greys are written in batches of
+    ``flush_every`` and by :meth:`flush` (call it when done: a cancelled run keeps what
+    it decoded).  Use it from one thread (the catalog's connections are per thread)."""
+
+    def __init__(self, catalog, flush_every: int = 256,
+                 decode: Callable[[Path], np.ndarray | None] = load_tiny_gray_u8):
+        self.catalog = catalog
+        self.flush_every = flush_every
+        self.decode = decode
+        self._new: list[tuple[str, np.ndarray]] = []
+        self.hits = self.decoded = 0
+
+    def __call__(self, path) -> np.ndarray | None:
+        g = self.catalog.tiny_gray(path, TINY_SIDE)
+        if g is not None:
+            self.hits += 1
+            return g
+        g = self.decode(path)
+        self.decoded += 1
+        if g is not None:
+            g = np.asarray(g)
+            if g.dtype != np.uint8:
+                g = tiny_gray_u8(g)
+            self._new.append((os.fspath(path), g))
+            if len(self._new) >= self.flush_every:
+                self.flush()
+        return g
+
+    def flush(self) -> None:
+        new, self._new = self._new, []
+        if new:
+            try:
+                self.catalog.store_tiny_grays(new)
+            except Exception as exc:  # noqa: BLE001 - a cache: never the reason grouping fails
+                log.warning("could not remember tiny greys: %s", exc)
 
 
 @dataclass
@@ -94,7 +156,7 @@ class BurstInput:
     capture_time: float | None = None   # seconds, DateTimeOriginal + SubSecTimeOriginal
     exposure_bias: float | None = None  # EV
     features: np.ndarray | None = None  # pooled backbone features (any float dtype)
-    gray: np.ndarray | None = None      # tiny_gray(); loaded from path when None
+    gray: np.ndarray | None = None      # tiny_gray() or tiny_gray_u8(); loaded from path when None
     score: float | None = None          # predicted mean score; the best frame has the highest
 
     @classmethod
@@ -139,18 +201,37 @@ def _standardise(a: np.ndarray) -> np.ndarray:
     return (a - a.mean()) / (a.std() + 1e-3)
 
 
+def _prepare(g: np.ndarray, blur: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny grey ready for :func:`_likeness`: (blurred, its 2-D FFT).  Done once per
+    frame, not once per pair it is in."""
+    from scipy import ndimage
+    from scipy.fft import fftn
+
+    g = np.asarray(g)
+    if g.dtype == np.uint8:
+        g = gray_as_float(g)
+    if blur:
+        g = ndimage.gaussian_filter(g, blur)
+    return g, fftn(g)
+
+
 def likeness(g1: np.ndarray, g2: np.ndarray, blur: float = 1.0) -> Likeness:
     """Align two tiny greys by phase correlation and compare their overlap."""
-    from scipy import ndimage
+    if g1.shape != g2.shape:
+        return _NO_MATCH
+    return _likeness(_prepare(g1, blur), _prepare(g2, blur))
+
+
+def _likeness(p1: tuple[np.ndarray, np.ndarray], p2: tuple[np.ndarray, np.ndarray]) -> Likeness:
     from skimage.metrics import structural_similarity
     from skimage.registration import phase_cross_correlation
 
+    (g1, f1), (g2, f2) = p1, p2
     if g1.shape != g2.shape:
         return _NO_MATCH
-    if blur:
-        g1, g2 = ndimage.gaussian_filter(g1, blur), ndimage.gaussian_filter(g2, blur)
     h, w = g1.shape
-    shift, _, _ = phase_cross_correlation(g1, g2, normalization=None)
+    # the FFTs it would take of the blurred greys, taken once per frame (_prepare)
+    shift, _, _ = phase_cross_correlation(f1, f2, normalization=None, space="fourier")
     dy, dx = (int(round(float(v))) for v in shift)
     a = g1[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
     b = g2[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
@@ -161,12 +242,17 @@ def likeness(g1: np.ndarray, g2: np.ndarray, blur: float = 1.0) -> Likeness:
     return Likeness(s, ncc, max(abs(dy) / h, abs(dx) / w), a.size / (h * w))
 
 
-def _unit(f: np.ndarray | None) -> np.ndarray | None:
+def _flat_norm(f: np.ndarray | None) -> tuple[np.ndarray | None, float]:
+    """(a feature vector as a flat float array in its own dtype, no copy when it is one;
+    its length, computed in float32), or (None, 0) when it has no usable direction."""
     if f is None:
-        return None
-    f = np.asarray(f, dtype=np.float32).ravel()
-    n = float(np.linalg.norm(f))
-    return f / n if n > 0 and np.isfinite(n) else None
+        return None, 0.0
+    f = np.asarray(f)
+    if f.dtype.kind != "f":
+        f = f.astype(np.float32)
+    f = f.ravel()
+    n = float(np.linalg.norm(f.astype(np.float32, copy=False)))
+    return (f, n) if n > 0 and np.isfinite(n) else (None, 0.0)
 
 
 # --- grouping -------------------------------------------------------------------------------
@@ -190,7 +276,7 @@ class _Sets:
 def group_bursts(items: Sequence[BurstInput], gap_seconds: float = 2.0,
                  feature_threshold: float = FEATURE_THRESHOLD, ssim_threshold: float = SSIM_THRESHOLD,
                  *, pano_gap_seconds: float = 6.0, neighbours: int = 4, max_all_pairs: int = 3000,
-                 gray_loader: Callable[[Path], np.ndarray | None] | None = load_tiny_gray) -> list[BurstGroup]:
+                 gray_loader: Callable[[Path], np.ndarray | None] | None = load_tiny_gray_u8) -> list[BurstGroup]:
     """Group frames of one shot; every input index is in exactly one group.
 
     Timed frames (sorted by time) are compared with up to ``neighbours`` earlier frames
@@ -204,20 +290,43 @@ def group_bursts(items: Sequence[BurstInput], gap_seconds: float = 2.0,
     Groups come out in order of their first input index; members in shooting order.
     """
     n = len(items)
-    feats = [_unit(it.features) for it in items]
+    # features stay as given (float16 from the catalog: 4.4 KB a photo, not 8.9 KB twice
+    # over as float32 unit vectors); their norms are computed once
+    feats: list[np.ndarray | None] = []
+    norms: list[float] = []
+    for it in items:
+        f, nf = _flat_norm(it.features)
+        feats.append(f)
+        norms.append(nf)
+    # greys are kept as given (uint8 from a loader: 4 KB a photo, not 16 KB as float32);
+    # blurred and transformed for comparing (48 KB) only in a small LRU: frames are
+    # compared with their neighbours, so each is prepared about once
     grays: dict[int, np.ndarray | None] = {}
+    prepared: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
-    def gray(i: int) -> np.ndarray | None:
+    def gray(i: int) -> tuple[np.ndarray, np.ndarray] | None:
         if i not in grays:
             g = items[i].gray
             if g is None and gray_loader is not None:
                 g = gray_loader(items[i].path)
-            grays[i] = None if g is None else np.asarray(g, dtype=np.float32)
-        return grays[i]
+            grays[i] = None if g is None else np.asarray(g)
+        g = grays[i]
+        if g is None:
+            return None
+        p = prepared.get(i)
+        if p is None:
+            p = prepared[i] = _prepare(g if g.dtype == np.uint8 else gray_as_float(g))
+            if len(prepared) > PREPARED_LRU:
+                prepared.popitem(last=False)
+        else:
+            prepared.move_to_end(i)
+        return p
 
     def cosine(i: int, j: int) -> float | None:
         a, b = feats[i], feats[j]
-        return float(a @ b) if a is not None and b is not None and a.shape == b.shape else None
+        if a is None or b is None or a.shape != b.shape:
+            return None
+        return float(a.astype(np.float32, copy=False) @ b.astype(np.float32, copy=False)) / (norms[i] * norms[j])
 
     def link(i: int, j: int, dt: float | None) -> str | None:
         c = cosine(i, j)
@@ -235,7 +344,7 @@ def group_bursts(items: Sequence[BurstInput], gap_seconds: float = 2.0,
         gi, gj = gray(i), gray(j)
         if gi is None or gj is None:
             return None  # no pixels, no proof: a panorama step looks "the same scene" too
-        like = likeness(gi, gj)
+        like = _likeness(gi, gj)
         if dt is None:  # look alone: near-duplicates only
             ok = like.shift <= MAX_BURST_SHIFT and like.ssim >= ssim_threshold + UNTIMED_EXTRA_SSIM
             return "burst" if ok and (c is None or c >= feature_threshold + UNTIMED_EXTRA_COSINE) else None
@@ -283,7 +392,8 @@ def group_bursts(items: Sequence[BurstInput], gap_seconds: float = 2.0,
                     pairs.add((min(i, j), max(i, j)))
         with_feats = sorted(i for i in untimed if feats[i] is not None)
         if 1 < len(with_feats) <= max_all_pairs and len({feats[i].shape for i in with_feats}) == 1:
-            m = np.stack([feats[i] for i in with_feats])
+            m = np.stack([feats[i] for i in with_feats]).astype(np.float32, copy=False)
+            m /= np.asarray([norms[i] for i in with_feats], dtype=np.float32)[:, None]
             for start in range(0, len(with_feats), 512):
                 sims = m[start:start + 512] @ m.T
                 for a, b in zip(*np.nonzero(sims >= feature_threshold + UNTIMED_EXTRA_COSINE)):

@@ -1,8 +1,11 @@
 """The catalog: a SQLite file that remembers scores, errors and the user's marks.
 
 Scores are keyed by file identity (absolute path + size + mtime) and model id: a file
-that changed on disk is scored again, an unchanged one never is.  Marks (flag, stars,
-colour label) are keyed by path only: they belong to the photo, not to a version of it.
+that changed on disk is scored again, an unchanged one never is.  So are the tiny greys
+that burst grouping compares (:mod:`photocull.core.bursts`, 4 KB a photo, any model):
+reopening a folder groups its bursts without decoding a photo again.  Marks (flag,
+stars, colour label) are keyed by path only: they belong to the photo, not to a version
+of it.
 
 WAL mode and short transactions let two photocull windows share one catalog.  Each
 thread gets its own connection.  A catalog file that SQLite cannot read is moved aside
@@ -24,7 +27,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tiny greys for burst grouping
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     path TEXT NOT NULL,
@@ -52,6 +55,13 @@ CREATE TABLE IF NOT EXISTS marks (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS marks_folder ON marks(folder);
+CREATE TABLE IF NOT EXISTS grays (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    side INTEGER NOT NULL,
+    gray BLOB NOT NULL
+);
 """
 
 FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
@@ -243,8 +253,9 @@ class Catalog:
                 out[by_db[k]] = _unblob(b, np.float16).astype(np.float32)
         return out
 
-    def any_features(self, paths: Sequence) -> dict[str, np.ndarray]:
-        """Backbone features stored under any model (they only depend on the backbone)."""
+    def any_features(self, paths: Sequence, dtype=np.float32) -> dict[str, np.ndarray]:
+        """Backbone features stored under any model (they only depend on the backbone).
+        ``dtype=np.float16`` gives them as stored, at half the memory."""
         by_db = {_db(k): k for k in map(_key, paths)}
         keys = list(by_db)
         out = {}
@@ -258,8 +269,41 @@ class Catalog:
                 except OSError:
                     continue
                 if (st.st_size, st.st_mtime) == (size, mtime):
-                    out[k] = _unblob(b, np.float16).astype(np.float32)
+                    out[k] = _unblob(b, np.float16).astype(dtype, copy=False)
         return out
+
+    # -- tiny greys (burst grouping) -------------------------------------------------
+    def tiny_gray(self, path, side: int) -> np.ndarray | None:
+        """The stored ``side`` x ``side`` uint8 grey of ``path`` if the file is unchanged
+        (same size and mtime) since it was stored; else None."""
+        k = _key(path)
+        try:
+            st = os.stat(k)
+        except OSError:
+            return None
+        row = self.con.execute("SELECT size, mtime, side, gray FROM grays WHERE path=?", (_db(k),)).fetchone()
+        if row is None or (row[0], row[1], row[2]) != (st.st_size, st.st_mtime, side) or len(row[3]) != side * side:
+            return None
+        return np.frombuffer(row[3], dtype=np.uint8).reshape(side, side)
+
+    def store_tiny_grays(self, items: Iterable[tuple[object, np.ndarray]]) -> None:
+        """Remember ``(path, square uint8 grey)`` pairs (one transaction), under the
+        files' current size and mtime; files gone meanwhile are skipped."""
+        rows = []
+        for p, g in items:
+            g = np.ascontiguousarray(g, dtype=np.uint8)
+            if g.ndim != 2 or g.shape[0] != g.shape[1]:
+                raise ValueError(f"a tiny grey is square, not {g.shape}")
+            k = _key(p)
+            try:
+                st = os.stat(k)
+            except OSError:
+                continue
+            rows.append((_db(k), st.st_size, st.st_mtime, g.shape[0], g.tobytes()))
+        if not rows:
+            return
+        with self._tx() as con:
+            con.executemany("INSERT OR REPLACE INTO grays VALUES (?,?,?,?,?)", rows)
 
     # -- marks ---------------------------------------------------------------------
     def get_marks(self, paths: Sequence) -> dict[str, Marks]:
@@ -289,6 +333,7 @@ class Catalog:
         with self._tx() as con:
             con.execute("UPDATE OR REPLACE marks SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))
             con.execute("UPDATE OR REPLACE scores SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))
+            con.execute("UPDATE OR REPLACE grays SET path=? WHERE path=?", (_db(n), o))
 
     # -- helpers -------------------------------------------------------------------
     class _Tx:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from photocull.core.catalog import Catalog
 from photocull.core.config import AppPaths
 from photocull.core.scoring import iter_scores_cached
 
-from .workers import pil_to_qimage
+from .photomodel import pack_thumbnail
 
 
 class ModelHolder:
@@ -38,18 +40,21 @@ class ModelHolder:
 
 def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_path: Path,
               batch_size: int = 8, cancelled=lambda: False, accel_dir: Path | None = None, report=None):
-    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: QImage}).
-    ``report(str)`` hears about slow one-off steps (preparing the fast CPU model)."""
+    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: JPEG bytes}):
+    the scorer's thumbnails, packed at the grid's size (:func:`pack_thumbnail`: ~9 KB
+    each, where a decoded one is 110-130 KB).  ``report(str)`` hears about slow one-off
+    steps (preparing the fast CPU model)."""
     loaded = holder.get(model_spec)
     yield ("model", loaded)
     cat = Catalog(catalog_path)
     try:
         for prog in iter_scores_cached(paths, loaded, cat, batch_size=batch_size, cancelled=cancelled,
-                                       want_thumbnails=True, accel_dir=accel_dir, status=report):
+                                       want_thumbnails=True, accel_dir=accel_dir, status=report,
+                                       nice=5):  # the thumbnails on screen come first
             thumbs = {}
             for r in prog.results:
                 if r.thumbnail is not None:
-                    thumbs[str(r.path)] = pil_to_qimage(r.thumbnail)
+                    thumbs[str(r.path)] = pack_thumbnail(r.thumbnail)
                     r.thumbnail = None
             yield ("batch", prog, thumbs)
             if cancelled():
@@ -60,18 +65,35 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
 
 
 def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, cancelled=lambda: False):
-    """Burst grouping off the GUI thread: reads features from the catalog and decodes small
-    grey versions of the frames that need a pixel check.  ``snapshot`` holds plain
-    copies of the items (path, capture_time, exposure_bias, mean); returns, per item,
-    (group, group_size, group_kind, group_best)."""
-    from photocull.core.bursts import find_groups_for_items, load_tiny_gray
+    """Burst grouping off the GUI thread: reads features from the catalog, and the tiny
+    greys of the frames that need a pixel check (decoding, and then remembering, those
+    the catalog does not have yet).  ``snapshot`` holds plain copies of the items (path,
+    capture_time, exposure_bias, mean); returns, per item, (group, group_size,
+    group_kind, group_best), or None when cancelled."""
+    from photocull.core.bursts import CachedGrayLoader, find_groups_for_items
+
+    class _Cancelled(Exception):
+        pass
 
     cat = Catalog(catalog_path)
     try:
-        feats = cat.any_features([s.path for s in snapshot])
+        # as stored (float16): half the memory of float32 for a whole folder
+        feats = cat.any_features([s.path for s in snapshot], dtype=np.float16)
+        if cancelled():
+            return None
+        cached = CachedGrayLoader(cat)
+
+        def loader(path):
+            if cancelled():
+                raise _Cancelled
+            return cached(path)
+
+        try:
+            find_groups_for_items(snapshot, feats, gap_seconds, gray_loader=loader)
+        except _Cancelled:
+            return None
+        finally:
+            cached.flush()
     finally:
         cat.close()
-    if cancelled():
-        return None
-    find_groups_for_items(snapshot, feats, gap_seconds, gray_loader=load_tiny_gray)
     return [(s.group, s.group_size, s.group_kind, s.group_best) for s in snapshot]

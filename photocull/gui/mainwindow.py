@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from photocull.core.catalog import Catalog, Marks
 from photocull.core.config import AppPaths, Settings
 from photocull.core.images import list_images
 from photocull.core.marks import load_marks, save_marks
-from photocull.core.memory import limit_malloc_arenas
+from photocull.core.memory import limit_malloc_arenas, release_free_memory
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
     scoringDone = Signal()
     groupsDone = Signal()
     PREVIEW_SIZE = 1280
+    RELEASE_AFTER = 500  # photos decoded by a scoring run before its freed memory is handed back
 
     def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
         super().__init__()
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
         self.folder: Path | None = None
         self.worker: GeneratorWorker | None = None
         self._prepare_proc = None  # a background `photocull prepare` (core.accel), if running
+        self._n_decoded = 0
         self.group_worker: GeneratorWorker | None = None
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
@@ -374,6 +377,7 @@ class MainWindow(QMainWindow):
         w.aborted.connect(self._on_scoring_end)
         w.failed.connect(self._on_scoring_failed)
         self.worker = w
+        self._n_decoded = 0  # photos this run decoded and scored (not answered by the catalog)
         self.progress.setRange(0, len(paths))
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -411,8 +415,9 @@ class MainWindow(QMainWindow):
             self.model_label.setStyleSheet("" if value[1].trained else "color:#c03030;font-weight:bold")
             return
         _, prog, thumbs = value
-        for path, img in thumbs.items():
-            self.model.set_thumbnail(path, img)
+        self._n_decoded += len(thumbs)
+        for path, data in thumbs.items():
+            self.model.set_packed_thumbnail(path, data)
         self.model.update_results(prog.results)
         self.progress.setValue(prog.done)
         eta = "" if prog.eta != prog.eta else f", {prog.eta:.0f} s left"
@@ -432,6 +437,8 @@ class MainWindow(QMainWindow):
         msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
         self._scoring_ui_off(msg)
         self.model.flush()
+        if self._n_decoded >= self.RELEASE_AFTER:  # not after a folder the catalog answered
+            self._release_memory()
         self.update_groups()
         self._prepare_fast_model()
         self.scoringDone.emit()
@@ -648,6 +655,12 @@ class MainWindow(QMainWindow):
         if self.sender() is self.group_worker:
             self.group_worker = None
             self._group_apply(result)
+            self._release_memory()  # the greys and features grouping went through
+
+    def _release_memory(self) -> None:
+        """Hand the heap's free pages back (core/memory.py) in a short-lived thread: with a
+        GB of fragmented heap it takes a few hundred ms, which the GUI thread need not wait."""
+        threading.Thread(target=release_free_memory, name="release-memory", daemon=True).start()
 
     def toggle_group(self) -> None:
         it = self.current_item()

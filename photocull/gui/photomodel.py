@@ -1,5 +1,11 @@
 """The grid's data: one row per photo, in sorted order; a proxy that filters; a thumbnail cache.
 
+Thumbnails are kept two ways, both bounded: decoded pixmaps for what is (or was just)
+on screen (``MAX_THUMBS``, LRU), and the scorer's thumbnails as small JPEGs
+(``PACKED_BYTES``, LRU, ~9 KB each) for the rest of the folder, decoded when their
+cell is painted.  A 10,000-photo folder used to make a pixmap of every photo's
+thumbnail as it was scored.
+
 Sorting happens here in Python (one ``list.sort`` with a key: ~10 ms for 10,000 photos),
 not in ``QSortFilterProxyModel`` (a Python ``lessThan`` per comparison: seconds for
 10,000 rows, and it ran again on every batch of 8 scores).  ``items`` stays in the order
@@ -83,7 +89,9 @@ class PhotoListModel(QAbstractListModel):
     refreshed = Signal()  # ranks (and order) were recomputed after new scores
 
     THUMB_SIZE = 256
-    MAX_THUMBS = 1200  # ~110 KB each at DISPLAY_SIZE: ~130 MB; a screen shows ~30
+    MAX_THUMBS = 400  # decoded, ~110 KB each at DISPLAY_SIZE: ~45 MB; a screen shows 20-60 cells
+    PACKED_BYTES = 40 << 20  # the scorer's thumbnails as JPEGs (~9 KB each): ~4,500 photos
+    PACKED_QUALITY = 85
     REFRESH_MS = 400
     # ThumbDelegate's picture area (220 px cell, 2 px margin, 6 px padding, 48 px of text):
     # pixmaps are stored at that size so that painting a cell never rescales (Qt returns
@@ -96,6 +104,8 @@ class PhotoListModel(QAbstractListModel):
         self._order: list[int] = []  # row -> index in items (the sorted order)
         self._row: dict[str, int] = {}  # key -> row
         self._thumbs: OrderedDict[str, QPixmap] = OrderedDict()
+        self._packed: OrderedDict[str, bytes] = OrderedDict()
+        self._packed_bytes = 0
         self._requested: set[str] = set()
         self._thumb_errors: dict[str, str] = {}
         self.sort_key = "score"
@@ -145,6 +155,8 @@ class PhotoListModel(QAbstractListModel):
         self._order = self._sorted_order()
         self._row = {self.items[i].key: r for r, i in enumerate(self._order)}
         self._thumbs.clear()
+        self._packed.clear()
+        self._packed_bytes = 0
         self._requested.clear()
         self._thumb_errors.clear()
         self._refresh.stop()
@@ -255,11 +267,18 @@ class PhotoListModel(QAbstractListModel):
 
     # -- thumbnails ---------------------------------------------------------------
     def thumbnail(self, item: PhotoItem) -> QPixmap | None:
-        """The cached pixmap, or None after queueing a request (never decodes here)."""
+        """The cached pixmap, or None after queueing a request.  Never reads a file: a
+        thumbnail kept packed (a few KB of JPEG, from the scorer) is unpacked (~0.3 ms)."""
         pm = self._thumbs.get(item.key)
         if pm is not None:
             self._thumbs.move_to_end(item.key)
             return pm
+        data = self._packed.get(item.key)
+        if data is not None:
+            self._packed.move_to_end(item.key)
+            image = QImage.fromData(data, "JPEG")
+            if not image.isNull():
+                return self._store_pixmap(item.key, image)
         if item.key not in self._requested and item.key not in self._thumb_errors:
             self._requested.add(item.key)
             self.thumbnailWanted.emit(str(item.path), self.THUMB_SIZE)
@@ -269,18 +288,50 @@ class PhotoListModel(QAbstractListModel):
         return self._thumb_errors.get(item.key)
 
     def set_thumbnail(self, path: str, image: QImage) -> None:
+        """A decoded thumbnail (from the image loader): shown now, kept in the LRU."""
         key = os.path.abspath(path)
         if key not in self._row:
             return
+        self._requested.discard(key)
+        data = self._packed.get(key)
+        if data is not None:  # the scorer's came first: made from the photo itself, not an EXIF thumbnail
+            packed = QImage.fromData(data, "JPEG")
+            if not packed.isNull():
+                image = packed
+        self._store_pixmap(key, image)
+        self.touch(path)
+
+    def set_packed_thumbnail(self, path: str, data: bytes) -> None:
+        """A thumbnail as JPEG bytes (from the scorer, made with :func:`pack_thumbnail`).
+        Kept packed; decoded at once only when its cell is on screen (already showing a
+        thumbnail, or waiting for one), else when it is next painted."""
+        key = os.path.abspath(path)
+        if key not in self._row or not data:
+            return
+        old = self._packed.pop(key, None)
+        if old is not None:
+            self._packed_bytes -= len(old)
+        self._packed[key] = data
+        self._packed_bytes += len(data)
+        while self._packed_bytes > self.PACKED_BYTES and len(self._packed) > 1:
+            _, gone = self._packed.popitem(last=False)
+            self._packed_bytes -= len(gone)
+        if key in self._thumbs or key in self._requested:
+            image = QImage.fromData(data, "JPEG")
+            if not image.isNull():
+                self._store_pixmap(key, image)
+                self.touch(path)
+
+    def _store_pixmap(self, key: str, image: QImage) -> QPixmap:
         pm = QPixmap.fromImage(image)
         fit = pm.size().scaled(self.DISPLAY_SIZE, Qt.AspectRatioMode.KeepAspectRatio)
         if not pm.isNull() and fit != pm.size():
             pm = pm.scaled(fit, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
         self._thumbs[key] = pm
-        self._requested.discard(key)
+        self._thumbs.move_to_end(key)
         while len(self._thumbs) > self.MAX_THUMBS:
-            old, _ = self._thumbs.popitem(last=False)
-        self.touch(path)
+            self._thumbs.popitem(last=False)
+        return pm
 
     def set_thumbnail_error(self, path: str, reason: str) -> None:
         key = os.path.abspath(path)
@@ -290,6 +341,23 @@ class PhotoListModel(QAbstractListModel):
         if it is not None and it.error is None and not it.scored:
             it.error = reason
         self.touch(path)
+
+
+def pack_thumbnail(im, size: QSize = PhotoListModel.DISPLAY_SIZE, quality: int = PhotoListModel.PACKED_QUALITY) -> bytes:
+    """A PIL thumbnail as JPEG bytes at the grid's picture size (for
+    :meth:`PhotoListModel.set_packed_thumbnail`; any thread)."""
+    import io
+
+    from PIL import Image
+
+    im = im if im.mode == "RGB" else im.convert("RGB")
+    if im.width > size.width() or im.height > size.height():
+        fit = QSize(im.width, im.height).scaled(size, Qt.AspectRatioMode.KeepAspectRatio)  # as the model stores it
+        # BILINEAR: PIL filters over the whole footprint when shrinking (0.2 ms; LANCZOS 0.75 ms)
+        im = im.resize((max(1, fit.width()), max(1, fit.height())), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
 @dataclass
