@@ -74,3 +74,33 @@ def tiny_model():
     from photocull.core.nima import untrained_model
 
     return untrained_model()
+
+
+# --- the GUI ---------------------------------------------------------------------------
+
+@pytest.fixture
+def win(qtbot, app_paths, tiny_model):
+    """A shown main window with the stand-in model; no worker thread may outlive it."""
+    from photocull.gui.mainwindow import MainWindow
+
+    w = MainWindow(app_paths)
+    w.holder.put("default", tiny_model)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.shutdown()
+    assert not any(x.is_running() for x in w._old_workers), "a QThread was left running"
+    assert w.worker is None or not w.worker.is_running()
+
+
+@pytest.fixture
+def grid(qtbot):
+    """The grid model and proxy over 50 photos that need not exist on disk."""
+    from photocull.gui.photomodel import PhotoItem, PhotoListModel, PhotoProxy
+
+    m = PhotoListModel()
+    p = PhotoProxy()
+    p.setSourceModel(m)
+    m.set_items([PhotoItem(Path(f"/shoot/IMG_{i:04d}.JPG")) for i in range(50)])
+    return m, p

@@ -14,21 +14,6 @@ from PySide6.QtCore import Qt  # noqa: E402
 from conftest import make_photo  # noqa: E402
 
 
-@pytest.fixture
-def win(qtbot, app_paths, tiny_model):
-    from photocull.gui.mainwindow import MainWindow
-
-    w = MainWindow(app_paths)
-    w.holder.put("default", tiny_model)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.shutdown()
-    assert not any(x.is_running() for x in w._old_workers), "a QThread was left running"
-    assert w.worker is None or not w.worker.is_running()
-
-
 def open_and_score(qtbot, win, folder, timeout=120_000):
     with qtbot.waitSignal(win.scoringDone, timeout=timeout):
         assert win.open_folder(folder)

@@ -27,17 +27,6 @@ def _colour(pm) -> tuple[int, int, int]:
     return c.red(), c.green(), c.blue()
 
 
-@pytest.fixture
-def grid(qtbot):
-    from photocull.gui.photomodel import PhotoItem, PhotoListModel, PhotoProxy
-
-    m = PhotoListModel()
-    p = PhotoProxy()
-    p.setSourceModel(m)
-    m.set_items([PhotoItem(Path(f"/shoot/IMG_{i:04d}.JPG")) for i in range(50)])
-    return m, p
-
-
 def test_pack_thumbnail_is_a_small_jpeg_at_the_cell_size():
     from PySide6.QtCore import QSize, Qt
     from PySide6.QtGui import QImage
@@ -116,19 +105,6 @@ def test_thumbnail_caches_are_bounded(qtbot, grid, monkeypatch):
     assert m.thumbnail(m.items[0]) is None and wanted == [str(m.items[0].path)]  # evicted: read again
     m.set_items(list(m.items))
     assert not m._packed and not m._thumbs and m._packed_bytes == 0
-
-
-@pytest.fixture
-def win(qtbot, app_paths, tiny_model):
-    from photocull.gui.mainwindow import MainWindow
-
-    w = MainWindow(app_paths)
-    w.holder.put("default", tiny_model)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.shutdown()
 
 
 def test_gui_keeps_every_scored_thumbnail_without_decoding_them_all(qtbot, win, tmp_path):

@@ -88,17 +88,6 @@ def test_one_reduced_size_decode_feeds_model_and_thumbnail(tmp_path, tiny_model)
 
 # --- the grid model: sorting in Python, coalesced refreshes ---------------------------------
 
-@pytest.fixture
-def grid(qtbot):
-    from photocull.gui.photomodel import PhotoItem, PhotoListModel, PhotoProxy
-
-    m = PhotoListModel()
-    p = PhotoProxy()
-    p.setSourceModel(m)
-    m.set_items([PhotoItem(Path(f"/shoot/IMG_{i:04d}.JPG")) for i in range(50)])
-    return m, p
-
-
 def _results(paths, means):
     out = []
     for p, mean in zip(paths, means):
