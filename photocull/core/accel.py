@@ -278,13 +278,11 @@ def torch_runner_for(loaded, device, pin: bool = False, threads: int | None = No
 
 
 def _default_threads() -> int:
+    """OMP_NUM_THREADS if the user set it, else the cores this process may use."""
+    from .scoring import _cpu_count
+
     env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return int(env) if env.isdigit() and int(env) > 0 else _cpu_count()
 
 
 def _is_file_hash(model_id: str) -> bool:
