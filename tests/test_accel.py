@@ -190,6 +190,43 @@ def test_two_batches_in_flight_keep_order_and_numbers(photo_folder, tiny_model, 
             assert y.mean == pytest.approx(x.mean, abs=1e-3)
 
 
+def test_second_lane_only_when_widen_allows(photo_folder, tiny_model, onnx_cache, monkeypatch):
+    """``widen`` (the GUI: "the thumbnails on screen are drawn") decides, batch by batch,
+    whether the model may run two batches at once."""
+    import threading
+    import time
+
+    from photocull.core import scoring
+
+    monkeypatch.setattr(accel, "_default_threads", lambda: 2)
+    monkeypatch.setattr(scoring, "SECOND_LANE_AFTER_S", 0.0)
+    lock, active, peak = threading.Lock(), [0], [0]
+    real = accel.OrtRunner.__call__
+
+    def spy(self, arrays):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(0.05)  # long enough for a second batch to be handed out meanwhile
+            return real(self, arrays)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(accel.OrtRunner, "__call__", spy)
+    paths = list_images(photo_folder) * 3
+    kw = dict(batch_size=2, backend="onnx", accel_dir=onnx_cache, torch_threads=1)
+    asked = []
+    held = score_all(paths, tiny_model, widen=lambda: asked.append(1) or False, **kw)
+    assert asked and peak[0] == 1
+    peak[0] = 0
+    wide = score_all(paths, tiny_model, widen=lambda: True, **kw)
+    assert peak[0] == 2
+    assert [r.path for r in held] == [r.path for r in wide] == paths
+    assert [r.mean for r in held if r.ok] == pytest.approx([r.mean for r in wide if r.ok], abs=1e-5)
+
+
 def test_verification_refuses_an_export_that_disagrees(tiny_model):
     class Wrong:
         def run_nchw(self, x):

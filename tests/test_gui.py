@@ -21,9 +21,6 @@ def open_and_score(qtbot, win, folder, timeout=120_000):
 
 
 def test_scores_folder_in_background_and_sorts_best_first(qtbot, win, photo_folder):
-    seen = []
-    orig = win._on_scoring_yield
-
     open_and_score(qtbot, win, photo_folder)
     items = win.model.items
     assert len(items) == 8
@@ -117,6 +114,87 @@ def test_cancel_stops_within_one_batch(qtbot, win, tmp_path):
     # the worker stopped within a batch or so of the click (each batch is stored as it ends)
     stored = len(win.catalog.lookup([it.path for it in win.model.items], w_model_id(win)))
     assert shown <= stored <= shown + 8 < 40
+
+
+def test_scoring_starts_once_the_first_screen_is_drawn(qtbot, win, tmp_path, monkeypatch):
+    """The thumbnails on screen come before the scorer: it does not even load its model
+    until the grid has been painted and the image loader has nothing left to decode."""
+    folder = tmp_path / "screen"
+    for i in range(30):
+        make_photo(folder / f"s{i:02d}.jpg", seed=i, size=(640, 427))
+    settled_at_start = []
+    real_get = win.holder.get
+
+    def get(spec):
+        settled_at_start.append((win.model.thumbnails_asked, win.loader.idle()))
+        return real_get(spec)
+
+    monkeypatch.setattr(win.holder, "get", get)
+    open_and_score(qtbot, win, folder)
+    assert settled_at_start == [(True, True)]
+    assert win.screen_settled()
+
+
+def test_image_loader_says_when_it_is_idle(qtbot, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from photocull.core import images
+    from photocull.gui.workers import ImageLoader
+
+    gate = threading.Event()
+
+    def slow_thumbnail(path):
+        gate.wait(10)
+        return None
+
+    monkeypatch.setattr(images, "exif_thumbnail", slow_thumbnail)
+    monkeypatch.setattr(images, "open_image", lambda path, max_side=None: Image.new("RGB", (64, 48)))
+    loader = ImageLoader()
+    try:
+        assert loader.idle()
+        with qtbot.waitSignal(loader.ready, timeout=10_000):
+            loader.request(str(tmp_path / "a.jpg"), 256)
+            assert not loader.idle()  # queued
+            qtbot.waitUntil(lambda: not loader._queue, timeout=5_000)
+            assert not loader.idle()  # taken off the queue, still being decoded
+            gate.set()
+        qtbot.waitUntil(loader.idle, timeout=5_000)
+    finally:
+        gate.set()
+        loader.stop()
+
+
+def test_score_job_waits_for_the_screen_and_passes_it_on(tmp_path, monkeypatch):
+    """score_job: waits (bounded) for screen_settled before resolving the model, and hands
+    the same callable to the scorer to decide on a second model lane."""
+    from photocull.gui import jobs
+
+    events, seen_kw = [], {}
+
+    class Holder:
+        def get(self, spec):
+            events.append("model")
+            return object()
+
+    def fake_scores(paths, loaded, cat, **kw):
+        seen_kw.update(kw)
+        return iter(())
+
+    monkeypatch.setattr(jobs, "iter_scores_cached", fake_scores)
+    answers = iter([False, False, False, True])
+
+    def settled():
+        events.append("asked")
+        return next(answers, True)
+
+    list(jobs.score_job([tmp_path / "a.jpg"], Holder(), "default", tmp_path / "c.db", screen_settled=settled))
+    assert events[:5] == ["asked"] * 4 + ["model"]
+    assert seen_kw["widen"] is settled and seen_kw["nice"] > 0
+    # a screen that never settles costs at most SCREEN_WAIT_S
+    monkeypatch.setattr(jobs, "SCREEN_WAIT_S", 0.2)
+    events.clear()
+    list(jobs.score_job([tmp_path / "a.jpg"], Holder(), "default", tmp_path / "c.db", screen_settled=lambda: False))
+    assert events == ["model"]
 
 
 def w_model_id(win):

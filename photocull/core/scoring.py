@@ -186,6 +186,7 @@ def iter_scores(
     accel_dir: os.PathLike | str | None = None,
     status: Callable[[str], None] | None = None,
     nice: int = 0,
+    widen: Callable[[], bool] | None = None,
 ) -> Generator[BatchProgress, None, int]:
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
@@ -198,6 +199,8 @@ def iter_scores(
     ``status`` is told, in words, about slow one-off steps (preparing the fast model).
     ``nice``: lower the decode and model threads' priority by this much (Linux), so that a
     GUI's own threads (the thumbnails on screen) go first when they want the cores.
+    ``widen``: asked before each batch whether the model may run a second lane now (when
+    the runner has one); a GUI answers no while it is decoding the thumbnails on screen.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -211,7 +214,7 @@ def iter_scores(
     threads = torch_threads or plan_threads
     pin = pin_memory_for(device) if pin_memory is None else bool(pin_memory)
     return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails,
-                            want_features, pin, backend, accel_dir, status, nice))
+                            want_features, pin, backend, accel_dir, status, nice, widen))
 
 
 def _lower_priority(nice: int) -> None:
@@ -227,7 +230,7 @@ def _lower_priority(nice: int) -> None:
 
 
 def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails, want_features, pin,
-         backend=None, accel_dir=None, status=None, nice=0):
+         backend=None, accel_dir=None, status=None, nice=0, widen=None):
     from .accel import TorchRunner, make_runner, torch_runner_for
 
     total = len(paths)
@@ -265,7 +268,8 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                     for f in pending:
                         f.cancel()
                     return done
-                now_lanes = lanes if time.perf_counter() - t_start >= SECOND_LANE_AFTER_S else 1
+                now_lanes = (lanes if lanes > 1 and time.perf_counter() - t_start >= SECOND_LANE_AFTER_S
+                             and (widen is None or widen()) else 1)
                 while pending and len(inflight) < now_lanes:
                     batch: list[_Decoded] = []
                     while pending and len(batch) < batch_size:

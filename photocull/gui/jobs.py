@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +39,32 @@ class ModelHolder:
             self._cache[spec] = loaded
 
 
+SCREEN_WAIT_S = 1.5
+
+
 def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_path: Path,
-              batch_size: int = 8, cancelled=lambda: False, accel_dir: Path | None = None, report=None):
+              batch_size: int = 8, cancelled=lambda: False, accel_dir: Path | None = None, report=None,
+              screen_settled=None):
     """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: JPEG bytes}):
     the scorer's thumbnails, packed at the grid's size (:func:`pack_thumbnail`: ~9 KB
     each, where a decoded one is 110-130 KB).  ``report(str)`` hears about slow one-off
-    steps (preparing the fast CPU model)."""
+    steps (preparing the fast CPU model).
+
+    ``screen_settled()`` (any thread) says whether the thumbnails on screen are drawn: the
+    job waits for it (at most ``SCREEN_WAIT_S``) before it starts, and holds the model to
+    one lane while it says no (the user scrolled: their thumbnails come first)."""
+    if screen_settled is not None:
+        t_end = time.monotonic() + SCREEN_WAIT_S
+        while not screen_settled() and time.monotonic() < t_end and not cancelled():
+            time.sleep(0.01)
     loaded = holder.get(model_spec)
     yield ("model", loaded)
     cat = Catalog(catalog_path)
     try:
         for prog in iter_scores_cached(paths, loaded, cat, batch_size=batch_size, cancelled=cancelled,
                                        want_thumbnails=True, accel_dir=accel_dir, status=report,
-                                       nice=5):  # the thumbnails on screen come first
+                                       nice=5,  # the thumbnails on screen come first
+                                       widen=screen_settled):
             thumbs = {}
             for r in prog.results:
                 if r.thumbnail is not None:

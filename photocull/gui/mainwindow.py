@@ -364,13 +364,19 @@ class MainWindow(QMainWindow):
                 it.flag, it.rating, it.label = m.flag, m.rating, m.label
         return items
 
+    def screen_settled(self) -> bool:
+        """The grid has been painted and every thumbnail it asked for is decoded (called
+        from the scorer's thread: reads two flags, touches no widget)."""
+        return self.model.thumbnails_asked and self.loader.idle()
+
     def start_scoring(self) -> None:
         self.cancel_scoring()
         paths = [it.path for it in self.model.items]
         if not paths:
             return
         w = GeneratorWorker(score_job, paths, self.holder, self.model_spec, self.paths.catalog_path,
-                            batch_size=self.settings.batch_size, accel_dir=self.paths.onnx_dir, with_report=True)
+                            batch_size=self.settings.batch_size, accel_dir=self.paths.onnx_dir, with_report=True,
+                            screen_settled=self.screen_settled if self.grid.isVisible() else None)
         w.yielded.connect(self._on_scoring_yield)
         w.message.connect(self._on_scoring_message)
         w.finished.connect(self._on_scoring_end)

@@ -107,6 +107,7 @@ class PhotoListModel(QAbstractListModel):
         self._packed: OrderedDict[str, bytes] = OrderedDict()
         self._packed_bytes = 0
         self._requested: set[str] = set()
+        self.thumbnails_asked = False  # a cell has asked for its thumbnail since set_items
         self._thumb_errors: dict[str, str] = {}
         self.sort_key = "score"
         self._dirty = False
@@ -158,6 +159,7 @@ class PhotoListModel(QAbstractListModel):
         self._packed.clear()
         self._packed_bytes = 0
         self._requested.clear()
+        self.thumbnails_asked = False  # no cell painted yet
         self._thumb_errors.clear()
         self._refresh.stop()
         self._dirty = False
@@ -272,16 +274,19 @@ class PhotoListModel(QAbstractListModel):
         pm = self._thumbs.get(item.key)
         if pm is not None:
             self._thumbs.move_to_end(item.key)
+            self.thumbnails_asked = True
             return pm
         data = self._packed.get(item.key)
         if data is not None:
             self._packed.move_to_end(item.key)
             image = QImage.fromData(data, "JPEG")
             if not image.isNull():
+                self.thumbnails_asked = True
                 return self._store_pixmap(item.key, image)
         if item.key not in self._requested and item.key not in self._thumb_errors:
             self._requested.add(item.key)
             self.thumbnailWanted.emit(str(item.path), self.THUMB_SIZE)
+        self.thumbnails_asked = True  # (after the request is queued: see MainWindow.screen_settled)
         return None
 
     def thumbnail_error(self, item: PhotoItem) -> str | None:

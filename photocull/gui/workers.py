@@ -136,6 +136,7 @@ class ImageLoader(QObject):
         self._queue: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._event = threading.Event()
         self._stop = threading.Event()
+        self._working = False  # decoding one now
         self._thread = threading.Thread(target=self._loop, name="image-loader", daemon=True)
         self._thread.start()
 
@@ -152,6 +153,11 @@ class ImageLoader(QObject):
         with self._lock:
             self._queue.clear()
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing being decoded (any thread may ask)."""
+        with self._lock:
+            return not self._queue and not self._working
+
     def stop(self) -> None:
         self._stop.set()
         self._event.set()
@@ -164,9 +170,11 @@ class ImageLoader(QObject):
             self._event.wait(0.5)
             while not self._stop.is_set():
                 with self._lock:
+                    self._working = False
                     if not self._queue:
                         self._event.clear()
                         break
+                    self._working = True
                     # previews (the photo the user is looking at) before thumbnails
                     big = next((k for k in reversed(self._queue) if k[1] > 256), None)
                     if big is not None:
