@@ -194,7 +194,7 @@ def pyiqa_nima(files):
 def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["PHOTOCULL_HOME"] = home
-    from PySide6.QtCore import QRect, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from photocull.core.config import AppPaths
@@ -211,8 +211,9 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
 
     def visible_rows():
         vp = win.grid.viewport().rect()
+        top = win.grid.indexAt(vp.topLeft())
         rows = []
-        for r in range(win.proxy.rowCount()):
+        for r in range(top.row() if top.isValid() else 0, win.proxy.rowCount()):
             rect = win.grid.visualRect(win.proxy.index(r, 0))
             if rect.isValid() and rect.intersects(vp):
                 rows.append(r)
@@ -220,10 +221,30 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                 break
         return rows
 
-    def first_screen_done(rows):
+    def first_screen_done(rows, limit=20):
         m = win.model
-        items = [win.proxy.item(win.proxy.index(r, 0)) for r in rows[:20]]
+        items = [win.proxy.item(win.proxy.index(r, 0)) for r in rows[:limit]]
         return bool(items) and all(it.key in m._thumbs or m.thumbnail_error(it) for it in items)
+
+    def page_through(timeout=60.0):
+        """Page down the whole grid from the top, as a user flicking through it: each page
+        once all its cells show a thumbnail.  Returns (seconds, pages, slowest page)."""
+        from PySide6.QtWidgets import QAbstractItemView
+
+        ts, pages, worst, row = time.perf_counter(), 0, 0.0, 0
+        n = win.proxy.rowCount()
+        while row < n:
+            win.grid.scrollTo(win.proxy.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+            tp = time.perf_counter()
+            while True:
+                app.processEvents()
+                rows = visible_rows()
+                if first_screen_done(rows, limit=len(rows)) or time.perf_counter() - tp > timeout:
+                    break
+                time.sleep(0.001)
+            worst, pages = max(worst, time.perf_counter() - tp), pages + 1
+            row = max(row + 1, rows[-1] + 1) if rows else n
+        return time.perf_counter() - ts, pages, worst
 
     def is_sorted():
         key = SORT_KEYS[win.proxy.sort_key]
@@ -233,7 +254,7 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     def run_open(tag: str, timeout: float = 3600.0):
         """Open the folder; time first screen, rows present, scores done (sorted); max stall."""
         state = {"first": None, "rows": None, "done": None, "last": time.perf_counter(), "stall": 0.0,
-                 "n_vis": 0}
+                 "n_vis": 0, "paged": None}
         done = []
         win.scoringDone.connect(lambda: done.append(time.perf_counter()))
 
@@ -274,6 +295,9 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                     if first_screen_done(visible_rows()):
                         break
                 scroll_s[where] = time.perf_counter() - ts
+                if not targets:  # then every thumbnail of the grid, page by page
+                    dt_pages, n_pages, worst = page_through()
+                    state["paged"] = (time.perf_counter() - t0, dt_pages, n_pages, worst)
         # the last re-sort may follow scoringDone by up to PhotoListModel.REFRESH_MS: count it
         while done and getattr(win.model, "_dirty", False) and time.perf_counter() - t0 < timeout:
             app.processEvents()
@@ -296,6 +320,9 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                     "sorted": ok_sorted, "max_stall_s": state["stall"],
                     "scored": sum(1 for it in win.model.items if it.scored),
                     "groups_after_s": time.perf_counter() - tg, "scroll_screen_s": scroll_s}
+        if state.get("paged"):
+            res[tag]["whole_grid_paged_s"], res[tag]["paging_s"], res[tag]["pages"], res[tag]["slowest_page_s"] = \
+                state["paged"]
 
     def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -313,9 +340,11 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     win.shutdown()
 
 
-def gui(mode: str, folder: Path, rescan: int = 2, home: Path | None = None, onnx: Path | None = None) -> dict:
+def gui(mode: str, folder: Path, rescan: int = 2, home: Path | None = None, onnx: Path | None = None,
+        headers: Path | None = None) -> dict:
     """Run the GUI child; ``home`` (copied) starts it with an existing catalog; ``onnx``: a
-    cache of exported models to start with (as any run after the first has)."""
+    cache of exported models to start with, ``headers``: of model headers (as any run after
+    the first has: the first run writes both)."""
     import shutil
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -325,6 +354,8 @@ def gui(mode: str, folder: Path, rescan: int = 2, home: Path | None = None, onnx
             shutil.copytree(home, h)
         if onnx is not None and any(Path(onnx).glob("*.onnx")):
             shutil.copytree(onnx, h / "cache" / "onnx", dirs_exist_ok=True)
+        if headers is not None and headers.is_dir():
+            shutil.copytree(headers, h / "cache" / "models", dirs_exist_ok=True)
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
         r = subprocess.run([PY, __file__, "--gui-child", mode, str(folder), str(h), str(out),
                             str(rescan)], env=env, capture_output=True, text=True)
@@ -382,6 +413,14 @@ def main(argv=None) -> int:
     loaded = load_default_model()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     accel_dir = Path(tempfile.mkdtemp(prefix="photocull-onnx-"))
+    # what the first run leaves for later ones beside the export: the model's header (its
+    # config and metadata, so that a session on the export never imports torch)
+    from photocull.core.models import LazyModel
+    from photocull.core.modelspec import default_model_path
+
+    header_dir = accel_dir.parent / (accel_dir.name + "-headers")
+    if default_model_path().is_file():
+        LazyModel(default_model_path(), "default", header_dir)
 
     if "cli" not in skip:
         import shutil
@@ -458,9 +497,17 @@ def main(argv=None) -> int:
         except ImportError:
             print("pyiqa NIMA: skipped (pip install pyiqa, the `bench` extra)")
 
+    if not {"grid", "rss"} <= skip and not any(accel_dir.glob("*.onnx")) and dev == "cpu":
+        # the GUI steps start where a later session does: the model exported (what the first
+        # session's background `photocull prepare` leaves), even when the CLI step was skipped
+        from photocull.core.accel import make_runner
+
+        make_runner(loaded, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir, n_photos=1,
+                    backend="onnx").close()
+
     if "grid" not in skip:
         g_files = build_shoot("small1k", args.grid_n, (640, 427))
-        r = gui("grid", g_files[0].parent, onnx=accel_dir)
+        r = gui("grid", g_files[0].parent, onnx=accel_dir, headers=header_dir)
         fig["gui_grid"] = r
         c, w = r["cold"], r["warm"]
         print(f"GUI, {c['photos']} photos 640x427 (offscreen): first screen ({c['first_screen_cells']} cells) "
@@ -469,12 +516,16 @@ def main(argv=None) -> int:
         if c.get("scroll_screen_s"):
             print("GUI, the rest of the grid while it scores: " + ", ".join(
                 f"scrolled to the {k}, its screen of thumbnails in {v:.2f} s" for k, v in c["scroll_screen_s"].items()))
+        if c.get("whole_grid_paged_s"):
+            print(f"GUI, the whole grid: paging from the top to the end while it scores, every one of the "
+                  f"{c['photos']} thumbnails shown {c['whole_grid_paged_s']:.1f} s after opening ({c['pages']} pages "
+                  f"in {c['paging_s']:.1f} s, slowest page {c['slowest_page_s']:.2f} s)")
         print(f"GUI, reopening it (scored): first screen {w['first_screen_s']:.2f} s, complete sorted grid "
               f"{w['all_scored_sorted_s']:.2f} s (sorted: {w['sorted']})")
         f24 = Path(tempfile.mkdtemp(prefix="photocull-gui24-"))
         for f in files[:args.gui24_n]:
             os.symlink(f, f24 / f.name)
-        r24 = gui("grid", f24, onnx=accel_dir)
+        r24 = gui("grid", f24, onnx=accel_dir, headers=header_dir)
         fig["gui_24mp"] = r24
         c = r24["cold"]
         print(f"GUI, {c['photos']} of the 24 MP photos: first screen ({c['first_screen_cells']} cells) {c['first_screen_s']:.2f} s; "
@@ -483,7 +534,8 @@ def main(argv=None) -> int:
 
     if "rss" not in skip:
         r_files = build_shoot("small10k", args.rss_n, (640, 427), unique=min(args.rss_n, 1000))
-        r = gui("rss", r_files[0].parent, home=Path(args.rss_home) if args.rss_home else None, onnx=accel_dir)
+        r = gui("rss", r_files[0].parent, home=Path(args.rss_home) if args.rss_home else None, onnx=accel_dir,
+                headers=header_dir)
         fig["gui_rss"] = r
         c = r["cold"]
         reopen = [r[k] for k in r if k.startswith("reopen")]
