@@ -276,8 +276,24 @@ def test_catalog_of_the_first_schema_gets_the_greys_table(app_paths, photos):
         c.store_tiny_grays([(photos[0], _grey(4))])
         assert np.array_equal(c.tiny_gray(photos[0], 64), _grey(4))
         assert len(c.lookup([photos[0]], "m1")) == 1
+        c.store_grouping("sig", [[0, 2, "burst", True]])
+        assert c.grouping("sig") == [[0, 2, "burst", True]]
     finally:
         c.close()
+
+
+def test_groupings_kept_newest_first(cat, monkeypatch):
+    from photocull.core import catalog
+
+    monkeypatch.setattr(catalog, "GROUPINGS_KEPT", 3)
+    assert cat.grouping("nothing") is None
+    for k in range(5):
+        cat.store_grouping(f"s{k}", [[None, 1, "", True]] * k)
+    assert [cat.grouping(f"s{k}") is not None for k in range(5)] == [False, False, True, True, True]
+    assert cat.grouping("s4") == [[None, 1, "", True]] * 4
+    cat.con.execute("UPDATE groupings SET result='not json' WHERE signature='s3'")
+    cat.con.commit()
+    assert cat.grouping("s3") is None
 
 
 def test_any_features_as_stored(cat, photos):

@@ -136,9 +136,10 @@ def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, t
         paths.append(make_photo(d / f"IMG_{i:04d}.jpg", seed=seed))
     t0 = 1_700_000_000.0
 
-    def snapshot():
-        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=5.0 + i, group=None,
-                                group_size=1, group_kind="", group_best=True) for i, p in enumerate(paths)]
+    def snapshot(shift=0.0):
+        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=5.0 + i + shift,
+                                group=None, group_size=1, group_kind="", group_best=True)
+                for i, p in enumerate(paths)]
 
     first = group_job(snapshot(), app_paths.catalog_path)
     assert [g for g, *_ in first] == [0, 0, 1, 1, None]
@@ -152,9 +153,58 @@ def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, t
         raise AssertionError("decoded a photo whose grey the catalog has")
 
     monkeypatch.setattr(images, "open_image", no_decoding)
-    assert group_job(snapshot(), app_paths.catalog_path) == first
+    # other scores (so the folder's stored groups do not apply): compared again, from the stored greys
+    assert group_job(snapshot(0.01), app_paths.catalog_path) == first
     # cancelled while it reads greys: stops, without a result
-    assert group_job(snapshot(), app_paths.catalog_path, cancelled=iter([False, True, True, True]).__next__) is None
+    assert group_job(snapshot(0.02), app_paths.catalog_path,
+                     cancelled=iter([False, True, True, True]).__next__) is None
+
+
+def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tmp_path, monkeypatch):
+    """Reopening a folder: its groups as found last time, without comparing a frame; any
+    change they depend on (a file, a score, a capture time, the gap) groups it again."""
+    import os
+
+    from photocull.core import bursts
+    from photocull.core.catalog import Catalog
+    from photocull.gui.jobs import group_job
+
+    d = tmp_path / "shoot"
+    paths = [make_photo(d / f"IMG_{i:04d}.jpg", seed=seed) for i, seed in enumerate([1, 1, 2, 2, 3])]
+    t0 = 1_700_000_000.0
+
+    def snapshot(mean0=5.0):
+        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=mean0 + i, group=None,
+                                group_size=1, group_kind="", group_best=True) for i, p in enumerate(paths)]
+
+    real, calls = bursts.find_groups_for_items, []
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(bursts, "find_groups_for_items", counting)
+    first = group_job(snapshot(), app_paths.catalog_path)
+    assert [g for g, *_ in first] == [0, 0, 1, 1, None] and len(calls) == 1
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 1  # from the catalog
+    # what the groups depend on: each change groups the folder again
+    assert group_job(snapshot(mean0=6.0), app_paths.catalog_path) == first and len(calls) == 2
+    apart = [SimpleNamespace(**{**vars(s), "capture_time": t0 + 100.0 * i}) for i, s in enumerate(snapshot())]
+    far = group_job(apart, app_paths.catalog_path)
+    assert len(calls) == 3 and [g for g, *_ in far] == [None] * 5  # minutes apart: no bursts
+    assert group_job(snapshot(), app_paths.catalog_path, gap_seconds=0.1) != first and len(calls) == 4
+    st = os.stat(paths[4])
+    os.utime(paths[4], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a photo edited since
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
+    # a damaged stored row is not trusted: grouped again
+    cat = Catalog(app_paths.catalog_path)
+    try:
+        cat.con.execute("UPDATE groupings SET result='[[\"junk\"]]'")
+        cat.con.commit()
+    finally:
+        cat.close()
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 6
 
 
 def test_release_free_memory():

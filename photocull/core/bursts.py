@@ -32,8 +32,10 @@ no time evidence, so they need 0.05/0.10 more.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,6 +482,30 @@ def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_
             it.group_best = i == g.best
         gid += multi
     return groups
+
+
+def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float) -> str:
+    """A digest of everything :func:`find_groups_for_items` decides from: the thresholds,
+    ``gap_seconds``, and per item (in order) its path, the file's size and mtime (which
+    stand for its pixels), capture time, exposure bias, mean score and features.  Equal
+    digests give equal groups, so a reopened folder can take them from the catalog."""
+    h = hashlib.sha256()
+    h.update(repr((TINY_SIDE, FEATURE_THRESHOLD, SSIM_THRESHOLD, COSINE_FLOOR, MAX_BURST_SHIFT, BRACKET_NCC,
+                   BRACKET_MIN_EV, PANO_COSINE, PANO_NCC, PANO_MIN_OVERLAP, UNTIMED_EXTRA_COSINE,
+                   UNTIMED_EXTRA_SSIM, float(gap_seconds), len(items))).encode())
+    for it in items:
+        key = os.path.abspath(it.path)
+        try:
+            st = os.stat(key)
+            ident = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            ident = None
+        h.update(os.fsencode(key) + b"\0")
+        h.update(repr((ident, getattr(it, "capture_time", None), getattr(it, "exposure_bias", None),
+                       getattr(it, "mean", None))).encode())
+        f = features.get(key)
+        h.update(b"-" if f is None else struct.pack("<q", f.size) + str(f.dtype).encode() + np.ascontiguousarray(f).tobytes())
+    return h.hexdigest()
 
 
 def best_of_groups_changes(items: Sequence) -> list[tuple[object, int]]:

@@ -3,7 +3,9 @@
 Scores are keyed by file identity (absolute path + size + mtime) and model id: a file
 that changed on disk is scored again, an unchanged one never is.  So are the tiny greys
 that burst grouping compares (:mod:`photocull.core.bursts`, 4 KB a photo, any model):
-reopening a folder groups its bursts without decoding a photo again.  Marks (flag,
+reopening a folder groups its bursts without decoding a photo again; and so are the
+groups found for a whole folder, under a digest of everything they depend on (an
+unchanged folder gets them back without comparing a frame).  Marks (flag,
 stars, colour label) are keyed by path only: they belong to the photo, not to a version
 of it.
 
@@ -14,6 +16,7 @@ ratings live in the XMP sidecars as well.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -27,7 +30,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: tiny greys for burst grouping
+SCHEMA_VERSION = 3  # 2: tiny greys for burst grouping; 3: burst groups found
+GROUPINGS_KEPT = 20
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     path TEXT NOT NULL,
@@ -61,6 +65,11 @@ CREATE TABLE IF NOT EXISTS grays (
     mtime REAL NOT NULL,
     side INTEGER NOT NULL,
     gray BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groupings (
+    signature TEXT PRIMARY KEY,
+    stored REAL NOT NULL,
+    result TEXT NOT NULL
 );
 """
 
@@ -304,6 +313,26 @@ class Catalog:
             return
         with self._tx() as con:
             con.executemany("INSERT OR REPLACE INTO grays VALUES (?,?,?,?,?)", rows)
+
+    # -- burst groups found (whole folders) --------------------------------------------
+    def grouping(self, signature: str) -> list | None:
+        """The groups stored for :func:`photocull.core.bursts.grouping_signature`, or None."""
+        row = self.con.execute("SELECT result FROM groupings WHERE signature=?", (signature,)).fetchone()
+        if row is None:
+            return None
+        try:
+            out = json.loads(row[0])
+        except ValueError:
+            return None
+        return out if isinstance(out, list) else None
+
+    def store_grouping(self, signature: str, result: list) -> None:
+        """Remember a folder's groups (JSON-able rows); only the newest GROUPINGS_KEPT stay."""
+        text = json.dumps(result)
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO groupings VALUES (?,?,?)", (signature, time.time(), text))
+            con.execute("DELETE FROM groupings WHERE signature NOT IN "
+                        "(SELECT signature FROM groupings ORDER BY stored DESC, rowid DESC LIMIT ?)", (GROUPINGS_KEPT,))
 
     # -- marks ---------------------------------------------------------------------
     def get_marks(self, paths: Sequence) -> dict[str, Marks]:

@@ -1,6 +1,7 @@
 """Generator jobs run by GeneratorWorker: plain Python over the core (no widgets)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ from photocull.core.config import AppPaths
 from photocull.core.scoring import iter_scores_cached
 
 from .photomodel import pack_thumbnail
+
+log = logging.getLogger(__name__)
 
 
 class ModelHolder:
@@ -84,7 +87,11 @@ def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, canc
     the catalog does not have yet).  ``snapshot`` holds plain copies of the items (path,
     capture_time, exposure_bias, mean); returns, per item, (group, group_size,
     group_kind, group_best), or None when cancelled."""
-    from photocull.core.bursts import CachedGrayLoader, find_groups_for_items
+    from photocull.core.bursts import (
+        CachedGrayLoader,
+        find_groups_for_items,
+        grouping_signature,
+    )
 
     class _Cancelled(Exception):
         pass
@@ -95,6 +102,10 @@ def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, canc
         feats = cat.any_features([s.path for s in snapshot], dtype=np.float16)
         if cancelled():
             return None
+        signature = grouping_signature(snapshot, feats, gap_seconds)
+        known = _valid_grouping(cat.grouping(signature), len(snapshot))
+        if known is not None:
+            return known  # an unchanged folder: its groups as found last time
         cached = CachedGrayLoader(cat)
 
         def loader(path):
@@ -108,6 +119,26 @@ def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, canc
             return None
         finally:
             cached.flush()
+        result = [(s.group, s.group_size, s.group_kind, bool(s.group_best)) for s in snapshot]
+        try:
+            cat.store_grouping(signature, result)
+        except Exception as exc:  # noqa: BLE001 - a cache: never the reason grouping fails
+            log.warning("could not remember the burst groups: %s", exc)
     finally:
         cat.close()
-    return [(s.group, s.group_size, s.group_kind, s.group_best) for s in snapshot]
+    return result
+
+
+def _valid_grouping(rows, n: int) -> list | None:
+    """Stored groups as group_job returns them, or None if they are not ``n`` well-formed rows."""
+    if not isinstance(rows, list) or len(rows) != n:
+        return None
+    out = []
+    for r in rows:
+        if not (isinstance(r, list) and len(r) == 4):
+            return None
+        g, size, kind, best = r
+        if not ((g is None or isinstance(g, int)) and isinstance(size, int) and isinstance(kind, str)):
+            return None
+        out.append((g, size, kind, bool(best)))
+    return out
