@@ -329,7 +329,18 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                 state["paged"]
 
     def rss_mb():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        """This process's peak RSS.  Not ``ru_maxrss`` where /proc has VmHWM: Linux keeps
+        ru_maxrss across fork + exec, so a child started by a 1-2 GB bench process reported
+        the parent's size (this bench's GUI figure was 1.1-2.0 GB where the GUI peaked at ~550 MB)."""
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
     if mode == "grid":
         run_open("cold")
