@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 PY = sys.executable
 # the environment as the bench found it, for the photocull processes it starts: pyiqa's
 # import of OpenCV points QT_QPA_PLATFORM_PLUGIN_PATH, QT_QPA_FONTDIR and LD_LIBRARY_PATH at
-# OpenCV's own Qt, which a GUI child then inherited (it ran slower and 850 MB bigger)
+# OpenCV's own Qt, which the GUI children then inherited (measured against a GUI not run that way)
 ENV0 = dict(os.environ)
 
 
