@@ -237,6 +237,7 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
 
         ts, pages, worst, row = time.perf_counter(), 0, 0.0, 0
         n = win.proxy.rowCount()
+        seen = set()  # photos shown with their thumbnail (the grid re-sorts as scores come in)
         while row < n:
             win.grid.scrollTo(win.proxy.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
             tp = time.perf_counter()
@@ -247,8 +248,9 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                     break
                 time.sleep(0.001)
             worst, pages = max(worst, time.perf_counter() - tp), pages + 1
+            seen.update(win.proxy.item(win.proxy.index(r, 0)).key for r in rows)
             row = max(row + 1, rows[-1] + 1) if rows else n
-        return time.perf_counter() - ts, pages, worst
+        return time.perf_counter() - ts, pages, worst, len(seen)
 
     def is_sorted():
         key = SORT_KEYS[win.proxy.sort_key]
@@ -300,8 +302,12 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                         break
                 scroll_s[where] = time.perf_counter() - ts
                 if not targets:  # then every thumbnail of the grid, page by page
-                    dt_pages, n_pages, worst = page_through()
-                    state["paged"] = (time.perf_counter() - t0, dt_pages, n_pages, worst)
+                    # in shooting (name) order, as a photographer looks over a whole shoot: sorted
+                    # by score the grid re-sorts under them while scores come in
+                    win.set_sort("name")
+                    paged = page_through()
+                    state["paged"] = (time.perf_counter() - t0, *paged)
+                    win.set_sort("score")
         # the last re-sort may follow scoringDone by up to PhotoListModel.REFRESH_MS: count it
         while done and getattr(win.model, "_dirty", False) and time.perf_counter() - t0 < timeout:
             app.processEvents()
@@ -325,8 +331,8 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
                     "scored": sum(1 for it in win.model.items if it.scored),
                     "groups_after_s": time.perf_counter() - tg, "scroll_screen_s": scroll_s}
         if state.get("paged"):
-            res[tag]["whole_grid_paged_s"], res[tag]["paging_s"], res[tag]["pages"], res[tag]["slowest_page_s"] = \
-                state["paged"]
+            (res[tag]["whole_grid_paged_s"], res[tag]["paging_s"], res[tag]["pages"], res[tag]["slowest_page_s"],
+             res[tag]["photos_seen_paging"]) = state["paged"]
 
     def rss_mb():
         """This process's peak RSS.  Not ``ru_maxrss`` where /proc has VmHWM: Linux keeps
@@ -532,11 +538,13 @@ def main(argv=None) -> int:
             print("GUI, the rest of the grid while it scores: " + ", ".join(
                 f"scrolled to the {k}, its screen of thumbnails in {v:.2f} s" for k, v in c["scroll_screen_s"].items()))
         if c.get("whole_grid_paged_s"):
-            print(f"GUI, the whole grid: paging from the top to the end while it scores, every one of the "
-                  f"{c['photos']} thumbnails shown {c['whole_grid_paged_s']:.1f} s after opening ({c['pages']} pages "
-                  f"in {c['paging_s']:.1f} s, slowest page {c['slowest_page_s']:.2f} s)")
+            print(f"GUI, the whole grid: paging from the top to the end (by name) while it scores, "
+                  f"{c['photos_seen_paging']} of the {c['photos']} photos shown with their thumbnails "
+                  f"{c['whole_grid_paged_s']:.1f} s after opening ({c['pages']} pages in {c['paging_s']:.1f} s, "
+                  f"slowest page {c['slowest_page_s']:.2f} s)")
         print(f"GUI, reopening it (scored): first screen {w['first_screen_s']:.2f} s, complete sorted grid "
               f"{w['all_scored_sorted_s']:.2f} s (sorted: {w['sorted']})")
+    if "grid" not in skip and args.gui24_n > 0:  # (an empty folder would never finish scoring)
         f24 = Path(tempfile.mkdtemp(prefix="photocull-gui24-"))
         for f in files[:args.gui24_n]:
             os.symlink(f, f24 / f.name)
