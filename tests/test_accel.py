@@ -208,7 +208,7 @@ def test_second_lane_only_when_widen_allows(photo_folder, tiny_model, onnx_cache
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
-            time.sleep(0.05)  # long enough for a second batch to be handed out meanwhile
+            time.sleep(0.1)  # long enough for a second batch to be handed out meanwhile
             return real(self, arrays)
         finally:
             with lock:

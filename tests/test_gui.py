@@ -122,16 +122,19 @@ def test_scoring_starts_once_the_first_screen_is_drawn(qtbot, win, tmp_path, mon
     folder = tmp_path / "screen"
     for i in range(30):
         make_photo(folder / f"s{i:02d}.jpg", seed=i, size=(640, 427))
-    settled_at_start = []
+    at_start, decoded = [], []
+    win.loader.ready.connect(lambda path, size, image: decoded.append(path),
+                             Qt.ConnectionType.DirectConnection)  # in the loader's thread, as it emits
     real_get = win.holder.get
 
     def get(spec):
-        settled_at_start.append((win.model.thumbnails_asked, win.loader.idle()))
+        # (the loader may already have been asked for more by then: only what is certain)
+        at_start.append((win.model.thumbnails_asked, len(decoded) > 0))
         return real_get(spec)
 
     monkeypatch.setattr(win.holder, "get", get)
     open_and_score(qtbot, win, folder)
-    assert settled_at_start == [(True, True)]
+    assert at_start == [(True, True)]
     assert win.screen_settled()
 
 
