@@ -341,17 +341,9 @@ def test_cli_folder_with_hostile_sidecars_is_scored_and_sidecars_untouched(hosti
 # ----------------------------------------------------------------------------- GUI
 
 @pytest.fixture
-def win(qtbot, app_paths):
-    from photocull.gui.mainwindow import MainWindow
-
-    w = MainWindow(app_paths)
-    w.holder.put("default", fast_model())
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    yield w
-    w.shutdown()
-    assert not any(x.is_running() for x in w._old_workers), "a QThread was left running"
+def tiny_model():
+    """The GUI tests here run conftest's ``win`` with the faster 64 px stand-in model."""
+    return fast_model()
 
 
 def open_and_score(qtbot, win, folder, timeout=120_000):
