@@ -1,1 +1,0 @@
-"""Qt-free core of photocull. Nothing here imports PySide6."""
