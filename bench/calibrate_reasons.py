@@ -5,17 +5,19 @@
 import numpy as np, random
 from pathlib import Path
 from PIL import Image
-from photocull.core import nima, degrade
-from photocull.core.images import open_image
+from photocull.model import nima
+from photocull.model import spec as modelspec
+from photocull.model import checkpoint
+from photocull.media.loaders import open_image
 import torch
 torch.set_num_threads(1)
-lm = nima.load_default_model()
+lm = checkpoint.load_default_model()
 cfg = lm.cfg
 fams = list(cfg.families)
 files = sorted(Path('/work/shared/data/pristine/bsds500/test').glob('*.jpg'))
 random.seed(0); files = random.sample(files, 60)
 def sev_of(ims):
-    x = nima.preprocess([nima.to_model_input(im, cfg) for im in ims], cfg)
+    x = nima.preprocess([modelspec.to_model_input(im, cfg) for im in ims], cfg)
     p, s, f = nima.predict(lm.model, x)
     return s
 clean, noisy, blur, dark, jpg = [], [], [], [], []

@@ -19,21 +19,25 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from photocull.core import nima, technical  # noqa: E402
-from photocull.core.images import list_images, open_image  # noqa: E402
+from photocull.model import nima  # noqa: E402
+from photocull.model import checkpoint  # noqa: E402
+from photocull.model import spec as modelspec  # noqa: E402
+from photocull.training import technical  # noqa: E402
+from photocull.media.listing import list_images  # noqa: E402
+from photocull.media.loaders import open_image
 
 DATA = Path("/work/shared/data/pristine")
 
 
 def outputs(model: nima.NIMA, paths: list[Path]):
-    arrs = [nima.to_model_input(open_image(p, max_side=448), model.cfg) for p in paths]
+    arrs = [modelspec.to_model_input(open_image(p, max_side=448), model.cfg) for p in paths]
     probs, sev, feats = nima.predict(model, nima.preprocess(arrs, model.cfg), torch.device("cpu"))
     return probs, sev, feats
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(nima.default_model_path()))
+    ap.add_argument("--model", default=str(modelspec.default_model_path()))
     ap.add_argument("--out", default=None, help="default: over --model")
     ap.add_argument("--pristine", default=str(DATA))
     ap.add_argument("--n", type=int, default=200)
@@ -42,15 +46,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
-    old = nima.load_model(args.model, name="default")
+    old = checkpoint.load_model(args.model, name="default")
     print(f"old: {old.cfg.pooling}, {old.model.backbone.feature_dim} features, id {old.model_id}")
     new, meta = technical.extend_to_cs(old, args.pristine, n_photos=args.n)
 
     out = Path(args.out or args.model)
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td) / "technical.pt"
-        nima.save_checkpoint(new, tmp, meta)
-        reloaded = nima.load_model(tmp, name="default")
+        checkpoint.save_checkpoint(new, tmp, meta)
+        reloaded = checkpoint.load_model(tmp, name="default")
         paths = sorted(p for d in sorted(Path(args.pristine).iterdir()) if d.is_dir()
                        for p in list_images(d, recursive=True))
         rng = np.random.default_rng(123)

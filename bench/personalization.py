@@ -14,7 +14,7 @@ The rater's latent score is the normal score of the property's rank plus Gaussia
 percentiles of that noisy score over all photos (10/20/40/20/10 % of each star).
 
 For each rater and each number of ratings n, n photos are drawn at random, a personal
-model is trained with :func:`photocull.core.training.fine_tune` on their cached features,
+model is trained with :func:`photocull.training.personal.fine_tune` on their cached features,
 and the Spearman correlation (SRCC) with the rater's stars is measured on *all the other
 photos*; the generic model (the shipped default) is measured on the same photos.
 Averaged over ``--draws`` random draws.  Features are cached in ``bench/out/``.
@@ -35,10 +35,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from photocull.core import nima, training
-from photocull.core.images import list_images, open_image
-from photocull.core.losses import dist_mean
-from photocull.core.scoring import score_all
+from photocull.training import personal
+from photocull.model import nima
+from photocull.model import checkpoint
+from photocull.media.listing import list_images
+from photocull.media.loaders import open_image
+from photocull.model.losses import dist_mean
+from photocull.scoring import score_all
 
 OUT = ROOT / "bench" / "out"
 DATA = Path("/work/shared/data/pristine")
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(min(2, args.threads))
 
     paths = photos()
-    loaded = nima.load_default_model()
+    loaded = checkpoint.load_default_model()
     print(f"{len(paths)} photos from {DATA}; generic model: {loaded.notice} (id {loaded.model_id})", flush=True)
     feats, probs = features(paths, loaded)
     generic = dist_mean(probs)
@@ -170,8 +173,8 @@ def main(argv=None) -> int:
                 if len(np.unique(stars[tr])) < 2:
                     continue
                 t0 = time.perf_counter()
-                targets = training.ratings_to_targets(stars[tr])
-                res = training.run(training.fine_tune(feats[tr], targets, loaded, seed=d, min_ratings=5,
+                targets = personal.ratings_to_targets(stars[tr])
+                res = personal.run(personal.fine_tune(feats[tr], targets, loaded, seed=d, min_ratings=5,
                                                       init=args.init, **kw))
                 dt = time.perf_counter() - t0
                 if size == 100:

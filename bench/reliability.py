@@ -27,8 +27,9 @@ os.environ.setdefault("PHOTOCULL_DEVICE", "cpu")
 from reliability_helpers import ERROR, build_hostile_folder, corpus_files, fast_model  # noqa: E402
 from test_dataloss import DRIVER, TMP_PREFIX  # noqa: E402
 
-from photocull.core.images import is_supported, list_images  # noqa: E402
-from photocull.core.scoring import score_all  # noqa: E402
+from photocull.media.loaders import is_supported  # noqa: E402
+from photocull.media.listing import list_images
+from photocull.scoring import score_all  # noqa: E402
 
 
 def sha(p: Path) -> str:

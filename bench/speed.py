@@ -70,7 +70,7 @@ def machine() -> dict:
                 ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GB"
     except OSError:
         pass
-    from photocull.core.scoring import thread_plan
+    from photocull.model.devices import thread_plan
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dec, tt = thread_plan(torch.device(dev))
@@ -101,7 +101,7 @@ def cli_score(folder: Path, home: Path, extra=()) -> float:
 # --- 2./3. pipelines in-process --------------------------------------------------------
 
 def ours(files, loaded, **kw):
-    from photocull.core.scoring import iter_scores
+    from photocull.scoring import iter_scores
 
     t0 = time.perf_counter()
     last = None
@@ -115,7 +115,8 @@ def naive(files, loaded):
     import torch
     from PIL import Image, ImageOps
 
-    from photocull.core.nima import predict, preprocess, to_model_input
+    from photocull.model.nima import predict, preprocess
+    from photocull.model.spec import to_model_input
 
     model = loaded.model.eval()
     t0 = time.perf_counter()
@@ -131,8 +132,9 @@ def split(files, loaded, accel_dir=None):
     """CPU ms per photo, one thread: the scorer's decode, and the model at batch 8."""
     import torch
 
-    from photocull.core.nima import predict
-    from photocull.core.scoring import _decode, batch_to_device
+    from photocull.model.nima import predict
+    from photocull.scoring import _decode
+    from photocull.model.runtime import batch_to_device
 
     c0 = time.thread_time()
     arrays = [_decode(Path(f), loaded.cfg, True).array for f in files]
@@ -149,7 +151,8 @@ def split(files, loaded, accel_dir=None):
     torch.set_num_threads(old)
     ort = None
     if accel_dir is not None:
-        from photocull.core.accel import OrtRunner, make_runner
+        from photocull.model.onnx_cache import OrtRunner
+        from photocull.model.runtime import make_runner
 
         r = make_runner(loaded, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir,
                         n_photos=len(files), backend="onnx")
@@ -201,7 +204,7 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from photocull.core.config import AppPaths
+    from photocull.config import AppPaths
     from photocull.gui.mainwindow import MainWindow
     from photocull.gui.photomodel import SORT_KEYS
 
@@ -429,15 +432,15 @@ def main(argv=None) -> int:
     size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     print(f"shoot: {args.n} x 6000x4000 JPEG q92, mean {size_mb:.1f} MB, EXIF + 160x120 thumbnail ({folder})")
 
-    from photocull.core.nima import load_default_model
+    from photocull.model.checkpoint import load_default_model
 
     loaded = load_default_model()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     accel_dir = Path(tempfile.mkdtemp(prefix="photocull-onnx-"))
     # what the first run leaves for later ones beside the export: the model's header (its
     # config and metadata, so that a session on the export never imports torch)
-    from photocull.core.models import LazyModel
-    from photocull.core.modelspec import default_model_path
+    from photocull.model.registry import LazyModel
+    from photocull.model.spec import default_model_path
 
     header_dir = accel_dir.parent / (accel_dir.name + "-headers")
     if default_model_path().is_file():
@@ -521,7 +524,7 @@ def main(argv=None) -> int:
     if not {"grid", "rss"} <= skip and not any(accel_dir.glob("*.onnx")) and dev == "cpu":
         # the GUI steps start where a later session does: the model exported (what the first
         # session's background `photocull prepare` leaves), even when the CLI step was skipped
-        from photocull.core.accel import make_runner
+        from photocull.model.runtime import make_runner
 
         make_runner(loaded, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir, n_photos=1,
                     backend="onnx").close()

@@ -33,12 +33,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from photocull.core import degrade as D  # noqa: E402
-from photocull.core import technical as T  # noqa: E402
-from photocull.core.images import open_image  # noqa: E402
-from photocull.core.losses import dist_mean  # noqa: E402
-from photocull.core.nima import FAMILIES, load_model  # noqa: E402
-from photocull.core.scoring import score_all  # noqa: E402
+from photocull.training import technical  # noqa: E402
+from photocull.training import degrade as D  # noqa: E402
+from photocull.media.loaders import open_image  # noqa: E402
+from photocull.model.losses import dist_mean  # noqa: E402
+from photocull.model.spec import FAMILIES
+from photocull.model.checkpoint import load_model
+from photocull.scoring import score_all  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -70,11 +71,11 @@ def peer_monotonicity(eval_refs, n_refs: int, seed: int, progress=print) -> dict
     rows = {"ref": [], "kind": [], "level": [], "brisque": [], "lapvar": []}
     t0 = time.perf_counter()
     for i, r in enumerate(eval_refs[:n_refs]):
-        ref = T.load_reference(r.path)
-        for v in T.evaluation_variants(i, r.key, n_mix=1, seed=seed):
+        ref = technical.load_reference(r.path)
+        for v in technical.evaluation_variants(i, r.key, n_mix=1, seed=seed):
             if v.level < 0:
                 continue
-            u8 = D.to_uint8(T.render(ref, v))
+            u8 = D.to_uint8(technical.render(ref, v))
             rows["ref"].append(i)
             rows["kind"].append(v.kind)
             rows["level"].append(v.level)
@@ -83,8 +84,8 @@ def peer_monotonicity(eval_refs, n_refs: int, seed: int, progress=print) -> dict
         progress(f"  peers: {i + 1}/{n_refs} references, {time.perf_counter() - t0:.0f} s")
     a = {k: np.asarray(v) for k, v in rows.items()}
     return {
-        "brisque": T.monotonicity(-a["brisque"], a["ref"], a["kind"], a["level"]),
-        "laplacian_variance": T.monotonicity(a["lapvar"], a["ref"], a["kind"], a["level"]),
+        "brisque": technical.monotonicity(-a["brisque"], a["ref"], a["kind"], a["level"]),
+        "laplacian_variance": technical.monotonicity(a["lapvar"], a["ref"], a["kind"], a["level"]),
     }
 
 
@@ -132,15 +133,15 @@ def main(argv=None) -> int:
 
     loaded = load_model(args.model, name="default")
     model = loaded.model
-    _, _, eval_refs = T.split_references(args.pristine, args.seed, None, args.eval_refs)
+    _, _, eval_refs = technical.split_references(args.pristine, args.seed, None, args.eval_refs)
     print(f"model {args.model.name} ({loaded.model_id}); {len(eval_refs)} held-out references")
-    held = T.held_out_dataset(eval_refs, model, args.seed, args.cache_dir or T.default_cache_dir())
-    probs, sev = T.predict_heads(model, held["feats"])
+    held = technical.held_out_dataset(eval_refs, model, args.seed, args.cache_dir or technical.default_cache_dir())
+    probs, sev = technical.predict_heads(model, held["feats"])
     pm = dist_mean(probs)
-    res = {"held_out": T.score_metrics(probs, held["dist"], held["mean"])}
-    res["held_out"]["monotonicity"] = T.monotonicity(pm, held["ref"], held["kind"], held["level"])
-    res["held_out"]["target_monotonicity"] = T.monotonicity(held["mean"], held["ref"], held["kind"], held["level"])
-    res["held_out"].update(T.severity_metrics(sev, held))
+    res = {"held_out": technical.score_metrics(probs, held["dist"], held["mean"])}
+    res["held_out"]["monotonicity"] = technical.monotonicity(pm, held["ref"], held["kind"], held["level"])
+    res["held_out"]["target_monotonicity"] = technical.monotonicity(held["mean"], held["ref"], held["kind"], held["level"])
+    res["held_out"].update(technical.severity_metrics(sev, held))
     clean = np.isin(held["kind"], ["clean"])
     dof = np.isin(held["kind"], ["dof"])
     res["held_out"]["mean_clean"] = float(pm[clean].mean())
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     print("peers (BRISQUE, variance of Laplacian) on the first", args.peer_refs, "held-out references")
     peer_sel = held["ref"] < args.peer_refs
     res["peers"] = peer_monotonicity(eval_refs, args.peer_refs, args.seed)
-    res["peers"]["model_same_refs"] = T.monotonicity(pm[peer_sel], held["ref"][peer_sel], held["kind"][peer_sel],
+    res["peers"]["model_same_refs"] = technical.monotonicity(pm[peer_sel], held["ref"][peer_sel], held["kind"][peer_sel],
                                                      held["level"][peer_sel])
     if args.camera.is_dir():
         print("real photos")
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         ok = sum(r["clean_beats_all"] for r in res["camera"]["iphone"])
         print(f"\niPhone: {ok}/{len(res['camera']['iphone'])} frames score above their blurred, noisy and darkened versions")
     if args.json:
-        args.json.write_text(json.dumps(T._round(res), indent=2))
+        args.json.write_text(json.dumps(technical.rounded(res), indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Where photocull keeps its files, and the user's settings.
+"""Where photocull keeps its files, the user's settings, resources, and logging set-up.
 
 One frozen :class:`AppPaths` is made in the entry points and passed down;
 nothing here is a module global.  ``PHOTOCULL_HOME`` (or ``--home``) puts every
@@ -28,7 +28,7 @@ def resource_path(*parts: str) -> Path:
     wheel (force-included as ``photocull/resources``) and from a PyInstaller
     bundle (``sys._MEIPASS/resources``).
     """
-    here = Path(__file__).resolve().parent.parent  # photocull/
+    here = Path(__file__).resolve().parent  # photocull/
     candidates = []
     meipass = getattr(sys, "_MEIPASS", None)
     if meipass:
@@ -84,7 +84,7 @@ class AppPaths:
 
     @property
     def onnx_dir(self) -> Path:
-        """Models exported for ONNX Runtime (photocull.core.accel), one per model and batch size."""
+        """Models exported for ONNX Runtime (photocull.model.onnx_cache), one per model and batch size."""
         return self.cache_dir / "onnx"
 
     @property
@@ -136,3 +136,22 @@ class Settings:
         folder = str(folder)
         self.recent_folders = [folder] + [f for f in self.recent_folders if f != folder]
         del self.recent_folders[self.MAX_RECENT:]
+
+
+def setup_logging(paths: AppPaths | None, verbose: bool = False) -> None:
+    """Logging for both entry points: warnings (or everything, ``verbose``) on stderr, and
+    INFO and up in ``photocull.log`` under the log folder."""
+    handlers: list[logging.Handler] = []
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    handlers.append(err)
+    if paths is not None:
+        try:
+            paths.log_dir.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(paths.log_dir / "photocull.log", encoding="utf-8")
+            fh.setLevel(logging.INFO)
+            handlers.append(fh)
+        except OSError:
+            pass
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)

@@ -10,7 +10,7 @@ import tempfile
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from photocull.core.config import AppPaths, Settings
+from photocull.config import AppPaths, Settings
 from photocull.gui.mainwindow import MainWindow
 
 

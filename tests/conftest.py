@@ -29,7 +29,7 @@ def _photocull_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def app_paths(_photocull_home):
-    from photocull.core.config import AppPaths
+    from photocull.config import AppPaths
 
     return AppPaths.default(_photocull_home).ensure()
 
@@ -71,7 +71,7 @@ def photo_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model():
     """The real architecture with an untrained head (fast enough for tests)."""
-    from photocull.core.nima import untrained_model
+    from photocull.model.nima import untrained_model
 
     return untrained_model()
 

@@ -141,7 +141,8 @@ def fast_model(input_size: int = 64):
     import torch
     from torch import nn
 
-    from photocull.core.nima import LoadedModel, ModelConfig
+    from photocull.model.nima import LoadedModel
+    from photocull.model.spec import ModelConfig
 
     class FastNet(nn.Module):
         def __init__(self, cfg: ModelConfig):

@@ -1,4 +1,4 @@
-"""The ONNX Runtime path (photocull.core.accel): same scores as PyTorch, cached once per
+"""The ONNX Runtime path (photocull.model.onnx_cache): same scores as PyTorch, cached once per
 model, and never a reason for a photo to go unscored."""
 from __future__ import annotations
 
@@ -9,26 +9,30 @@ import numpy as np
 import pytest
 import torch
 
-from photocull.core import accel
-from photocull.core.images import list_images
-from photocull.core.scoring import score_all
+from photocull import scoring
+from photocull.model import devices
+from photocull.model import onnx_cache as ox
+from photocull.model import spec as modelspec
+from photocull.model import runtime
+from photocull.media.listing import list_images
+from photocull.scoring import score_all
 
-pytestmark = pytest.mark.skipif(not accel.onnx_available(), reason="onnxruntime/onnxscript not installed")
+pytestmark = pytest.mark.skipif(not ox.onnx_available(), reason="onnxruntime/onnxscript not installed")
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True)
 def _default_backend(monkeypatch):
-    monkeypatch.delenv(accel.ENV_BACKEND, raising=False)  # conftest sets "torch" for the other tests
+    monkeypatch.delenv(ox.ENV_BACKEND, raising=False)  # conftest sets "torch" for the other tests
 
 
 @pytest.fixture(scope="session")
 def onnx_cache(tiny_model, tmp_path_factory) -> Path:
     """The stand-in model exported once for the whole session (about 10 s)."""
     d = tmp_path_factory.mktemp("onnx")
-    r = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=d, n_photos=1, backend="onnx")
-    assert isinstance(r, accel.OrtRunner)
+    r = runtime.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=d, n_photos=1, backend="onnx")
+    assert isinstance(r, ox.OrtRunner)
     return d
 
 
@@ -47,9 +51,9 @@ def _arrays(n, seed=0, size=224):
 
 
 def test_onnx_runner_gives_pytorchs_numbers(tiny_model, onnx_cache):
-    ort = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=onnx_cache, n_photos=1)
-    assert isinstance(ort, accel.OrtRunner)  # cached: used even for one photo under "auto"
-    ref = accel.TorchRunner(tiny_model.model, CPU, tiny_model.cfg)
+    ort = runtime.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=onnx_cache, n_photos=1)
+    assert isinstance(ort, ox.OrtRunner)  # cached: used even for one photo under "auto"
+    ref = runtime.TorchRunner(tiny_model.model, CPU, tiny_model.cfg)
     for n in (8, 3, 11):  # a full batch, a short one (padded), more than one batch
         arrays = _arrays(n, seed=n)
         p1, s1, f1 = ref(arrays)
@@ -78,59 +82,60 @@ def test_small_job_without_export_stays_on_torch(tiny_model, tmp_path, monkeypat
     def no_export(*a, **k):
         raise AssertionError("exported for a handful of photos")
 
-    monkeypatch.setattr(accel, "export_onnx", no_export)
-    r = accel.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=tmp_path,
-                          n_photos=accel.EXPORT_MIN_PHOTOS - 1, backend="auto")
-    assert isinstance(r, accel.TorchRunner)
+    monkeypatch.setattr(ox, "export_onnx", no_export)
+    r = runtime.make_runner(tiny_model, CPU, batch_size=8, threads=1, cache_dir=tmp_path,
+                          n_photos=ox.EXPORT_MIN_PHOTOS - 1, backend="auto")
+    assert isinstance(r, runtime.TorchRunner)
 
 
 def test_gpu_and_torch_choice_and_missing_runtime_use_torch(tiny_model, onnx_cache, monkeypatch):
     kw = dict(batch_size=8, threads=1, cache_dir=onnx_cache, n_photos=1000)
-    assert isinstance(accel.make_runner(tiny_model, CPU, backend="torch", **kw), accel.TorchRunner)
-    assert isinstance(accel.make_runner(tiny_model, torch.device("cuda"), backend="onnx", **kw), accel.TorchRunner)
-    monkeypatch.setenv(accel.ENV_BACKEND, "torch")
-    assert isinstance(accel.make_runner(tiny_model, CPU, **kw), accel.TorchRunner)
-    monkeypatch.delenv(accel.ENV_BACKEND)
-    monkeypatch.setattr(accel, "onnx_available", lambda: False)
-    assert isinstance(accel.make_runner(tiny_model, CPU, backend="onnx", **kw), accel.TorchRunner)
+    assert isinstance(runtime.make_runner(tiny_model, CPU, backend="torch", **kw), runtime.TorchRunner)
+    assert isinstance(runtime.make_runner(tiny_model, torch.device("cuda"), backend="onnx", **kw), runtime.TorchRunner)
+    monkeypatch.setenv(ox.ENV_BACKEND, "torch")
+    assert isinstance(runtime.make_runner(tiny_model, CPU, **kw), runtime.TorchRunner)
+    monkeypatch.delenv(ox.ENV_BACKEND)
+    monkeypatch.setattr(ox, "onnx_available", lambda: False)
+    assert isinstance(runtime.make_runner(tiny_model, CPU, backend="onnx", **kw), runtime.TorchRunner)
     with pytest.raises(ValueError, match="unknown backend"):
-        accel.backend_choice("tensorrt")
+        ox.backend_choice("tensorrt")
 
 
 def test_checkpoint_model_reuses_export_without_building_the_network(tiny_model, cache_copy, tmp_path, monkeypatch):
-    from photocull.core.models import LazyModel
-    from photocull.core.nima import save_checkpoint
+    from photocull.model.registry import LazyModel
+    from photocull.model.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "mine.pt"
     save_checkpoint(tiny_model.model, ckpt, meta={"trained": True})  # heads only: same weights as tiny_model
     kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1, backend="auto")
-    first = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by weights digest
-    assert isinstance(first, accel.OrtRunner)
+    first = runtime.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by weights digest
+    assert isinstance(first, ox.OrtRunner)
 
     def no_build(self):
         raise AssertionError("the network was built although its export is cached")
 
     monkeypatch.setattr(LazyModel, "load", no_build)
-    again = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by the file's hash
-    assert isinstance(again, accel.OrtRunner)
+    again = runtime.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # found by the file's hash
+    assert isinstance(again, ox.OrtRunner)
     p1 = first(_arrays(2))[0]
     np.testing.assert_allclose(again(_arrays(2))[0], p1, atol=1e-6)
 
 
 def test_changed_model_file_is_not_served_a_stale_export(tiny_model, cache_copy, tmp_path):
-    from photocull.core.models import LazyModel
-    from photocull.core.nima import copy_model, save_checkpoint
+    from photocull.model.registry import LazyModel
+    from photocull.model.nima import copy_model
+    from photocull.model.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "mine.pt"
     save_checkpoint(tiny_model.model, ckpt, meta={"trained": True})
     kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1, backend="auto")
-    assert isinstance(accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw), accel.OrtRunner)
+    assert isinstance(runtime.make_runner(LazyModel(ckpt, "mine"), CPU, **kw), ox.OrtRunner)
     other = copy_model(tiny_model.model)
     with torch.no_grad():
         other.heads.score[-1].bias.add_(1.0)
     save_checkpoint(other, ckpt, meta={"trained": True})  # new weights, same file name
-    r = accel.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # not exported: small job -> torch
-    assert isinstance(r, accel.TorchRunner)
+    r = runtime.make_runner(LazyModel(ckpt, "mine"), CPU, **kw)  # not exported: small job -> torch
+    assert isinstance(r, runtime.TorchRunner)
 
 
 def test_damaged_cache_file_and_failed_export_fall_back_and_are_remembered(tiny_model, cache_copy, monkeypatch):
@@ -140,17 +145,17 @@ def test_damaged_cache_file_and_failed_export_fall_back_and_are_remembered(tiny_
 
     def failing_export(model, path, batch_size):
         calls.append(path)
-        raise accel.AccelError("ONNX export failed: simulated")
+        raise ox.AccelError("ONNX export failed: simulated")
 
-    monkeypatch.setattr(accel, "export_onnx", failing_export)
+    monkeypatch.setattr(ox, "export_onnx", failing_export)
     kw = dict(batch_size=8, threads=1, cache_dir=cache_copy, n_photos=1000)
-    r = accel.make_runner(tiny_model, CPU, backend="auto", **kw)
-    assert isinstance(r, accel.TorchRunner) and len(calls) == 1
+    r = runtime.make_runner(tiny_model, CPU, backend="auto", **kw)
+    assert isinstance(r, runtime.TorchRunner) and len(calls) == 1
     assert not onnx_file.exists() and onnx_file.with_suffix(".failed").exists()
     # remembered: "auto" does not pay for the failing export again; "onnx" retries
-    assert isinstance(accel.make_runner(tiny_model, CPU, backend="auto", **kw), accel.TorchRunner)
+    assert isinstance(runtime.make_runner(tiny_model, CPU, backend="auto", **kw), runtime.TorchRunner)
     assert len(calls) == 1
-    accel.make_runner(tiny_model, CPU, backend="onnx", **kw)
+    runtime.make_runner(tiny_model, CPU, backend="onnx", **kw)
     assert len(calls) == 2
 
 
@@ -158,9 +163,9 @@ def test_runtime_failure_mid_run_finishes_with_torch(photo_folder, tiny_model, o
     def broken(self, arrays):
         raise RuntimeError("simulated ONNX Runtime failure")
 
-    monkeypatch.setattr(accel.OrtRunner, "__call__", broken)
+    monkeypatch.setattr(ox.OrtRunner, "__call__", broken)
     for cores in (1, 2):  # one batch at a time, and two in flight when it fails
-        monkeypatch.setattr(accel, "_default_threads", lambda: cores)
+        monkeypatch.setattr(devices, "default_threads", lambda: cores)
         results = score_all(list_images(photo_folder), tiny_model, batch_size=2, backend="onnx",
                             accel_dir=onnx_cache, torch_threads=1)
         assert sum(r.ok for r in results) == 6  # every readable photo scored, by PyTorch
@@ -170,15 +175,15 @@ def test_two_batches_in_flight_keep_order_and_numbers(photo_folder, tiny_model, 
     """With 2 cores ONNX Runtime runs two batches side by side (one thread each)."""
     import threading
 
-    monkeypatch.setattr(accel, "_default_threads", lambda: 2)
+    monkeypatch.setattr(devices, "default_threads", lambda: 2)
     where = set()
-    real = accel.OrtRunner.__call__
+    real = ox.OrtRunner.__call__
 
     def spy(self, arrays):
         where.add(threading.current_thread().name)
         return real(self, arrays)
 
-    monkeypatch.setattr(accel.OrtRunner, "__call__", spy)
+    monkeypatch.setattr(ox.OrtRunner, "__call__", spy)
     paths = list_images(photo_folder) * 3
     a = score_all(paths, tiny_model, batch_size=2, backend="torch")
     b = score_all(paths, tiny_model, batch_size=2, backend="onnx", accel_dir=onnx_cache, torch_threads=1)
@@ -196,12 +201,12 @@ def test_second_lane_only_when_widen_allows(photo_folder, tiny_model, onnx_cache
     import threading
     import time
 
-    from photocull.core import scoring
 
-    monkeypatch.setattr(accel, "_default_threads", lambda: 2)
+
+    monkeypatch.setattr(devices, "default_threads", lambda: 2)
     monkeypatch.setattr(scoring, "SECOND_LANE_AFTER_S", 0.0)
     lock, active, peak = threading.Lock(), [0], [0]
-    real = accel.OrtRunner.__call__
+    real = ox.OrtRunner.__call__
 
     def spy(self, arrays):
         with lock:
@@ -214,7 +219,7 @@ def test_second_lane_only_when_widen_allows(photo_folder, tiny_model, onnx_cache
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(accel.OrtRunner, "__call__", spy)
+    monkeypatch.setattr(ox.OrtRunner, "__call__", spy)
     paths = list_images(photo_folder) * 3
     kw = dict(batch_size=2, backend="onnx", accel_dir=onnx_cache, torch_threads=1)
     asked = []
@@ -234,13 +239,13 @@ def test_verification_refuses_an_export_that_disagrees(tiny_model):
             return np.full((n, 10), 0.1, np.float32), None, np.zeros((n, tiny_model.model.backbone.feature_dim),
                                                                       np.float32)
 
-    with pytest.raises(accel.AccelError):
-        accel._verify(tiny_model.model, Wrong(), accel._check_input(tiny_model.model, 2))
+    with pytest.raises(ox.AccelError):
+        ox._verify(tiny_model.model, Wrong(), ox._check_input(tiny_model.model, 2))
 
 
 def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
     from photocull.cli import main
-    from photocull.core import modelspec
+
 
     # no shipped model -> the untrained stand-in, whose export the session already made
     monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
@@ -255,13 +260,13 @@ def test_cli_backend_flag_gives_the_same_ranking(photo_folder, app_paths, onnx_c
 
 def test_prepare_command(app_paths, onnx_cache, capsys, monkeypatch, tmp_path):
     from photocull.cli import main
-    from photocull.core import modelspec
+
 
     monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
     shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
     assert main(["prepare"]) == 0  # already exported: found, not redone
     assert "ready for ONNX Runtime" in capsys.readouterr().err
-    monkeypatch.setattr(accel, "onnx_available", lambda: False)
+    monkeypatch.setattr(ox, "onnx_available", lambda: False)
     assert main(["prepare"]) == 1
     assert "scoring still works" in capsys.readouterr().err
 
@@ -302,7 +307,7 @@ def test_gui_does_not_prepare_when_pytorch_is_asked_for(qtbot, app_paths, tiny_m
 
     from photocull.gui.mainwindow import MainWindow
 
-    monkeypatch.setenv(accel.ENV_BACKEND, "torch")
+    monkeypatch.setenv(ox.ENV_BACKEND, "torch")
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("prepare started"))
     w = MainWindow(app_paths)
     w.holder.put("default", tiny_model)
@@ -317,15 +322,15 @@ def test_gui_does_not_prepare_when_pytorch_is_asked_for(qtbot, app_paths, tiny_m
 def _exported_checkpoint(tiny_model, app_paths, onnx_cache, tmp_path) -> Path:
     """tiny_model's heads as a model file, its export (the session's) indexed under the file's
     hash in this home, and its header cached: what a home has after one ONNX run."""
-    from photocull.core.models import resolve_lazy
-    from photocull.core.nima import save_checkpoint
+    from photocull.model.registry import resolve_lazy
+    from photocull.model.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "mine.pt"
     save_checkpoint(tiny_model.model, ckpt, meta={"trained": True, "name": "mine"})
     shutil.copytree(onnx_cache, app_paths.onnx_dir, dirs_exist_ok=True)
     lazy = resolve_lazy(str(ckpt), app_paths)
-    r = accel.make_runner(lazy, CPU, batch_size=8, threads=1, cache_dir=app_paths.onnx_dir, n_photos=1)
-    assert isinstance(r, accel.OrtRunner)
+    r = runtime.make_runner(lazy, CPU, batch_size=8, threads=1, cache_dir=app_paths.onnx_dir, n_photos=1)
+    assert isinstance(r, ox.OrtRunner)
     return ckpt
 
 
@@ -370,21 +375,22 @@ def test_model_header_is_cached_by_file_hash(tiny_model, app_paths, tmp_path, mo
     cache, keyed by the file's hash: a changed file or a damaged cache entry is read again."""
     import torch
 
-    from photocull.core import nima
-    from photocull.core.models import resolve_lazy
-    from photocull.core.nima import copy_model, save_checkpoint
+    from photocull.model import checkpoint
+    from photocull.model.registry import resolve_lazy
+    from photocull.model.nima import copy_model
+    from photocull.model.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "mine.pt"
     save_checkpoint(tiny_model.model, ckpt, meta={"trained": True, "kind": "mine"})
     first = resolve_lazy(str(ckpt), app_paths)
-    real = nima.read_checkpoint
+    real = checkpoint.read_checkpoint
     reads = []
 
     def counting(path):
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(nima, "read_checkpoint", counting)
+    monkeypatch.setattr(checkpoint, "read_checkpoint", counting)
     again = resolve_lazy(str(ckpt), app_paths)
     assert reads == []
     assert (again.model_id, again.cfg, again.meta, again.trained) == (first.model_id, first.cfg, first.meta, True)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photocull.core import nima
-from photocull.core.bursts import (BurstInput, best_of_groups_changes, find_groups_for_items, group_bursts,
-                                   likeness, pick_best_reject_rest, tiny_gray)
+from photocull.model import nima
+
+from photocull.model import spec as modelspec
+from photocull.cull.bursts import BurstInput, best_of_groups_changes, find_groups_for_items, group_bursts, likeness, pick_best_reject_rest, tiny_gray
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -33,7 +34,7 @@ def expose(im: Image.Image, ev: float) -> Image.Image:
 
 
 def features(model, ims: list[Image.Image]) -> np.ndarray:
-    x = nima.preprocess([nima.to_model_input(im, model.cfg) for im in ims], model.cfg)
+    x = nima.preprocess([modelspec.to_model_input(im, model.cfg) for im in ims], model.cfg)
     _, _, f = nima.predict(model.model, x)
     return f.astype(np.float16)  # as stored by scoring/catalog
 
@@ -257,7 +258,7 @@ def test_gui_adapters(frames, scenes):
 def test_greys_kept_as_uint8_and_float16_features_group_the_same(frames, scenes):
     """What the GUI's grouping keeps (uint8 greys, float16 features as stored) gives the same
     groups as float32 greys and features."""
-    from photocull.core.bursts import gray_as_float, tiny_gray_u8
+    from photocull.cull.bursts import gray_as_float, tiny_gray_u8
 
     a, c = scenes["astronaut"], scenes["coffee"]
     base = crop(c, 100, 20, 350, 350)
@@ -279,8 +280,8 @@ def test_greys_kept_as_uint8_and_float16_features_group_the_same(frames, scenes)
 
 def test_cached_gray_loader_decodes_each_photo_once(tmp_path, app_paths):
     from conftest import make_photo
-    from photocull.core.bursts import CachedGrayLoader, load_tiny_gray, load_tiny_gray_u8
-    from photocull.core.catalog import Catalog
+    from photocull.cull.bursts import CachedGrayLoader, load_tiny_gray, load_tiny_gray_u8
+    from photocull.cull.catalog import Catalog
 
     photos = [make_photo(tmp_path / "shoot" / f"IMG_{k}.jpg", seed=k) for k in range(3)]
     (tmp_path / "shoot" / "broken.jpg").write_bytes(b"not a jpeg")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import make_photo
-from photocull.core.catalog import FLAG_PICK, FLAG_REJECT, Catalog, Marks
-from photocull.core.images import ExifInfo
-from photocull.core.scoring import ScoreResult
+from photocull.cull.catalog import FLAG_PICK, FLAG_REJECT, Catalog, Marks
+from photocull.media.exif import ExifInfo
+from photocull.scoring import ScoreResult
 
 
 @pytest.fixture
@@ -219,13 +219,13 @@ def test_catalog_that_is_a_text_file_is_moved_aside(app_paths):
 def test_catalog_key_is_path_absolute_whatever_the_spelling(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from photocull.core.catalog import _key
+    from photocull.cull.catalog import path_key
 
     monkeypatch.chdir(tmp_path)
     a = str(tmp_path / "shoot" / "IMG_1.jpg")
     for p in (a, Path(a), "shoot/IMG_1.jpg", "./shoot/IMG_1.jpg", str(tmp_path) + "/shoot/../shoot/IMG_1.jpg",
               str(tmp_path) + "//shoot/./IMG_1.jpg", "IMG_2.jpg"):
-        assert _key(p) == str(Path(p).absolute()), p
+        assert path_key(p) == str(Path(p).absolute()), p
 
 
 # --- tiny greys for burst grouping --------------------------------------------------------
@@ -283,7 +283,7 @@ def test_catalog_of_the_first_schema_gets_the_greys_table(app_paths, photos):
 
 
 def test_groupings_kept_newest_first(cat, monkeypatch):
-    from photocull.core import catalog
+    from photocull.cull import catalog
 
     monkeypatch.setattr(catalog, "GROUPINGS_KEPT", 3)
     assert cat.grouping("nothing") is None

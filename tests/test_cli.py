@@ -140,12 +140,12 @@ def test_export_top_3(shoot, tmp_path, capsys):
 
 def test_export_bad_selection_is_a_clear_error(shoot, tmp_path, capsys, monkeypatch):
     folder, home = shoot
-    import photocull.cli as cli
+    from photocull.cli import cull
 
     def no_scoring(*a, **kw):
         raise AssertionError("scored before checking the options")
 
-    monkeypatch.setattr(cli, "run_scoring", no_scoring)
+    monkeypatch.setattr(cull, "run_scoring", no_scoring)
     for opt in (["--top-percent", "0"], ["--top-percent", "150"], ["--top", "-2"]):
         with pytest.raises(SystemExit) as ei:
             main(["--home", str(home), "export", str(folder), str(tmp_path / "d"), *opt])
@@ -205,9 +205,11 @@ def test_demo_builds_a_shoot_and_ranks_it(tmp_path, capsys):
 
 def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
     """Without a trained head the CLI says plainly that scores mean nothing."""
-    from photocull.core import modelspec
+
 
     make_photo(tmp_path / "one.jpg")
+    from photocull.model import spec as modelspec
+
     monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")
     assert main(["--home", str(tmp_path / "h"), "score", str(tmp_path / "one.jpg"), "-q", "--format", "json"]) == 0
     cap = capsys.readouterr()
@@ -217,7 +219,7 @@ def test_untrained_model_is_announced(tmp_path, capsys, monkeypatch):
 
 def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
     """Reopening a scored folder answers from the catalog without building the model."""
-    from photocull.core import nima
+
 
     for i in range(3):
         make_photo(tmp_path / "f" / f"w{i}.jpg", seed=i)
@@ -228,7 +230,9 @@ def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("network built for a cached folder")
 
-    monkeypatch.setattr(nima, "load_model", boom)
+    from photocull.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_model", boom)
     assert main(["--home", home, "score", str(tmp_path / "f"), "-q", "--format", "csv"]) == 0
     assert capsys.readouterr().out == first
     # a new photo does need it

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_photo
-from photocull import cli
 from photocull.cli import main
-from photocull.core import safety_cli
-from photocull.core.catalog import Catalog, Marks
-from photocull.core.export import TMP_PREFIX, Candidate, export
-from photocull.core.marks import load_marks
+
+from photocull.cull.catalog import Catalog, Marks
+from photocull.media.fileops import TMP_PREFIX
+from photocull.cull.export import Candidate, export
+from photocull.cull.marks import load_marks
 
 TESTS = Path(__file__).resolve().parent
 
@@ -36,7 +36,8 @@ def sha(p: Path) -> str:
 DRIVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import photocull.core.export as ex
+    from photocull.cull import export
+    from photocull.media import fileops
 
     real_open = open
 
@@ -60,11 +61,11 @@ DRIVER = textwrap.dedent("""
         f = real_open(file, mode, *a, **k)
         return Slow(f) if "x" in mode else f
 
-    ex.open = slow_open
+    fileops.open = slow_open
     src, dest, move = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "move"
     files = sorted(p for p in src.iterdir() if p.suffix == ".jpg")
     print("started", flush=True)
-    rep = ex.export([ex.Candidate(p) for p in files], dest, move=move, write_report=False)
+    rep = export.export([export.Candidate(p) for p in files], dest, move=move, write_report=False)
     print("done", len(rep.items), flush=True)
 """)
 
@@ -151,14 +152,6 @@ def test_export_of_a_255_byte_name_that_clashes_is_a_per_file_error(tmp_path):
 
 
 @pytest.fixture
-def with_trash_command(monkeypatch):
-    """``photocull trash-rejects`` through ``main()``, whether or not cli.py wires it in yet."""
-    orig = cli._extensions
-    if safety_cli not in orig():
-        monkeypatch.setattr(cli, "_extensions", lambda: [*orig(), safety_cli])
-
-
-@pytest.fixture
 def fake_trash(tmp_path, monkeypatch):
     """send2trash moves files into a folder here: these tests never delete anything."""
     import send2trash
@@ -177,7 +170,7 @@ def fake_trash(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def culled(tmp_path, capsys, with_trash_command):
+def culled(tmp_path, capsys):
     d = tmp_path / "shoot"
     for i in range(4):
         make_photo(d / f"IMG_{i}.jpg", seed=i, size=(64, 48))
@@ -239,7 +232,7 @@ CONCURRENT = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     from reliability_helpers import fast_model
-    import photocull.core.models as models
+    from photocull.model import registry as models
     m = fast_model()
     models.load_default_model = lambda: m
     from photocull.cli import main

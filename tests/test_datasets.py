@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photocull.core import datasets
-from photocull.core.losses import dist_mean, dist_std
+from photocull.training import datasets
+from photocull.model.losses import dist_mean, dist_std
 
 
 def _jpeg(path, value=128):

@@ -6,8 +6,8 @@ import pytest
 from scipy import ndimage
 from skimage import data
 
-from photocull.core import degrade as D
-from photocull.core.nima import FAMILIES
+from photocull.training import degrade as D
+from photocull.model.spec import FAMILIES
 
 
 @pytest.fixture(scope="module")

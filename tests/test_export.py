@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_photo
-from photocull.core import export as ex
-from photocull.core.export import Candidate, ExportError, choose, companions_of, export, safe_copy
+from photocull.cull import export as cull_export
+from photocull.media import fileops
+from photocull.cull.export import Candidate, ExportError, choose, export
+from photocull.media.listing import companions_of
+from photocull.media.fileops import CopyError, safe_copy
 
 
 # --- choose ---------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def test_export_copies_identical_bytes_and_writes_report(src, tmp_path):
     assert [Path(r["source"]).name for r in rows] == ["IMG_2.JPG", "IMG_0.JPG"]
     assert float(rows[0]["mean"]) == pytest.approx(7.25) and rows[0]["action"] == "copy"
     assert Path(rows[1]["destination"]) == dest / "IMG_0.JPG"
-    assert not list(dest.glob(ex.TMP_PREFIX + "*"))
+    assert not list(dest.glob(fileops.TMP_PREFIX + "*"))
     # mtime travels with the copy
     assert (dest / "IMG_2.JPG").stat().st_mtime == pytest.approx((src / "IMG_2.JPG").stat().st_mtime, abs=1e-3)
 
@@ -191,7 +194,7 @@ def test_move_removes_sources_after_verified_copy(raw_pair, tmp_path):
 
 def test_move_keeps_sources_when_verification_fails(raw_pair, tmp_path, monkeypatch):
     before = snapshot(raw_pair)
-    monkeypatch.setattr(ex, "sha256_of", lambda path, bufsize=0: "0" * 64)  # every copy "differs"
+    monkeypatch.setattr(fileops, "sha256_of", lambda path, bufsize=0: "0" * 64)  # every copy "differs"
     dest = tmp_path / "dest"
     rep = export([cand(raw_pair / "IMG_1.JPG")], dest, move=True, write_report=False)
     assert rep.items == []
@@ -202,8 +205,8 @@ def test_move_keeps_sources_when_verification_fails(raw_pair, tmp_path, monkeypa
 
 def test_move_keeps_all_sources_when_a_companion_fails(raw_pair, tmp_path, monkeypatch):
     before = snapshot(raw_pair)
-    real = ex.sha256_of
-    monkeypatch.setattr(ex, "sha256_of", lambda path, bufsize=1 << 20: "bad" if str(path).endswith(".CR2") else real(path))
+    real = fileops.sha256_of
+    monkeypatch.setattr(fileops, "sha256_of", lambda path, bufsize=1 << 20: "bad" if str(path).endswith(".CR2") else real(path))
     rep = export([cand(raw_pair / "IMG_1.JPG")], tmp_path / "dest", move=True, write_report=False)
     assert rep.items == [] and rep.errors
     assert snapshot(raw_pair) == before  # the JPEG was copied, but not removed: its RAW failed
@@ -242,7 +245,7 @@ def test_safe_copy_never_writes_outside(src, tmp_path, name):
     dest.mkdir(parents=True)
     try:
         out = safe_copy(src / "IMG_0.JPG", dest, name)
-    except ExportError:
+    except CopyError:
         out = None
     if out is not None:
         assert out.parent == dest
@@ -305,7 +308,7 @@ class _DiskFull:
 def test_disk_full_stops_cleanly(src, tmp_path, monkeypatch, allow):
     before = snapshot(src)
     dest = tmp_path / "dest"
-    monkeypatch.setattr(ex, "open", _DiskFull(allow), raising=False)
+    monkeypatch.setattr(fileops, "open", _DiskFull(allow), raising=False)
     chosen = [cand(src / f"IMG_{i}.JPG", 9 - i) for i in range(3)]
     with pytest.raises(ExportError, match="No space left"):
         export(chosen, dest, move=True)
@@ -315,7 +318,7 @@ def test_disk_full_stops_cleanly(src, tmp_path, monkeypatch, allow):
         assert after.get(n) == b or left.get(n) == b
     for i in range(allow, 3):  # the one that failed, and those after it, were not touched
         assert after[f"IMG_{i}.JPG"] == before[f"IMG_{i}.JPG"]
-    assert not [n for n in left if n.startswith(ex.TMP_PREFIX)]
+    assert not [n for n in left if n.startswith(fileops.TMP_PREFIX)]
     photos = {n: b for n, b in left.items() if n.endswith(".JPG")}
     # only complete copies under final names
     assert set(photos) == {f"IMG_{i}.JPG" for i in range(allow)}
@@ -328,7 +331,7 @@ def test_read_only_destination(src, tmp_path, monkeypatch):
     dest.mkdir()
     if os.geteuid() == 0:  # root ignores permissions: pretend
         real = os.access
-        monkeypatch.setattr(ex.os, "access", lambda p, m, *a, **k: False if Path(p) == dest else real(p, m, *a, **k))
+        monkeypatch.setattr(fileops.os, "access", lambda p, m, *a, **k: False if Path(p) == dest else real(p, m, *a, **k))
     else:
         dest.chmod(0o555)
     try:
@@ -343,7 +346,7 @@ def test_permission_error_midway_is_fatal(src, tmp_path, monkeypatch):
     def denied(*a, **kw):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(ex, "safe_copy", denied)
+    monkeypatch.setattr(cull_export, "safe_copy", denied)
     with pytest.raises(ExportError, match="Permission denied"):
         export([cand(src / "IMG_0.JPG")], tmp_path / "dest")
 

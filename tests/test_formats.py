@@ -13,8 +13,10 @@ rawpy = pytest.importorskip("rawpy")
 pytest.importorskip("pillow_heif")
 pytest.importorskip("pidng")
 
-from photocull.core import formats, images  # noqa: E402
-from photocull.core.images import ImageError, open_image  # noqa: E402
+from photocull.media import loaders  # noqa: E402
+from photocull.media import exif as media_exif  # noqa: E402
+from photocull.media import listing  # noqa: E402
+from photocull.media.loaders import ImageError, open_image  # noqa: E402
 
 from conftest import SHARED_DATA  # noqa: E402
 
@@ -103,12 +105,12 @@ def test_dng_orientation_is_applied_by_demosaic(tmp_path):
 
 def test_raw_exif_from_dng(tmp_path):
     p = write_dng(tmp_path / "IMG_0002.DNG", astronaut()[:256, :384], orientation=6, when="2023:05:06 07:08:09")
-    info = formats.read_raw_exif(p)
+    info = media_exif.read_raw_exif(p)
     assert info.camera == "Photocull Test Camera"
     assert (info.width, info.height) == (256, 384)  # upright size
     assert info.capture_time == pytest.approx(
         datetime(2023, 5, 6, 7, 8, 9).timestamp())
-    assert formats.read_any_exif(p) == info
+    assert media_exif.read_any_exif(p) == info
 
 
 # --- camera RAW: the embedded preview ----------------------------------------------------
@@ -261,7 +263,7 @@ def test_raw_exif_from_preview_of_a_non_tiff_raw(fake_raw, tmp_path):
     dng = fake_raw(rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, buf.getvalue()), 0)
     raf = tmp_path / "DSCF0001.RAF"
     raf.write_bytes(b"FUJIFILMCCD-RAW 0201FF383501" + bytes(100))  # not a TIFF
-    info = formats.read_raw_exif(raf)
+    info = media_exif.read_raw_exif(raf)
     assert info.camera == "Fujifilm X-T5"
     assert info.exposure_bias == -1.0
     assert info.capture_time == pytest.approx(
@@ -276,7 +278,7 @@ def test_heic_round_trip(tmp_path):
     src = astronaut()
     p = tmp_path / "IMG_0004.HEIC"
     pillow_heif.from_pillow(Image.fromarray(src)).save(p, quality=80)
-    assert images.is_supported(p) and p.suffix.lower() in formats.HEIF_EXTENSIONS
+    assert loaders.is_supported(p) and p.suffix.lower() in loaders.HEIF_EXTENSIONS
     im = open_image(p)
     assert im.mode == "RGB" and im.size == (512, 512)
     assert channel_corr(np.asarray(im), src) > 0.95
@@ -293,7 +295,7 @@ def test_heic_exif_and_orientation(tmp_path):
     Image.fromarray(src).save(p, format="HEIF", quality=80, exif=exif.tobytes())
     im = open_image(p)
     assert im.size == (256, 384)  # upright, turned once
-    info = images.read_exif(p)
+    info = media_exif.read_exif(p)
     assert info.camera == "Phone"
     assert info.capture_time == pytest.approx(datetime(2022, 2, 3, 4, 5, 6).timestamp())
     assert (info.width, info.height) == im.size
@@ -304,12 +306,12 @@ HEIC_SAMPLES = SHARED_DATA / "camera" / "exif_samples" / "heic"
 
 @pytest.mark.skipif(not HEIC_SAMPLES.is_dir(), reason="no HEIC samples")
 def test_every_heic_sample_decodes():
-    files = [p for p in HEIC_SAMPLES.rglob("*") if p.suffix.lower() in formats.HEIF_EXTENSIONS]
+    files = [p for p in HEIC_SAMPLES.rglob("*") if p.suffix.lower() in loaders.HEIF_EXTENSIONS]
     assert files
     for p in files:
         im = open_image(p, max_side=256)
         assert im.mode == "RGB" and max(im.size) == 256, p
-        info = images.read_exif(p)
+        info = media_exif.read_exif(p)
         w, h = info.width, info.height
         assert (w > h) == (im.size[0] > im.size[1]), p  # EXIF size agrees with the upright image
 
@@ -321,7 +323,7 @@ def test_corrupt_raw_gives_a_reason(tmp_path):
     p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ImageError, match="RAW"):
         open_image(p)
-    assert formats.read_raw_exif(p) == images.ExifInfo()
+    assert media_exif.read_raw_exif(p) == media_exif.ExifInfo()
 
 
 def test_truncated_dng_gives_a_reason(tmp_path):
@@ -353,7 +355,7 @@ def test_pair_raw_jpeg(tmp_path):
              e / "IMG_1.cr2",                            # same stem, other folder: not a pair
              d / "IMG_5.HEIC", d / "IMG_5.dng",          # RAW+HEIF
              d / "IMG_6.png"]
-    items = formats.pair_raw_jpeg(names)
+    items = listing.pair_raw_jpeg(names)
     got = [(it.primary.relative_to(tmp_path).as_posix(), [c.name for c in it.companions], it.kind) for it in items]
     assert got == [
         ("a/IMG_1.JPG", ["IMG_1.CR2"], "RAW+JPG"),
@@ -369,7 +371,7 @@ def test_pair_raw_jpeg(tmp_path):
 
 def test_pair_prefers_one_jpeg_and_keeps_the_other_visible(tmp_path):
     names = [tmp_path / "IMG_1.CR2", tmp_path / "img_1.jpeg", tmp_path / "IMG_1.JPG"]
-    items = formats.pair_raw_jpeg(names)
+    items = listing.pair_raw_jpeg(names)
     assert [(it.primary.name, it.kind) for it in items] == [("IMG_1.JPG", "RAW+JPG"), ("img_1.jpeg", "JPG")]
 
 
@@ -378,5 +380,5 @@ def test_pairing_with_list_images(tmp_path):
 
     make_photo(tmp_path / "IMG_9.JPG")
     write_dng(tmp_path / "IMG_9.DNG", astronaut()[:64, :64])
-    items = formats.pair_raw_jpeg(images.list_images(tmp_path))
+    items = listing.pair_raw_jpeg(listing.list_images(tmp_path))
     assert [(it.primary.name, [c.name for c in it.companions]) for it in items] == [("IMG_9.JPG", ["IMG_9.DNG"])]

@@ -67,22 +67,22 @@ def test_histogram_shows_selected_distribution(qtbot, win, photo_folder):
 
 
 def test_progress_signals_and_gui_thread_never_decodes(qtbot, win, tmp_path, monkeypatch):
-    import photocull.core.images as images
+    from photocull.media import loaders
 
     folder = tmp_path / "many"
     for i in range(20):
         make_photo(folder / f"p{i:02d}.jpg", seed=i, size=(160, 120))
     main = threading.get_ident()
     decoded_on_main = []
-    real = images.open_image
+    real = loaders.open_image
 
     def spy(path, max_side=None):
         if threading.get_ident() == main:
             decoded_on_main.append(path)
         return real(path, max_side)
 
-    monkeypatch.setattr(images, "open_image", spy)
-    monkeypatch.setattr("photocull.core.scoring.open_image", spy)
+    monkeypatch.setattr(loaders, "open_image", spy)
+    monkeypatch.setattr("photocull.scoring.open_image", spy)
     win.settings.batch_size = 4
     values = []
     with qtbot.waitSignal(win.scoringDone, timeout=120_000):
@@ -141,7 +141,7 @@ def test_scoring_starts_once_the_first_screen_is_drawn(qtbot, win, tmp_path, mon
 def test_image_loader_says_when_it_is_idle(qtbot, tmp_path, monkeypatch):
     from PIL import Image
 
-    from photocull.core import images
+
     from photocull.gui.workers import ImageLoader
 
     gate = threading.Event()
@@ -150,8 +150,11 @@ def test_image_loader_says_when_it_is_idle(qtbot, tmp_path, monkeypatch):
         gate.wait(10)
         return None
 
-    monkeypatch.setattr(images, "exif_thumbnail", slow_thumbnail)
-    monkeypatch.setattr(images, "open_image", lambda path, max_side=None: Image.new("RGB", (64, 48)))
+    from photocull.media import exif as media_exif
+    from photocull.media import loaders
+
+    monkeypatch.setattr(media_exif, "exif_thumbnail", slow_thumbnail)
+    monkeypatch.setattr(loaders, "open_image", lambda path, max_side=None: Image.new("RGB", (64, 48)))
     loader = ImageLoader()
     try:
         assert loader.idle()
@@ -211,7 +214,7 @@ def test_reopen_uses_catalog_without_model(qtbot, win, photo_folder, monkeypatch
     def boom(*a, **k):
         raise AssertionError("model called for a cached photo")
 
-    monkeypatch.setattr("photocull.core.accel.make_runner", boom)
+    monkeypatch.setattr("photocull.model.runtime.make_runner", boom)
     open_and_score(qtbot, win, photo_folder)
     after = {it.name: it.mean for it in win.model.items if it.scored}
     assert after == pytest.approx(before)

@@ -13,8 +13,10 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from conftest import make_photo
-from photocull.core import images
-from photocull.core.images import ImageError, exif_thumbnail, list_images, open_image, read_exif
+from photocull.media.loaders import ImageError, open_image
+from photocull.media.exif import read_exif
+from photocull.media.exif import ExifInfo, exif_thumbnail
+from photocull.media.listing import list_images
 
 
 def _assert_rgb(im, size=None):
@@ -334,7 +336,7 @@ def test_read_exif_rotated_dimensions_and_missing_exif(tmp_path):
     assert none.capture_time is None and none.exposure_bias is None and none.camera is None
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"nope")
-    assert read_exif(broken) == images.ExifInfo()  # never raises
+    assert read_exif(broken) == ExifInfo()  # never raises
 
 
 def _exif_with_thumbnail(thumb_jpeg: bytes, orientation: int = 1) -> bytes:
@@ -383,14 +385,6 @@ def test_exif_thumbnail_absent_is_none(tmp_path):
     bad.write_bytes(b"\xff\xd8garbage")
     assert exif_thumbnail(bad) is None
     assert exif_thumbnail(tmp_path / "missing.jpg") is None
-
-
-def test_file_identity_and_chunks(tmp_path):
-    p = make_photo(tmp_path / "a.jpg", size=(16, 16))
-    path, size, mtime = images.file_identity(p)
-    assert os.path.isabs(path) and size == p.stat().st_size and mtime == p.stat().st_mtime
-    assert list(images.iter_chunks(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert list(images.iter_chunks([], 3)) == []
 
 
 def test_dark_16_bit_png_stays_dark(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from conftest import make_photo
 from reliability_helpers import fast_model
 from photocull.cli import main
-from photocull.core.images import list_images
+from photocull.media.listing import list_images
 
 N = 10_000
 
@@ -35,7 +35,7 @@ def ten_thousand(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_scores_ten_thousand(ten_thousand, capsys, monkeypatch):
     m = fast_model()
-    monkeypatch.setattr("photocull.core.models.resolve_lazy", lambda spec, paths: m)
+    monkeypatch.setattr("photocull.model.registry.resolve_lazy", lambda spec, paths: m)
     t0 = time.perf_counter()
     assert len(list_images(ten_thousand)) == N
     rc = main(["score", str(ten_thousand), "--format", "csv", "-q", "--batch-size", "64"])

@@ -7,16 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from photocull.core.losses import (
-    dist_mean,
-    dist_std,
-    emd_loss,
-    max_std,
-    maxent_distribution,
-    rating_to_distribution,
-    rating_to_mean,
-    votes_to_distribution,
-)
+from photocull.model.losses import dist_mean, dist_std, emd_loss, max_std, maxent_distribution, rating_to_distribution, rating_to_mean, votes_to_distribution
 
 
 def onehot(score: int) -> list[float]:

@@ -126,8 +126,8 @@ def test_gui_keeps_every_scored_thumbnail_without_decoding_them_all(qtbot, win, 
 def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, tmp_path, monkeypatch):
     """The tiny greys are remembered in the catalog: grouping the folder again (as on
     reopening it) decodes nothing and finds the same groups."""
-    from photocull.core import images
-    from photocull.core.catalog import Catalog
+
+    from photocull.cull.catalog import Catalog
     from photocull.gui.jobs import group_job
 
     d = tmp_path / "shoot"
@@ -152,7 +152,9 @@ def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, t
     def no_decoding(*a, **k):
         raise AssertionError("decoded a photo whose grey the catalog has")
 
-    monkeypatch.setattr(images, "open_image", no_decoding)
+    from photocull.media import loaders
+
+    monkeypatch.setattr(loaders, "open_image", no_decoding)
     # other scores (so the folder's stored groups do not apply): compared again, from the stored greys
     assert group_job(snapshot(0.01), app_paths.catalog_path) == first
     # cancelled while it reads greys: stops, without a result
@@ -165,8 +167,8 @@ def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tm
     change they depend on (a file, a score, a capture time, the gap) groups it again."""
     import os
 
-    from photocull.core import bursts
-    from photocull.core.catalog import Catalog
+    from photocull.cull import bursts
+    from photocull.cull.catalog import Catalog
     from photocull.gui.jobs import group_job
 
     d = tmp_path / "shoot"
@@ -208,7 +210,7 @@ def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tm
 
 
 def test_release_free_memory():
-    from photocull.core import memory
+    from photocull.gui import memory
 
     if not sys.platform.startswith("linux"):
         assert memory.release_free_memory() is False

@@ -9,12 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from photocull.core import nima
-from photocull.core.nima import ModelConfig, ModelError
+from photocull.model import nima
+
+from photocull.model import spec as modelspec
+from photocull.model import checkpoint
+from photocull.model.spec import ModelConfig, ModelError
 
 
 def _input(arr: np.ndarray, cfg: ModelConfig) -> torch.Tensor:
-    return nima.preprocess([nima.to_model_input(Image.fromarray(arr), cfg)], cfg)
+    return nima.preprocess([modelspec.to_model_input(Image.fromarray(arr), cfg)], cfg)
 
 
 def test_efficientnet_lite0_recognises_imagenet_classics():
@@ -52,7 +55,7 @@ def test_preprocess_shape_and_range(tiny_model):
     x = nima.preprocess([np.zeros((224, 224, 3), np.uint8), np.full((224, 224, 3), 255, np.uint8)], cfg)
     assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
     assert float(x[0].min()) == pytest.approx(-1.0) and float(x[1].max()) == pytest.approx(1.0)
-    arr = nima.to_model_input(Image.new("RGB", (640, 200), (10, 20, 30)), cfg)
+    arr = modelspec.to_model_input(Image.new("RGB", (640, 200), (10, 20, 30)), cfg)
     assert arr.shape == (224, 224, 3) and arr.dtype == np.uint8
 
 
@@ -95,14 +98,14 @@ def _perturbed_copy(tiny_model, seed=1):
 def test_checkpoint_round_trip_heads_only(tiny_model, batch, predicted, tmp_path):
     m = _perturbed_copy(tiny_model)
     path = tmp_path / "mine.pt"
-    mid = nima.save_checkpoint(m, path, meta={"name": "mine", "trained": True, "kind": "taste"})
-    ckpt, mid_read = nima.read_checkpoint(path)
+    mid = checkpoint.save_checkpoint(m, path, meta={"name": "mine", "trained": True, "kind": "taste"})
+    ckpt, mid_read = checkpoint.read_checkpoint(path)
     assert mid == mid_read
     assert ckpt["includes_backbone"] is False
     assert all(k.startswith("heads.") for k in ckpt["state_dict"])
     assert path.stat().st_size < 2_000_000  # heads only: the backbone is rebuilt on load
 
-    loaded = nima.load_model(path)
+    loaded = checkpoint.load_model(path)
     assert loaded.model_id == mid and loaded.name == "mine" and loaded.trained
     assert "untrained" not in loaded.notice
     assert not loaded.model.training
@@ -112,16 +115,16 @@ def test_checkpoint_round_trip_heads_only(tiny_model, batch, predicted, tmp_path
     assert not np.allclose(predicted[0], before.numpy(), atol=1e-4)  # the perturbation mattered
 
     # same file, same id; different weights, different id
-    assert nima.read_checkpoint(path)[1] == mid
+    assert checkpoint.read_checkpoint(path)[1] == mid
     m2 = _perturbed_copy(tiny_model, seed=2)
-    assert nima.save_checkpoint(m2, tmp_path / "other.pt", meta={"date": "x"}) != mid
+    assert checkpoint.save_checkpoint(m2, tmp_path / "other.pt", meta={"date": "x"}) != mid
 
 
 def test_checkpoint_with_backbone_round_trip(tiny_model, batch, tmp_path):
     m = _perturbed_copy(tiny_model)
     path = tmp_path / "full.pt"
-    nima.save_checkpoint(m, path, include_backbone=True)
-    loaded = nima.load_model(path)
+    checkpoint.save_checkpoint(m, path, include_backbone=True)
+    loaded = checkpoint.load_model(path)
     assert loaded.backbone_trained
     with torch.inference_mode():
         torch.testing.assert_close(loaded.model(batch), m(batch), atol=1e-6, rtol=1e-5)
@@ -140,15 +143,15 @@ class _Evil:
 def test_read_checkpoint_refuses_pickle_payload(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"format": nima.CHECKPOINT_FORMAT, "config": {}, "meta": {}, "state_dict": {},
+    torch.save({"format": modelspec.CHECKPOINT_FORMAT, "config": {}, "meta": {}, "state_dict": {},
                 "x": _Evil(marker)}, path)
     with pytest.raises(ModelError) as ei:
-        nima.read_checkpoint(path)
+        checkpoint.read_checkpoint(path)
     assert not marker.exists(), "the pickle payload was executed"
     msg = str(ei.value).lower()
     assert "untrusted" in msg or "refused" in msg
     with pytest.raises(ModelError):
-        nima.load_model(path)
+        checkpoint.load_model(path)
     assert not marker.exists()
 
 
@@ -159,46 +162,46 @@ def test_read_checkpoint_refuses_garbage(tmp_path):
     html.write_bytes(b"<!DOCTYPE html><html><body>404</body></html>")
     for f in (rnd, html):
         with pytest.raises(ModelError, match="not a photocull model") as ei:
-            nima.read_checkpoint(f)
+            checkpoint.read_checkpoint(f)
         assert "untrusted" not in str(ei.value)  # damaged is not malicious
 
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     with pytest.raises(ModelError):
-        nima.read_checkpoint(empty)
+        checkpoint.read_checkpoint(empty)
 
     with pytest.raises(ModelError, match="cannot read"):
-        nima.read_checkpoint(tmp_path / "missing.pt")
+        checkpoint.read_checkpoint(tmp_path / "missing.pt")
 
 
 @pytest.mark.parametrize("payload", [
     {"format": "something-else/3", "config": {}, "meta": {}, "state_dict": {}},
     {"weights": torch.zeros(3)},
     [1, 2, 3],
-    {"format": nima.CHECKPOINT_FORMAT, "config": {}, "meta": {}},  # no state_dict
+    {"format": modelspec.CHECKPOINT_FORMAT, "config": {}, "meta": {}},  # no state_dict
 ])
 def test_read_checkpoint_refuses_wrong_format(tmp_path, payload):
     path = tmp_path / "wrong.pt"
     torch.save(payload, path)
     with pytest.raises(ModelError):
-        nima.read_checkpoint(path)
+        checkpoint.read_checkpoint(path)
 
 
 def test_wrong_shaped_state_dict_is_a_model_error(tiny_model, tmp_path):
     path = tmp_path / "ok.pt"
-    nima.save_checkpoint(tiny_model.model, path)
-    ckpt, _ = nima.read_checkpoint(path)
+    checkpoint.save_checkpoint(tiny_model.model, path)
+    ckpt, _ = checkpoint.read_checkpoint(path)
     key = next(k for k in ckpt["state_dict"] if k.endswith("weight") and ckpt["state_dict"][k].ndim == 2)
     ckpt["state_dict"][key] = torch.zeros(7, 5)
     bad = tmp_path / "bad.pt"
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     bad.write_bytes(buf.getvalue())
-    ckpt_bad, _ = nima.read_checkpoint(bad)  # well-formed file...
+    ckpt_bad, _ = checkpoint.read_checkpoint(bad)  # well-formed file...
     with pytest.raises(ModelError, match="do not fit"):  # ...whose weights don't fit
-        nima.model_from_checkpoint(ckpt_bad)
+        checkpoint.model_from_checkpoint(ckpt_bad)
     with pytest.raises(ModelError):
-        nima.load_model(bad)
+        checkpoint.load_model(bad)
 
 
 def test_unknown_config_field_is_a_model_error():

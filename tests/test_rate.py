@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_photo
 from photocull.cli import main
-from photocull.core.sidecar import read_sidecar
+from photocull.media.sidecar import read_sidecar
 
 LIGHTROOM_XMP = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

@@ -20,8 +20,12 @@ from conftest import make_photo, needs_shared_data
 from reliability_helpers import (ERROR, EXIF_SAMPLES, OK, ORIENTATION, build_hostile_folder, corpus_files,
                                  fast_model, similarity)
 from photocull.cli import main
-from photocull.core import images
-from photocull.core.images import ImageError, exif_thumbnail, list_images, open_image, read_exif
+from photocull.media import loaders
+from photocull.media import listing
+from photocull.media.loaders import ImageError, open_image
+from photocull.media.exif import read_exif
+from photocull.media.exif import exif_thumbnail
+from photocull.media.listing import list_images
 
 needs_corpus = pytest.mark.skipif(not EXIF_SAMPLES.is_dir(), reason="shared EXIF sample corpus not present")
 
@@ -36,7 +40,7 @@ def hostile(tmp_path_factory):
 def fast(monkeypatch):
     """The CLI's default model is a tiny conv net: these tests are about files, not scores."""
     m = fast_model()
-    monkeypatch.setattr("photocull.core.models.resolve_lazy", lambda spec, paths: m)
+    monkeypatch.setattr("photocull.model.registry.resolve_lazy", lambda spec, paths: m)
     return m
 
 
@@ -97,8 +101,8 @@ def test_every_corpus_file_decodes_or_says_why():
         exif_thumbnail(p)
     # the camera files (including invalid/, tests/ and corrupted.jpg) all carry a usable picture;
     # READMEs and PROVENANCE.md are refused as unsupported
-    assert all(o == OK for p, o in outcomes.items() if images.is_supported(p))
-    assert all(o == ERROR for p, o in outcomes.items() if not images.is_supported(p))
+    assert all(o == OK for p, o in outcomes.items() if loaders.is_supported(p))
+    assert all(o == ERROR for p, o in outcomes.items() if not loaders.is_supported(p))
 
 
 @pytest.mark.parametrize("stage", ["stat", "open"])
@@ -205,7 +209,7 @@ def test_cli_scores_the_whole_corpus(capsys, fast):
                               "--format", "json", "-q")
     assert rc == 0, err
     rows = {r["path"]: r for r in doc["photos"]}
-    supported = [p for p in files if images.is_supported(p) and "_upstream" not in p.parts]
+    supported = [p for p in files if loaders.is_supported(p) and "_upstream" not in p.parts]
     for p in supported:
         assert rows[str(p)]["error"] is None, p
     assert "unsupported" in rows[str(EXIF_SAMPLES / "PROVENANCE.md")]["error"]
@@ -224,7 +228,7 @@ def test_cli_permission_denied_file_is_reported_others_scored(hostile, capsys, f
 
 def test_cli_unreadable_folder_is_a_reason(tmp_path, capsys, fast, monkeypatch):
     make_photo(tmp_path / "shoot" / "a.jpg", size=(64, 48))
-    monkeypatch.setattr("photocull.core.images.os.access", lambda *a, **k: False)
+    monkeypatch.setattr("photocull.media.loaders.os.access", lambda *a, **k: False)
     rc, doc, err = score_json(capsys, "score", tmp_path / "shoot", "--format", "json", "-q")
     assert rc == 0
     assert "cannot read folder" in doc["photos"][0]["error"]
@@ -262,7 +266,7 @@ def _check_changed(rows: dict[str, tuple[float | None, str | None]]) -> None:
 
 def test_cli_files_changing_between_listing_and_scoring(tmp_path, capsys, fast, monkeypatch):
     d = _changing_folder(tmp_path)
-    monkeypatch.setattr("photocull.core.images.list_images", _vanishing_lister(images.list_images))
+    monkeypatch.setattr("photocull.media.listing.list_images", _vanishing_lister(listing.list_images))
     rc, doc, err = score_json(capsys, "score", d, "--format", "json", "-q")
     assert rc == 0, err
     _check_changed({os.path.basename(r["path"]): (r.get("mean"), r["error"]) for r in doc["photos"]})
@@ -282,7 +286,7 @@ class _Payload:
 def test_cli_refuses_a_model_file_carrying_code(tmp_path, capsys, photo_folder):
     import torch
 
-    from photocull.core.nima import CHECKPOINT_FORMAT
+    from photocull.model.spec import CHECKPOINT_FORMAT
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -383,7 +387,7 @@ def test_gui_scores_good_files_and_gives_a_reason_for_each_bad_one(qtbot, win, h
 def test_gui_scores_the_whole_corpus(qtbot, win):
     win.settings.recursive = True
     items = open_and_score(qtbot, win, EXIF_SAMPLES)
-    supported = [p for p in corpus_files() if images.is_supported(p)]
+    supported = [p for p in corpus_files() if loaders.is_supported(p)]
     assert len(items) == len(supported)
     assert all(it.scored for it in win.model.items)
     _every_role_renders(win)
@@ -391,7 +395,7 @@ def test_gui_scores_the_whole_corpus(qtbot, win):
 
 def test_gui_files_changing_between_listing_and_scoring(qtbot, win, tmp_path, monkeypatch):
     d = _changing_folder(tmp_path)
-    monkeypatch.setattr("photocull.gui.mainwindow.list_images", _vanishing_lister(images.list_images))
+    monkeypatch.setattr("photocull.gui.mainwindow.list_images", _vanishing_lister(listing.list_images))
     items = open_and_score(qtbot, win, d)
     _check_changed({n: (it.mean, it.error) for n, it in items.items()})
 

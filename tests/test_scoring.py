@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import make_photo
-from photocull.core import scoring
-from photocull.core.catalog import Catalog
-from photocull.core.images import list_images
-from photocull.core.scoring import iter_scores, iter_scores_cached, score_all
+from photocull import scoring
+from photocull.cull.catalog import Catalog
+from photocull.media.listing import list_images
+from photocull.scoring import iter_scores, iter_scores_cached, score_all
 
 BAD = {"broken.jpg", "empty.jpg"}
 
@@ -86,7 +86,7 @@ def test_model_failure_on_a_batch_is_reported_not_raised(photo_folder, tiny_mode
     def boom(*a, **kw):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr("photocull.core.nima.predict", boom)
+    monkeypatch.setattr("photocull.model.nima.predict", boom)
     results = score_all(list_images(photo_folder), tiny_model, batch_size=4)
     assert len(results) == 8 and not any(r.ok for r in results)
     assert sum("model error" in r.error for r in results) == 6
@@ -115,7 +115,7 @@ def test_iter_scores_cached_answers_from_catalog(photo_folder, tiny_model, app_p
     def no_model(*a, **kw):
         raise AssertionError("the model was called for a cached photo")
 
-    monkeypatch.setattr("photocull.core.accel.make_runner", no_model)
+    monkeypatch.setattr("photocull.model.runtime.make_runner", no_model)
     progs = list(iter_scores_cached(paths, tiny_model, cat, batch_size=4))
     assert len(progs) == 1 and progs[0].done == progs[0].total == 8
     second = {r.path.name: r for r in progs[0].results}

@@ -11,15 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from photocull.core import sidecar
-from photocull.core.sidecar import (
-    SidecarData,
-    SidecarError,
-    find_sidecar,
-    read_sidecar,
-    sidecar_candidates,
-    write_sidecar,
-)
+from photocull.media import sidecar
+from photocull.media.sidecar import SidecarData, SidecarError, find_sidecar, read_sidecar, sidecar_candidates, write_sidecar
 
 needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
 

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from conftest import make_photo
-from photocull.core import nima, scoring
+from photocull.model import nima
+from photocull.model import devices, runtime
+from photocull import scoring
 
 
 def _arrays(n=3, seed=0):
@@ -25,7 +27,7 @@ def _arrays(n=3, seed=0):
 def test_batch_to_device_on_cpu_matches_preprocess(tiny_model):
     cfg = tiny_model.cfg
     arrs = _arrays()
-    x = scoring.batch_to_device(arrs, cfg, torch.device("cpu"), pin=False)
+    x = runtime.batch_to_device(arrs, cfg, torch.device("cpu"), pin=False)
     ref = nima.preprocess(arrs, cfg)
     assert x.shape == ref.shape == (3, 3, 224, 224) and x.dtype == torch.float32
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -33,20 +35,20 @@ def test_batch_to_device_on_cpu_matches_preprocess(tiny_model):
 
 
 def test_pin_memory_only_for_cuda():
-    assert scoring.pin_memory_for(torch.device("cpu")) is False
-    assert scoring.pin_memory_for(torch.device("cuda")) is torch.cuda.is_available()
+    assert devices.pin_memory_for(torch.device("cpu")) is False
+    assert devices.pin_memory_for(torch.device("cuda")) is torch.cuda.is_available()
 
 
 def test_thread_plan_shares_cores_between_decoding_and_torch(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert scoring.thread_plan(torch.device("cpu"), cores=2) == (2, 1)
-    assert scoring.thread_plan(torch.device("cpu"), cores=1) == (1, 1)
-    dec, tt = scoring.thread_plan(torch.device("cpu"), cores=12)
+    assert devices.thread_plan(torch.device("cpu"), cores=2) == (2, 1)
+    assert devices.thread_plan(torch.device("cpu"), cores=1) == (1, 1)
+    dec, tt = devices.thread_plan(torch.device("cpu"), cores=12)
     assert 1 <= tt < dec <= 12
     # on a GPU the CPU only decodes: torch's CPU threads are left alone
-    assert scoring.thread_plan(torch.device("cuda"), cores=2)[1] is None
+    assert devices.thread_plan(torch.device("cuda"), cores=2)[1] is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
-    assert scoring.thread_plan(torch.device("cpu"), cores=2)[1] is None
+    assert devices.thread_plan(torch.device("cpu"), cores=2)[1] is None
 
 
 def test_iter_scores_same_results_on_every_path_and_restores_torch_threads(tmp_path, tiny_model):
@@ -163,7 +165,7 @@ def test_thumbnails_are_stored_at_the_cell_size_so_paint_never_rescales(qtbot, g
 def test_malloc_arena_cap(monkeypatch):
     import sys
 
-    from photocull.core import memory
+    from photocull.gui import memory
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert memory.limit_malloc_arenas() is False  # the user's setting wins
@@ -182,7 +184,7 @@ def test_malloc_arena_cap(monkeypatch):
 
 def test_numpy_preprocess_is_torchs_exactly(tiny_model):
     """The ONNX path normalises with numpy (no torch import): the very same float32 values."""
-    from photocull.core.modelspec import preprocess_np
+    from photocull.model.spec import preprocess_np
 
     arrs = _arrays(4, seed=3)
     x = preprocess_np(arrs, tiny_model.cfg)
@@ -191,15 +193,15 @@ def test_numpy_preprocess_is_torchs_exactly(tiny_model):
 
 
 def test_device_is_found_without_torch_only_when_certain(monkeypatch):
-    from photocull.core import modelspec
+    from photocull.model import devices
 
     monkeypatch.setenv("PHOTOCULL_DEVICE", "cuda:1")
-    assert modelspec.device_name() == "cuda:1" and modelspec.device_type("cuda:1") == "cuda"
-    assert modelspec.device_type(torch.device("cpu")) == "cpu"
+    assert devices.device_name() == "cuda:1" and devices.device_type("cuda:1") == "cuda"
+    assert devices.device_type(torch.device("cpu")) == "cpu"
     monkeypatch.delenv("PHOTOCULL_DEVICE")
-    monkeypatch.setattr(modelspec, "_no_gpu_here", lambda: False)  # a GPU may be there: torch decides
-    assert modelspec.device_name() == nima.select_device().type
-    assert scoring.thread_plan("cpu", cores=2) == scoring.thread_plan(torch.device("cpu"), cores=2)
+    monkeypatch.setattr(devices, "_no_gpu_here", lambda: False)  # a GPU may be there: torch decides
+    assert devices.device_name() == nima.select_device().type
+    assert devices.thread_plan("cpu", cores=2) == devices.thread_plan(torch.device("cpu"), cores=2)
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities: Linux")

@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from photocull.core import degrade as D
-from photocull.core import technical as T
-from photocull.core.losses import dist_mean, dist_std
-from photocull.core.nima import FAMILIES, REASONS, ModelConfig, default_model_path, load_default_model
+from photocull.training import degrade as D
+from photocull.training import technical
+from photocull.model.losses import dist_mean, dist_std
+from photocull.model.spec import FAMILIES, REASONS, ModelConfig
+from photocull.model.spec import default_model_path
+from photocull.model.checkpoint import load_default_model
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +22,10 @@ def cfg() -> ModelConfig:
 
 def test_pseudo_mos_falls_with_severity_for_every_family(cfg):
     ref = D.to_float(data.chelsea())
-    vs = T.evaluation_variants(0, "chelsea", n_mix=1)
-    views = np.stack([T.model_view(T.render(ref, v), cfg) for v in vs])
-    fq = T.fr_quality(T.fr_scores(T.model_view(ref, cfg), views))
-    mos = np.array([T.pseudo_mos(v, q)[0] for v, q in zip(vs, fq)])
+    vs = technical.evaluation_variants(0, "chelsea", n_mix=1)
+    views = np.stack([technical.model_view(technical.render(ref, v), cfg) for v in vs])
+    fq = technical.fr_quality(technical.fr_scores(technical.model_view(ref, cfg), views))
+    mos = np.array([technical.pseudo_mos(v, q)[0] for v, q in zip(vs, fq)])
     kinds = np.array([v.kind for v in vs])
     levels = np.array([v.level for v in vs])
     clean = mos[kinds == "clean"][0]
@@ -33,13 +35,13 @@ def test_pseudo_mos_falls_with_severity_for_every_family(cfg):
         assert np.all(np.diff(m) < 0), (f, m)
         assert clean - m[-1] > 3.0, (f, m)
         assert m[0] < clean
-    assert mos.min() >= T.MOS_LO - 1e-6 and mos.max() <= T.MOS_HI + 1e-6
+    assert mos.min() >= technical.MOS_LO - 1e-6 and mos.max() <= technical.MOS_HI + 1e-6
 
 
 def test_targets_are_distributions_with_the_right_mean():
-    v = T.Variant(0, [("blur", 0.5)])
-    m, s = T.pseudo_mos(v, np.array([0.6, 0.5, 0.55]))
-    from photocull.core.losses import maxent_distribution
+    v = technical.Variant(0, [("blur", 0.5)])
+    m, s = technical.pseudo_mos(v, np.array([0.6, 0.5, 0.55]))
+    from photocull.model.losses import maxent_distribution
 
     p = maxent_distribution(m, s)
     assert p.sum() == pytest.approx(1.0) and (p >= 0).all()
@@ -49,24 +51,24 @@ def test_targets_are_distributions_with_the_right_mean():
 
 
 def test_severity_target_and_kinds():
-    v = T.Variant(0, [("noise", 0.3), ("blur", 0.7)])
-    t = T.severity_target(v)
+    v = technical.Variant(0, [("noise", 0.3), ("blur", 0.7)])
+    t = technical.severity_target(v)
     assert t[FAMILIES.index("noise")] == pytest.approx(0.3) and t[FAMILIES.index("blur")] == pytest.approx(0.7)
     assert t.sum() == pytest.approx(1.0)
     assert v.kind == "noise+blur"
-    assert T.Variant(0).kind == "clean" and T.Variant(0, dof=True).kind == "dof"
-    assert not T.severity_target(T.Variant(0, dof=True)).any()
+    assert technical.Variant(0).kind == "clean" and technical.Variant(0, dof=True).kind == "dof"
+    assert not technical.severity_target(technical.Variant(0, dof=True)).any()
 
 
 def test_variants_are_seeded_and_cover_every_family():
-    a = T.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=0)
-    b = T.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=0)
-    c = T.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=1)
+    a = technical.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=0)
+    b = technical.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=0)
+    c = technical.training_variants(3, "kodak24/kodim01.png", n_single=9, n_mix=2, seed=1)
     assert [(v.parts, v.seed) for v in a] == [(v.parts, v.seed) for v in b]
     assert [(v.parts, v.seed) for v in a] != [(v.parts, v.seed) for v in c]
     assert {v.parts[0][0] for v in a if len(v.parts) == 1} == set(FAMILIES)
     assert sum(v.dof for v in a) == 1 and sum(len(v.parts) == 2 for v in a) == 2
-    grid = T.evaluation_variants(0, "x")
+    grid = technical.evaluation_variants(0, "x")
     for f in FAMILIES:
         g = [v for v in grid if v.kind == f]
         assert [v.level for v in g] == [0, 1, 2, 3, 4]
@@ -78,32 +80,32 @@ def test_split_holds_out_whole_references(tmp_path):
         (tmp_path / sub).mkdir(parents=True)
         for i in range(5):
             Image.new("RGB", (32, 24), (i * 40, 90, 120)).save(tmp_path / sub / f"{i}.png")
-    refs, train, held = T.split_references(tmp_path, seed=0, n_eval_refs=3)
+    refs, train, held = technical.split_references(tmp_path, seed=0, n_eval_refs=3)
     assert len(refs) == 15 and len(held) == 3
     assert all(r.group == "bsds500/test" for r in held)
     assert not {r.path for r in held} & {r.path for r in train}
-    assert T.split_references(tmp_path, seed=0, n_eval_refs=3)[2] == held
+    assert technical.split_references(tmp_path, seed=0, n_eval_refs=3)[2] == held
 
 
 def test_monotonicity_metric():
     refs = np.repeat([0, 1], 5)
     kinds = np.array(["blur"] * 10)
     levels = np.tile(np.arange(5), 2)
-    assert T.monotonicity(-levels.astype(float), refs, kinds, levels)["overall"] == pytest.approx(1.0)
-    assert T.monotonicity(levels.astype(float), refs, kinds, levels)["overall"] == pytest.approx(-1.0)
-    assert T.monotonicity(np.ones(10), refs, kinds, levels)["overall"] == 0.0
+    assert technical.monotonicity(-levels.astype(float), refs, kinds, levels)["overall"] == pytest.approx(1.0)
+    assert technical.monotonicity(levels.astype(float), refs, kinds, levels)["overall"] == pytest.approx(-1.0)
+    assert technical.monotonicity(np.ones(10), refs, kinds, levels)["overall"] == 0.0
 
 
 def test_head_training_learns_synthetic_features(tmp_path):
     """EMD + severity training on cached-like features: learns, and keeps the best epoch."""
     rng = np.random.default_rng(0)
     cfg = ModelConfig(families=FAMILIES)
-    from photocull.core.nima import NIMA
+    from photocull.model.nima import NIMA
 
     torch.manual_seed(0)
     model = NIMA(cfg, pretrained=False)
     dim = model.backbone.feature_dim
-    from photocull.core.losses import maxent_distribution
+    from photocull.model.losses import maxent_distribution
 
     def make(n):
         q = rng.uniform(0, 1, n)
@@ -112,17 +114,17 @@ def test_head_training_learns_synthetic_features(tmp_path):
         f[:, :64] += 2 * q[:, None]  # quality spread over many features, as in a real backbone
         for k in range(len(FAMILIES)):
             f[fam == k, 64 + 16 * k:80 + 16 * k] += 2 * (1 - q[fam == k, None])
-        mean = T.MOS_LO + (T.MOS_HI - T.MOS_LO) * q
+        mean = technical.MOS_LO + (technical.MOS_HI - technical.MOS_LO) * q
         sev = np.zeros((n, len(FAMILIES)), np.float32)
         sev[np.arange(n), fam] = 1 - q
         return {"feats": f, "mean": mean.astype(np.float32),
                 "dist": np.stack([maxent_distribution(m, 1.3) for m in mean]).astype(np.float32), "sev": sev}
 
     tr, va = make(1500), make(300)
-    out = T.train_heads(model, tr, va, T.TrainConfig(epochs=15), seed=0, progress=lambda s: None)
+    out = technical.train_heads(model, tr, va, technical.TrainConfig(epochs=15), seed=0, progress=lambda s: None)
     assert out["history"][-1]["train_loss"] < out["history"][0]["train_loss"]
-    probs, sev = T.predict_heads(model, va["feats"])
-    m = T.score_metrics(probs, va["dist"], va["mean"])
+    probs, sev = technical.predict_heads(model, va["feats"])
+    m = technical.score_metrics(probs, va["dist"], va["mean"])
     assert m["srcc"] > 0.8 and m["emd1"] < 0.15
     assert out["best_val_emd2"] == pytest.approx(min(h["val_emd2"] for h in out["history"]))
 
@@ -145,13 +147,14 @@ def test_shipped_model_is_trained_and_described():
 
 
 def test_feature_signature_includes_pooling():
-    a = T.feature_signature(ModelConfig(pooling="multilevel"))
-    b = T.feature_signature(ModelConfig())
+    a = technical.feature_signature(ModelConfig(pooling="multilevel"))
+    b = technical.feature_signature(ModelConfig())
     assert a != b and b["pooling"] == "multilevel_cs"
 
 
 def test_extend_to_cs_keeps_scores_and_severities(tmp_path):
-    from photocull.core import nima
+    from photocull.model import nima
+    from photocull.model import spec as modelspec
 
     d = tmp_path / "pristine" / "set"
     d.mkdir(parents=True)
@@ -165,11 +168,11 @@ def test_extend_to_cs_keeps_scores_and_severities(tmp_path):
         old.heads.feat_mean.normal_(0, 0.1)
         old.heads.feat_std.uniform_(0.5, 2.0)
     loaded = nima.LoadedModel(old, "x", "default", True, {"name": "default", "kind": "technical quality"})
-    new, meta = T.extend_to_cs(loaded, tmp_path / "pristine", n_photos=3, progress=lambda s: None)
+    new, meta = technical.extend_to_cs(loaded, tmp_path / "pristine", n_photos=3, progress=lambda s: None)
     assert new.cfg.pooling == "multilevel_cs" and new.heads.feat_std.shape == (2224,)
     assert meta["kind"] == "technical quality" and "zero weights" in meta["note"]
     assert torch.all(new.heads.score[-1].weight[:, 2144:] == 0) and torch.all(new.heads.severity.weight[:, 2144:] == 0)
-    x = nima.preprocess([nima.to_model_input(Image.open(p).convert("RGB"), new.cfg) for p in sorted(d.iterdir())],
+    x = nima.preprocess([modelspec.to_model_input(Image.open(p).convert("RGB"), new.cfg) for p in sorted(d.iterdir())],
                         new.cfg)
     p0, s0, f0 = nima.predict(old, x)
     p1, s1, f1 = nima.predict(new, x)
@@ -183,7 +186,7 @@ EXPECTED_REASON = {"blur": "blur", "noise": "noise", "dark": "dark", "compressio
 
 @pytest.mark.parametrize("photo", ["astronaut", "coffee"])
 def test_clean_photo_outranks_its_degraded_versions_with_the_right_reason(tmp_path, photo):
-    from photocull.core.scoring import score_all
+    from photocull.scoring import score_all
 
     x = D.to_float(getattr(data, photo)())
     paths = [tmp_path / "clean.png"]

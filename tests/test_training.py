@@ -10,8 +10,16 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from photocull.core import learn_cli, nima, training
-from photocull.core.losses import dist_mean
+from photocull.training import personal
+from photocull.training import network
+from photocull.training import metrics
+from photocull.model import nima
+from photocull.model import spec as modelspec
+from photocull.model import checkpoint
+from photocull import cli
+from photocull.config import AppPaths
+from photocull.cli import learn
+from photocull.model.losses import dist_mean
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,20 +80,20 @@ def _state(model):
 
 
 def test_ratings_to_targets_ordered():
-    t = training.ratings_to_targets([1, 2, 3, 4, 5])
+    t = personal.ratings_to_targets([1, 2, 3, 4, 5])
     assert t.shape == (5, 10) and np.allclose(t.sum(1), 1)
     assert np.all(np.diff(dist_mean(t)) > 1)
-    assert dist_mean(training.ratings_to_targets([7], scale=10))[0] == pytest.approx(7, abs=1e-3)
-    with pytest.raises(training.TrainingError):
-        training.ratings_to_targets([0, 6])
+    assert dist_mean(personal.ratings_to_targets([7], scale=10))[0] == pytest.approx(7, abs=1e-3)
+    with pytest.raises(personal.TrainingError):
+        personal.ratings_to_targets([0, 6])
 
 
 def test_score_metrics_perfect_and_constant():
-    t = training.ratings_to_targets([1, 2, 3, 4, 5, 3])
-    m = training.score_metrics(t, t)
+    t = personal.ratings_to_targets([1, 2, 3, 4, 5, 3])
+    m = metrics.score_metrics(t, t)
     assert m["emd"] == pytest.approx(0, abs=1e-9) and m["srcc"] == pytest.approx(1) and m["accuracy"] == 1
     flat = np.full_like(t, 0.1)
-    assert np.isnan(training.score_metrics(flat, t)["srcc"])
+    assert np.isnan(metrics.score_metrics(flat, t)["srcc"])
 
 
 def test_personal_beats_generic_and_base_unchanged(base):
@@ -93,8 +101,8 @@ def test_personal_beats_generic_and_base_unchanged(base):
     x, stars, _ = synthetic(300, d)
     before_state = _state(base.model)
     tr, te = np.arange(100), np.arange(100, 300)
-    rows, res = _drive(training.fine_tune(x[tr], training.ratings_to_targets(stars[tr]), base, seed=0))
-    assert isinstance(res, training.FineTuneResult)
+    rows, res = _drive(personal.fine_tune(x[tr], personal.ratings_to_targets(stars[tr]), base, seed=0))
+    assert isinstance(res, personal.FineTuneResult)
     assert rows and {"epoch", "epochs", "train_loss", "val_loss", "val_srcc", "val_plcc", "val_emd"} <= set(rows[0])
     assert res.n_train + res.n_val == 100 and res.n_val == 20
     assert res.init == "fresh" and res.renormalised  # untrained base: fresh head, own normalisation
@@ -119,7 +127,7 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
     d = m.backbone.feature_dim
     x, stars, _ = synthetic(60, d, seed=2)
     before = _state(m)
-    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1, init="base"))
+    res = personal.run(personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1, init="base"))
     assert res.init == "base" and not res.renormalised
     with torch.no_grad():
         f = torch.from_numpy(x)
@@ -133,7 +141,7 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
 def test_auto_init_tries_both_starts_on_a_trained_base(trained_base):
     """'auto' trains from the base head and from a fresh one and keeps the better on held-out ratings."""
     x, stars, _ = synthetic(60, trained_base.model.backbone.feature_dim, seed=3)
-    gen = training.fine_tune(x, training.ratings_to_targets(stars), trained_base, seed=1)
+    gen = personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1)
     rows = []
     while True:
         try:
@@ -149,7 +157,7 @@ def test_auto_init_tries_both_starts_on_a_trained_base(trained_base):
 
 def test_block_balancing_preserves_outputs(trained_base):
     heads = copy.deepcopy(trained_base.model.heads).eval()
-    blocks = training.feature_blocks(trained_base.model.backbone)
+    blocks = personal.feature_blocks(trained_base.model.backbone)
     assert sum(blocks) == trained_base.model.backbone.feature_dim and blocks[0] == 1280
     # "multilevel_cs" (the default): the 11 "multilevel" blocks, then one centre-surround block per early stage
     assert trained_base.model.cfg.pooling == "multilevel_cs"
@@ -157,7 +165,7 @@ def test_block_balancing_preserves_outputs(trained_base):
     f = torch.randn(8, sum(blocks))
     with torch.no_grad():
         p0, s0 = heads(f)
-        training._balance_blocks(heads, blocks)
+        personal._balance_blocks(heads, blocks)
         p1, s1 = heads(f)
     torch.testing.assert_close(p0, p1, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(s0, s1, rtol=1e-4, atol=1e-6)
@@ -166,19 +174,19 @@ def test_block_balancing_preserves_outputs(trained_base):
 def test_guard_rails(base):
     d = base.model.backbone.feature_dim
     x, stars, _ = synthetic(40, d)
-    with pytest.raises(training.TrainingError, match="at least 20"):
-        next(training.fine_tune(x[:10], training.ratings_to_targets(stars[:10]), base))
-    with pytest.raises(training.TrainingError, match="same"):
-        next(training.fine_tune(x, training.ratings_to_targets(np.full(40, 4)), base))
-    with pytest.raises(training.TrainingError, match="dimensions"):
-        next(training.fine_tune(x[:, :100], training.ratings_to_targets(stars), base))
+    with pytest.raises(personal.TrainingError, match="at least 20"):
+        next(personal.fine_tune(x[:10], personal.ratings_to_targets(stars[:10]), base))
+    with pytest.raises(personal.TrainingError, match="same"):
+        next(personal.fine_tune(x, personal.ratings_to_targets(np.full(40, 4)), base))
+    with pytest.raises(personal.TrainingError, match="dimensions"):
+        next(personal.fine_tune(x[:, :100], personal.ratings_to_targets(stars), base))
 
 
 def test_cancel_stops_within_an_epoch(base):
     d = base.model.backbone.feature_dim
     x, stars, _ = synthetic(200, d)
     flag = {"stop": False}
-    gen = training.fine_tune(x, training.ratings_to_targets(stars), base, batch_size=16,
+    gen = personal.fine_tune(x, personal.ratings_to_targets(stars), base, batch_size=16,
                              cancelled=lambda: flag["stop"])
     first = next(gen)
     assert first["epoch"] == 1
@@ -189,16 +197,16 @@ def test_cancel_stops_within_an_epoch(base):
 
 
 def test_saved_personal_model_loads_and_scores(base, tmp_path):
-    from photocull.core.scoring import score_all
+    from photocull.scoring import score_all
 
     d = base.model.backbone.feature_dim
     x, stars, _ = synthetic(40, d)
-    res = training.run(training.fine_tune(x, training.ratings_to_targets(stars), base))
-    path, mid = training.save_personal_model(res, "Anna's portraits", tmp_path, base_id=base.model_id)
+    res = personal.run(personal.fine_tune(x, personal.ratings_to_targets(stars), base))
+    path, mid = personal.save_personal_model(res, "Anna's portraits", tmp_path, base_id=base.model_id)
     assert path.name == "anna-s-portraits.pt"
-    with pytest.raises(training.TrainingError, match="exists"):
-        training.save_personal_model(res, "Anna's portraits", tmp_path)
-    loaded = nima.load_model(path)
+    with pytest.raises(personal.TrainingError, match="exists"):
+        personal.save_personal_model(res, "Anna's portraits", tmp_path)
+    loaded = checkpoint.load_model(path)
     assert loaded.trained and loaded.name == "Anna's portraits" and loaded.model_id == mid
     assert loaded.meta["kind"] == "personal taste" and loaded.meta["n_ratings"] == 40
     assert loaded.meta["base_model"] == base.model_id and "metrics_after" in loaded.meta
@@ -228,10 +236,10 @@ def _photos(folder, n):
 
 def test_train_on_dataset_and_evaluate(tmp_path):
     paths = _photos(tmp_path, 6)
-    targets = training.ratings_to_targets([1, 2, 3, 4, 5, 3])
+    targets = personal.ratings_to_targets([1, 2, 3, 4, 5, 3])
     items = list(zip(paths, targets))
-    small = nima.ModelConfig(input_size=64)  # small and random: this tests the plumbing, fast
-    rows, res = _drive(training.train_on_dataset(items[:4], small, val_items=items[4:], epochs=2, batch_size=2,
+    small = modelspec.ModelConfig(input_size=64)  # small and random: this tests the plumbing, fast
+    rows, res = _drive(network.train_on_dataset(items[:4], small, val_items=items[4:], epochs=2, batch_size=2,
                                                  yield_every=1, unfreeze="last", pretrained=False))
     assert res is not None and res.backbone_trained and len(res.history) == 2
     assert {"phase", "epoch", "train_loss", "val_loss", "val_srcc"} <= set(res.history[-1])
@@ -241,10 +249,10 @@ def test_train_on_dataset_and_evaluate(tmp_path):
 
     base = nima.LoadedModel(res.model, "b", "b", trained=True)
     before = _state(base.model)
-    res2 = training.run(training.train_on_dataset(items, base=base, epochs=1, batch_size=3))
+    res2 = personal.run(network.train_on_dataset(items, base=base, epochs=1, batch_size=3))
     assert not res2.backbone_trained and res2.model is not base.model
     assert all(torch.equal(before[k], v) for k, v in _state(base.model).items())
-    m = training.evaluate(res.model, items + [(tmp_path / "missing.jpg", targets[0])], batch_size=4)
+    m = network.evaluate(res.model, items + [(tmp_path / "missing.jpg", targets[0])], batch_size=4)
     assert m["n"] == 6 and m["failed"] == 1
     assert {"emd", "accuracy", "srcc", "plcc", "srcc_std", "plcc_std"} <= set(m)
 
@@ -254,35 +262,32 @@ def test_learn_cli_end_to_end(tmp_path, capsys):
     csv = tmp_path / "ratings.csv"
     ratings = ["1", "2", "pick", "4", "reject", "2", "3", "5"]
     csv.write_text("path,rating\n" + "".join(f"{p.name},{r}\n" for p, r in zip(photos, ratings)) + "gone.jpg,3\n")
-    from photocull import cli
 
     home = tmp_path / "home"
     assert cli.main(["--home", str(home), "learn", str(csv), "--name", "My taste", "--min-ratings", "5"]) == 0
     out = capsys.readouterr().out
     assert "generic" in out and "personal" in out and "1 unreadable" in out
     saved = tmp_path / "home" / "data" / "models" / "my-taste.pt"
-    assert nima.load_model(saved).meta["n_ratings"] == 8
+    assert checkpoint.load_model(saved).meta["n_ratings"] == 8
     parser = argparse.ArgumentParser()
-    learn_cli.add_parsers(parser.add_subparsers(dest="command"))
+    learn.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["learn", str(csv), "--name", "My taste", "--min-ratings", "5"])
-    args.home = str(home)
-    assert args.func(args) == 1  # refuses to overwrite
+    assert args.func(args, AppPaths.default(home).ensure()) == 1  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
 
     args = parser.parse_args(["learn", str(csv), "--name", "x"])  # 8 < 20 ratings
-    args.home = str(tmp_path / "home")
-    assert args.func(args) == 1 and "at least 20" in capsys.readouterr().err
+    assert args.func(args, AppPaths.default(home).ensure()) == 1 and "at least 20" in capsys.readouterr().err
 
     for cmd in (["train", "--dataset", "csv", "--labels", "l.csv"], ["evaluate", "--dataset", "ava", "--labels", "a"]):
         ns = parser.parse_args(cmd)
-        assert ns.func in (learn_cli.cmd_train, learn_cli.cmd_evaluate)
+        assert ns.func in (learn.cmd_train, learn.cmd_evaluate)
 
 
 def test_fine_tune_images_guard_rails_and_run(tmp_path):
     paths = _photos(tmp_path, 6)
-    small = nima.LoadedModel(nima.NIMA(nima.ModelConfig(input_size=64), pretrained=False), "s", "s", trained=False)
-    with pytest.raises(training.TrainingError, match="at least 20"):
-        next(training.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small))
-    res = training.run(training.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
+    small = nima.LoadedModel(nima.NIMA(modelspec.ModelConfig(input_size=64), pretrained=False), "s", "s", trained=False)
+    with pytest.raises(personal.TrainingError, match="at least 20"):
+        next(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small))
+    res = personal.run(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
                                                  min_ratings=4))
     assert res.backbone_trained and res.history[-1]["phase"] == "val"

@@ -97,7 +97,7 @@ def tiny_gray(im: Image.Image | np.ndarray, side: int = TINY_SIDE) -> np.ndarray
 def load_tiny_gray_u8(path: os.PathLike | str) -> np.ndarray | None:
     """Decode ``path`` small (JPEG DCT scaling, RAW preview) and make its uint8 tiny grey;
     None if unreadable."""
-    from .images import ImageError, open_image
+    from photocull.media.loaders import ImageError, open_image
 
     try:
         return tiny_gray_u8(open_image(path, max_side=4 * TINY_SIDE))
@@ -163,7 +163,7 @@ class BurstInput:
 
     @classmethod
     def from_score(cls, r) -> "BurstInput":
-        """From a :class:`photocull.core.scoring.ScoreResult` (uses its thumbnail if any)."""
+        """From a :class:`photocull.scoring.ScoreResult` (uses its thumbnail if any)."""
         gray = tiny_gray(r.thumbnail) if getattr(r, "thumbnail", None) is not None else None
         return cls(Path(r.path), r.exif.capture_time, r.exif.exposure_bias, r.features, gray, r.mean)
 

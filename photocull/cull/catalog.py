@@ -2,7 +2,7 @@
 
 Scores are keyed by file identity (absolute path + size + mtime) and model id: a file
 that changed on disk is scored again, an unchanged one never is.  So are the tiny greys
-that burst grouping compares (:mod:`photocull.core.bursts`, 4 KB a photo, any model):
+that burst grouping compares (:mod:`photocull.cull.bursts`, 4 KB a photo, any model):
 reopening a folder groups its bursts without decoding a photo again; and so are the
 groups found for a whole folder, under a digest of everything they depend on (an
 unchanged folder gets them back without comparing a frame).  Marks (flag,
@@ -113,7 +113,7 @@ def _unblob(b: bytes | None, dtype) -> np.ndarray | None:
     return None if b is None else np.frombuffer(b, dtype=dtype).copy()
 
 
-def _key(path) -> str:
+def path_key(path) -> str:
     """The catalog's key of a path: ``Path.absolute()`` (which, unlike ``abspath``, keeps "..")."""
     s = os.fspath(path)
     if isinstance(s, str) and os.path.isabs(s) and os.path.normpath(s) == s:
@@ -134,7 +134,7 @@ def _db(text: str) -> str:
 
 
 def _folder(key: str) -> str:
-    return _db(os.path.dirname(key))  # keys are absolute and normalised (see _key): same as Path(key).parent
+    return _db(os.path.dirname(key))  # keys are absolute and normalised (see path_key): same as Path(key).parent
 
 
 class Catalog:
@@ -221,7 +221,7 @@ class Catalog:
                 continue  # gone since it was scored: nothing to remember
             ex = r.exif
             rows.append((
-                _db(_key(r.path)), model_id, _folder(_key(r.path)), st.st_size, st.st_mtime,
+                _db(path_key(r.path)), model_id, _folder(path_key(r.path)), st.st_size, st.st_mtime,
                 _blob(r.probs, np.float32), _blob(r.severities, np.float32), _blob(r.features, np.float16),
                 r.why or "", r.error, ex.capture_time, ex.exposure_bias, ex.camera,
             ))
@@ -232,7 +232,7 @@ class Catalog:
 
     def lookup(self, paths: Sequence, model_id: str) -> dict[str, StoredScore]:
         """Stored scores for the paths whose size and mtime still match; keyed by absolute path."""
-        keys = [_key(p) for p in paths]
+        keys = [path_key(p) for p in paths]
         stats = {}
         for k in keys:
             try:
@@ -252,7 +252,7 @@ class Catalog:
         return out
 
     def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:
-        by_db = {_db(k): k for k in map(_key, paths)}
+        by_db = {_db(k): k for k in map(path_key, paths)}
         keys = list(by_db)
         out = {}
         for i in range(0, len(keys), 500):
@@ -265,7 +265,7 @@ class Catalog:
     def any_features(self, paths: Sequence, dtype=np.float32) -> dict[str, np.ndarray]:
         """Backbone features stored under any model (they only depend on the backbone).
         ``dtype=np.float16`` gives them as stored, at half the memory."""
-        by_db = {_db(k): k for k in map(_key, paths)}
+        by_db = {_db(k): k for k in map(path_key, paths)}
         keys = list(by_db)
         out = {}
         for i in range(0, len(keys), 500):
@@ -285,7 +285,7 @@ class Catalog:
     def tiny_gray(self, path, side: int) -> np.ndarray | None:
         """The stored ``side`` x ``side`` uint8 grey of ``path`` if the file is unchanged
         (same size and mtime) since it was stored; else None."""
-        k = _key(path)
+        k = path_key(path)
         try:
             st = os.stat(k)
         except OSError:
@@ -303,7 +303,7 @@ class Catalog:
             g = np.ascontiguousarray(g, dtype=np.uint8)
             if g.ndim != 2 or g.shape[0] != g.shape[1]:
                 raise ValueError(f"a tiny grey is square, not {g.shape}")
-            k = _key(p)
+            k = path_key(p)
             try:
                 st = os.stat(k)
             except OSError:
@@ -316,7 +316,7 @@ class Catalog:
 
     # -- burst groups found (whole folders) --------------------------------------------
     def grouping(self, signature: str) -> list | None:
-        """The groups stored for :func:`photocull.core.bursts.grouping_signature`, or None."""
+        """The groups stored for :func:`photocull.cull.bursts.grouping_signature`, or None."""
         row = self.con.execute("SELECT result FROM groupings WHERE signature=?", (signature,)).fetchone()
         if row is None:
             return None
@@ -336,7 +336,7 @@ class Catalog:
 
     # -- marks ---------------------------------------------------------------------
     def get_marks(self, paths: Sequence) -> dict[str, Marks]:
-        by_db = {_db(k): k for k in map(_key, paths)}
+        by_db = {_db(k): k for k in map(path_key, paths)}
         out = {}
         for folder in {_folder(k) for k in by_db.values()}:
             for path, flag, rating, label in self.con.execute(
@@ -346,19 +346,19 @@ class Catalog:
         return out
 
     def set_marks(self, path, marks: Marks) -> None:
-        k = _key(path)
+        k = path_key(path)
         with self._tx() as con:
             con.execute("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)",
                         (_db(k), _folder(k), int(marks.flag), int(marks.rating), marks.label, time.time()))
 
     def set_many_marks(self, items: Iterable[tuple[object, Marks]]) -> None:
-        rows = [(_db(_key(p)), _folder(_key(p)), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
+        rows = [(_db(path_key(p)), _folder(path_key(p)), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
         with self._tx() as con:
             con.executemany("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)", rows)
 
     def rename_path(self, old, new) -> None:
         """Keep marks and scores when photocull itself moves a file."""
-        o, n = _db(_key(old)), _key(new)
+        o, n = _db(path_key(old)), path_key(new)
         with self._tx() as con:
             con.execute("UPDATE OR REPLACE marks SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))
             con.execute("UPDATE OR REPLACE scores SET path=?, folder=? WHERE path=?", (_db(n), _folder(n), o))

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import sidecar
-from .catalog import Catalog, Marks
+from photocull.cull.catalog import Catalog, Marks
+from photocull.media import sidecar
 
 log = logging.getLogger(__name__)
 

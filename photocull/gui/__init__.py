@@ -1,1 +1,1 @@
-"""photocull's Qt views: thin layers over photocull.core."""
+"""photocull's Qt views: thin layers over the Qt-free packages (media, model, scoring, cull, training)."""

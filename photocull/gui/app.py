@@ -1,13 +1,13 @@
-"""Start the GUI: ``photocull`` / ``photocull gui [FOLDER]`` / ``photocull-gui``."""
+"""Start the GUI.  The entry points (``photocull``, ``photocull gui [FOLDER]``,
+``photocull-gui``) live in :mod:`photocull.cli`, which sets up paths and logging and calls
+:func:`run_gui`."""
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from pathlib import Path
 
-from photocull.core.config import AppPaths, Settings
-
+from photocull.config import AppPaths, Settings
 
 ENV_QUIT_AFTER_MS = "PHOTOCULL_QUIT_AFTER_MS"  # smoke tests of the bundle: quit after N ms
 ENV_SCREENSHOT = "PHOTOCULL_SCREENSHOT"  # ... and save the window to this PNG first
@@ -51,15 +51,3 @@ def run_gui(folder: str | None, paths: AppPaths, *, quit_after_ms: int | None = 
             app.quit()
         QTimer.singleShot(quit_after_ms, done)
     return app.exec()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``photocull-gui`` script."""
-    from photocull.cli import main as cli_main
-
-    argv = sys.argv[1:] if argv is None else argv
-    return cli_main(["gui", *argv])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,18 +4,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
-                               QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QMessageBox,
-                               QPushButton, QRadioButton, QSpinBox, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
-from photocull.core.export import Candidate, ExportError, choose, export
+from photocull.cull.export import Candidate, choose, export
 
 from .notify import notify
 from .workers import GeneratorWorker
 
 
 def _export_job(chosen, dest, move, catalog_path, cancelled=lambda: False):
-    from photocull.core.catalog import Catalog
+    from photocull.cull.catalog import Catalog
 
     cat = Catalog(catalog_path)
     try:
@@ -177,7 +193,7 @@ class ModelsDialog(QDialog):
         self.refresh()
 
     def refresh(self) -> None:
-        from photocull.core.models import list_models
+        from photocull.model.registry import list_models
 
         self.list.clear()
         for e in list_models(self.win.paths):
@@ -198,7 +214,7 @@ class ModelsDialog(QDialog):
             self.refresh()
 
     def _rename(self) -> None:
-        from photocull.core.models import DEFAULT, rename_model
+        from photocull.model.registry import DEFAULT, rename_model
 
         name = self._name()
         if not name or name == DEFAULT:
@@ -212,7 +228,7 @@ class ModelsDialog(QDialog):
             self.refresh()
 
     def _delete(self) -> None:
-        from photocull.core.models import DEFAULT, delete_model
+        from photocull.model.registry import DEFAULT, delete_model
 
         name = self._name()
         if not name or name == DEFAULT:
@@ -227,7 +243,7 @@ class ModelsDialog(QDialog):
             self.refresh()
 
     def _import(self) -> None:
-        from photocull.core.models import import_model
+        from photocull.model.registry import import_model
 
         f, _ = QFileDialog.getOpenFileName(self, "Import a model", "", "photocull models (*.pt)")
         if f:
@@ -240,7 +256,7 @@ class ModelsDialog(QDialog):
     def _export(self) -> None:
         import shutil
 
-        from photocull.core.models import personal_model_path
+        from photocull.model.registry import personal_model_path
 
         name = self._name()
         if not name or name == "default":

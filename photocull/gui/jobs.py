@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from photocull.core.catalog import Catalog
-from photocull.core.config import AppPaths
-from photocull.core.scoring import iter_scores_cached
+from photocull.config import AppPaths
+from photocull.cull.catalog import Catalog
+from photocull.scoring import iter_scores_cached
 
 from .photomodel import pack_thumbnail
 
@@ -26,7 +26,7 @@ class ModelHolder:
         self._cache: dict[str, object] = {}
 
     def get(self, spec: str):
-        from photocull.core.models import resolve_lazy
+        from photocull.model.registry import resolve_lazy
 
         with self._lock:
             if spec not in self._cache:
@@ -87,7 +87,7 @@ def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, canc
     the catalog does not have yet).  ``snapshot`` holds plain copies of the items (path,
     capture_time, exposure_bias, mean); returns, per item, (group, group_size,
     group_kind, group_best), or None when cancelled."""
-    from photocull.core.bursts import (
+    from photocull.cull.bursts import (
         CachedGrayLoader,
         find_groups_for_items,
         grouping_signature,

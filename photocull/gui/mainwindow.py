@@ -7,17 +7,31 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
-                               QLabel, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox,
-                               QSplitter, QStackedWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtGui import QActionGroup, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
-from photocull.core.catalog import Catalog, Marks
-from photocull.core.config import AppPaths, Settings
-from photocull.core.images import list_images
-from photocull.core.marks import load_marks, save_marks
-from photocull.core.memory import limit_malloc_arenas, release_free_memory
+from photocull.config import AppPaths, Settings
+from photocull.cull.catalog import Catalog, Marks
+from photocull.cull.marks import load_marks, save_marks
+from photocull.gui.memory import limit_malloc_arenas, release_free_memory
+from photocull.media.listing import list_images
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -303,7 +317,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 
     def _fill_models(self) -> None:
-        from photocull.core.models import list_models
+        from photocull.model.registry import list_models
 
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
@@ -352,7 +366,7 @@ class MainWindow(QMainWindow):
 
     def _make_items(self, files: list[Path]) -> list[PhotoItem]:
         try:
-            from photocull.core.formats import pair_raw_jpeg
+            from photocull.media.listing import pair_raw_jpeg
             units = [(u.primary, list(u.companions), u.kind if u.companions else "") for u in pair_raw_jpeg(files)]
         except ImportError:
             units = [(f, [], "") for f in files]
@@ -456,7 +470,7 @@ class MainWindow(QMainWindow):
             return
         if self.loaded_model is None:
             return
-        from photocull.core.accel import start_background_prepare
+        from photocull.model.onnx_cache import start_background_prepare
 
         self._prepare_proc = start_background_prepare(self.loaded_model, self.model_spec, self.paths)
 
@@ -678,7 +692,7 @@ class MainWindow(QMainWindow):
 
     def pick_best_of_groups(self) -> None:
         try:
-            from photocull.core.bursts import best_of_groups_changes
+            from photocull.cull.bursts import best_of_groups_changes
         except ImportError:
             self.status_label.setText("Burst grouping is not available")
             return

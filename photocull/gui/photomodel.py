@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, QSortFilterProxyModel,
-                            Qt, QTimer, Signal)
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QImage, QPixmap
 
 ItemRole = Qt.ItemDataRole.UserRole + 1

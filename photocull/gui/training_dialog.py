@@ -9,13 +9,23 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from photocull.core.catalog import Catalog
-from photocull.core.images import list_images
-from photocull.core.marks import load_marks
-from photocull.core.scoring import iter_scores
+from photocull.cull.catalog import Catalog
+from photocull.cull.marks import load_marks
+from photocull.media.listing import list_images
+from photocull.scoring import iter_scores
 
 from .notify import notify
 from .workers import GeneratorWorker
@@ -38,7 +48,7 @@ def ratings_from_marks(marks: dict, pick_stars: int, reject_stars: int) -> dict[
 
 def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda: False):
     """Features (from the catalog, else computed) -> fine_tune; yields progress dicts."""
-    from photocull.core.training import fine_tune, ratings_to_targets
+    from photocull.training.personal import fine_tune, ratings_to_targets
 
     base = holder.get("default")
     base = base.load() if hasattr(base, "load") else base
@@ -259,7 +269,7 @@ class TrainingDialog(QDialog):
             self.reject()
 
     def save_and_use(self) -> str | None:
-        from photocull.core.training import TrainingError, save_personal_model
+        from photocull.training.personal import TrainingError, save_personal_model
 
         if self.result is None:
             return None
@@ -286,6 +296,6 @@ class TrainingDialog(QDialog):
 
 
 def _m(it):
-    from photocull.core.catalog import Marks
+    from photocull.cull.catalog import Marks
 
     return Marks(it.flag, it.rating, it.label)

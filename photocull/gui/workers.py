@@ -11,7 +11,6 @@ import logging
 import threading
 import traceback
 from collections import OrderedDict
-from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -164,7 +163,8 @@ class ImageLoader(QObject):
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        from photocull.core.images import ImageError, exif_thumbnail, open_image
+        from photocull.media.exif import exif_thumbnail
+        from photocull.media.loaders import ImageError, open_image
 
         while not self._stop.is_set():
             self._event.wait(0.5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modelspec import REASONS
+from photocull.model.spec import REASONS
 
 # Severity (0..1) above which a family is named.  0.72 was calibrated on the held-out
 # references of the shipped technical model (11 of 12 clean photos get no reason; see

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import modelspec
-from .config import AppPaths
-from .modelspec import ModelConfig, ModelError
+from photocull.config import AppPaths
+from photocull.model import spec as modelspec
+from photocull.model.spec import ModelConfig, ModelError
 
 if TYPE_CHECKING:
-    from .nima import LoadedModel
+    from photocull.model.nima import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def resolve(spec: str | None, paths: AppPaths) -> "LoadedModel":
 
 def import_model(paths: AppPaths, file: os.PathLike | str, name: str | None = None) -> Path:
     """Copy a model file in after checking it is a photocull model that loads."""
-    from .nima import model_from_checkpoint, read_checkpoint
+    from photocull.model.checkpoint import model_from_checkpoint, read_checkpoint
 
     src = Path(file)
     ckpt, _ = read_checkpoint(src)  # weights_only; refuses pickles with code
@@ -108,7 +108,7 @@ class LazyModel:
     (the cache), the checkpoint's config and metadata are kept there as JSON under the
     file's hash, so later runs know the model without reading it with torch (importing
     torch is ~3 s of start-up that a run on an ONNX export does not need otherwise).
-    Quacks like :class:`~photocull.core.nima.LoadedModel` (``model``, ``cfg``, ``model_id``,
+    Quacks like :class:`~photocull.model.nima.LoadedModel` (``model``, ``cfg``, ``model_id``,
     ``name``, ``trained``, ``meta``, ``notice``).
     """
 
@@ -116,7 +116,7 @@ class LazyModel:
         self.path, self.name = path, name
         self._loaded: LoadedModel | None = None
         if path is None:  # no trained head shipped: the honest fallback
-            from .nima import untrained_model
+            from photocull.model.nima import untrained_model
 
             self._loaded = untrained_model()
             self.model_id, self.trained, self.meta = self._loaded.model_id, False, self._loaded.meta
@@ -124,7 +124,7 @@ class LazyModel:
             return
         header = _cached_header(Path(path), header_dir)
         if header is None:
-            from .nima import read_checkpoint
+            from photocull.model.checkpoint import read_checkpoint
 
             ckpt, model_id = read_checkpoint(path)  # validates the file (weights only)
             header = {"model_id": model_id, "config": ckpt["config"], "meta": ckpt["meta"]}
@@ -137,7 +137,7 @@ class LazyModel:
     def load(self) -> "LoadedModel":
         """Build the network (once)."""
         if self._loaded is None:
-            from .nima import load_model
+            from photocull.model.checkpoint import load_model
 
             self._loaded = load_model(self.path, name=self.name)
             if self._loaded.model_id != self.model_id:

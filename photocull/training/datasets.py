@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .losses import (
+from photocull.model.losses import (
     N_BUCKETS,
     RATING_STD,
     dist_mean,

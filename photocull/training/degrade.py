@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, signal
 
-from .nima import FAMILIES
+from photocull.model.spec import FAMILIES
 
 LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)  # the five evaluation severities
 

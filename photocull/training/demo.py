@@ -5,7 +5,6 @@ of some of them, with EXIF capture times so that a burst shows up as a group.
 """
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 from pathlib import Path
 

@@ -1,0 +1,98 @@
+"""What the command modules share: collecting files, resolving the model, scoring with
+the catalog, formatting numbers."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from photocull.config import AppPaths
+
+
+def collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files named directly plus the photos in named folders; problems as (path, reason)."""
+    from photocull.media.listing import list_images
+    from photocull.media.loaders import is_supported
+
+    files, problems = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            try:
+                files += list_images(p, recursive)
+            except OSError as exc:
+                problems.append((p, f"cannot read folder: {exc.strerror or exc}"))
+        elif p.exists() or p.is_symlink():
+            files.append(p) if is_supported(p) else problems.append((p, f"unsupported file type {p.suffix or '(none)'}"))
+        else:
+            problems.append((p, "not found"))
+    seen, uniq = set(), []
+    for f in files:
+        k = os.path.abspath(f)
+        if k not in seen:
+            seen.add(k)
+            uniq.append(f)
+    return uniq, problems
+
+
+def load_model(spec: str | None, paths: AppPaths):
+    """The model, built lazily: a fully cached folder never builds the network."""
+    from photocull.model.registry import resolve_lazy
+    from photocull.model.spec import ModelError
+
+    try:
+        return resolve_lazy(spec, paths)
+    except ModelError as exc:
+        raise SystemExit(f"photocull: {exc}")
+
+
+def fmt(x: float | None, nd: int = 3) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool = True, batch_size: int = 8,
+                progress: bool = True, backend: str | None = None):
+    """Score with the catalog; returns ScoreResults in input order."""
+    from tqdm import tqdm
+
+    from photocull.cull.catalog import Catalog
+    from photocull.scoring import iter_scores, iter_scores_cached
+
+    by_path = {}
+    bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=not progress or None, leave=False)
+
+    def status(msg: str) -> None:
+        if progress:
+            bar.write(msg, file=sys.stderr)
+
+    kw = dict(batch_size=batch_size, backend=backend, accel_dir=paths.onnx_dir, status=status)
+    try:
+        if use_cache:
+            cat = Catalog(paths.catalog_path)
+            gen = iter_scores_cached(files, loaded, cat, **kw)
+        else:
+            gen = iter_scores(files, loaded, **kw)
+        for prog in gen:
+            for r in prog.results:
+                by_path[os.path.abspath(r.path)] = r
+            bar.update(len(prog.results))
+    finally:
+        bar.close()
+    return [by_path[os.path.abspath(f)] for f in files if os.path.abspath(f) in by_path]
+
+
+def rank_results(results):
+    ok = sorted((r for r in results if r.probs is not None), key=lambda r: (-r.mean, str(r.path)))
+    bad = [r for r in results if r.probs is None]
+    return ok, bad
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n

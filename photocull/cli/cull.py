@@ -1,0 +1,184 @@
+"""``photocull export``, ``photocull rate`` and ``photocull trash-rejects``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from photocull.config import AppPaths, Settings
+
+from .common import collect, fmt, load_model, run_scoring
+
+
+def cmd_export(args, paths: AppPaths) -> int:
+    from photocull.cull.catalog import Catalog
+    from photocull.cull.export import Candidate, ExportError, choose, export
+
+    files, problems = collect([args.src], args.recursive)
+    for p, why in problems:
+        print(f"photocull: {p}: {why}", file=sys.stderr)
+    if problems and not files:
+        return 2
+    try:  # a bad selection is an error now, not after scoring the whole folder
+        choose([], top=args.top, top_percent=args.top_percent, min_score=args.min_score,
+               picks_only=args.picks, min_stars=args.min_stars)
+    except ValueError as exc:
+        raise SystemExit(f"photocull: {exc}")
+    loaded = load_model(args.model, paths)
+    print(f"photocull: {loaded.notice}", file=sys.stderr)
+    results = run_scoring(files, loaded, paths, progress=not args.quiet)
+    cat = Catalog(paths.catalog_path)
+    marks = cat.get_marks(files)
+    cands = []
+    for r in results:
+        m = marks.get(os.path.abspath(r.path))
+        cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0))
+    try:
+        chosen = choose(cands, top=args.top, top_percent=args.top_percent, min_score=args.min_score,
+                        picks_only=args.picks, min_stars=args.min_stars)
+    except ValueError as exc:
+        raise SystemExit(f"photocull: {exc}")
+    try:
+        rep = export(chosen, args.dest, move=args.move, on_moved=cat.rename_path)
+    except ExportError as exc:
+        print(f"photocull: {exc}", file=sys.stderr)
+        return 1
+    verb = "moved" if args.move else "copied"
+    for it in rep.items:
+        extra = f" (+{len(it.companions)} companion{'s' * (len(it.companions) != 1)})" if it.companions else ""
+        print(f"{it.rank:>4} {fmt(it.mean, 2):>6}  {it.source} -> {it.destination}{extra}")
+    for p, why in rep.errors:
+        print(f"photocull: {p}: {why}", file=sys.stderr)
+    print(f"photocull: {verb} {len(rep.items)} of {len(files)} photos to {args.dest}"
+          + (f"; report {rep.report_path}" if rep.report_path else ""), file=sys.stderr)
+    return 1 if rep.errors else 0
+
+
+def cmd_rate(args, paths: AppPaths) -> int:
+    """Flag, rate or label photos; written to the catalog and to XMP sidecars."""
+    from photocull.cull.catalog import Catalog, Marks
+    from photocull.cull.marks import load_marks, normalise_label, save_marks
+    from photocull.media.listing import companions_of
+    from photocull.media.loaders import RAW_EXTENSIONS, is_supported
+
+    try:
+        label = normalise_label(args.label) if args.label is not None else None
+    except ValueError as exc:
+        raise SystemExit(f"photocull: {exc}")
+    if args.stars is not None and not 0 <= args.stars <= 5:
+        raise SystemExit("photocull: --stars must be 0..5")
+    if args.stars is None and args.label is None and not (args.pick or args.reject or args.unflag):
+        raise SystemExit("photocull: say what to set: --stars N, --pick, --reject, --unflag or --label COLOUR")
+    settings = Settings.load(paths.settings_path)
+    cat = Catalog(paths.catalog_path)
+    files, rc = [], 0
+    for f in map(Path, args.files):
+        if not f.is_file():
+            print(f"photocull: {f}: not found", file=sys.stderr)
+            rc = 1
+        elif not is_supported(f):
+            print(f"photocull: {f}: unsupported file type", file=sys.stderr)
+            rc = 1
+        else:
+            files.append(f)
+    current = load_marks(files, cat)
+    writes = []
+    for f in files:
+        m = current.get(os.path.abspath(f)) or Marks()
+        flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
+        new = Marks(flag, m.rating if args.stars is None else args.stars,
+                    m.label if args.label is None else label)
+        comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
+        writes.append((f, new, comps, None))
+    problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+    for f, m, comps, _ in writes:
+        state = {1: "pick", -1: "reject", 0: "unflagged"}[m.flag]
+        print(f"{f}: {state}, {m.rating} star{'s' * (m.rating != 1)}" + (f", {m.label}" if m.label else "")
+              + (f" (+{', '.join(c.name for c in comps)})" if comps else ""))
+    for p, why in problems:
+        print(f"photocull: sidecar of {p}: {why}", file=sys.stderr)
+        rc = 1
+    return rc
+
+
+def cmd_trash_rejects(args, paths: AppPaths) -> int:
+    """Send rejected photos (and their companions) to the OS trash.  Without ``--yes``
+    nothing is touched: the command only prints what it would do.  photocull never
+    deletes a photo for good: the files can be restored from the trash."""
+    from photocull.cull.catalog import Catalog
+    from photocull.cull.rejects import find_rejects
+    from photocull.media.fileops import trash
+    from photocull.media.listing import list_images
+
+    folder = Path(args.folder).expanduser()
+    try:
+        files = list_images(folder, args.recursive)
+    except OSError as exc:
+        print(f"photocull: cannot read folder {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    cat = Catalog(paths.catalog_path)
+    try:
+        rejects = find_rejects(files, cat)
+    finally:
+        cat.close()
+    if not rejects:
+        print(f"photocull: no rejected photos in {folder}", file=sys.stderr)
+        return 0
+    # a companion shared by two rejects (IMG_1.xmp of IMG_1.CR2 and IMG_1.JPG) is trashed once
+    seen: set[str] = set()
+    targets: list[Path] = []
+    for photo, comps in rejects:
+        for p in [photo, *comps]:
+            k = os.path.realpath(p) if not os.path.islink(p) else os.path.abspath(p)
+            if k not in seen:
+                seen.add(k)
+                targets.append(p)
+    verb = "moving to the trash" if args.yes else "would move to the trash"
+    for photo, comps in rejects:
+        extra = f" (+ {', '.join(c.name for c in comps)})" if comps else ""
+        print(f"{verb}: {photo}{extra}")
+    if not args.yes:
+        print(f"photocull: {len(rejects)} rejected photo{'s' * (len(rejects) != 1)}, {len(targets)} files; "
+              "nothing was moved (add --yes to move them to the trash)", file=sys.stderr)
+        return 0
+    failed = trash(targets)
+    for p, why in failed:
+        print(f"photocull: {p}: not moved to the trash: {why}", file=sys.stderr)
+    print(f"photocull: moved {len(targets) - len(failed)} of {len(targets)} files to the trash "
+          "(restore them from there)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_parsers(sub) -> None:
+    e = sub.add_parser("export", help="copy (or move) the best photos to a folder")
+    e.add_argument("src")
+    e.add_argument("dest")
+    sel = e.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--top", type=int, metavar="N")
+    sel.add_argument("--top-percent", type=float, metavar="P")
+    sel.add_argument("--min-score", type=float, metavar="S")
+    sel.add_argument("--picks", action="store_true", help="picked photos only")
+    sel.add_argument("--min-stars", type=int, metavar="N", help="photos with at least N stars")
+    e.add_argument("--move", action="store_true", help="move instead of copy (sources removed after a verified copy)")
+    e.add_argument("-r", "--recursive", action="store_true")
+    e.add_argument("--model")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    rt = sub.add_parser("rate", help="flag, rate or colour-label photos (catalog + XMP sidecars)")
+    rt.add_argument("files", nargs="+", metavar="FILE")
+    fl = rt.add_mutually_exclusive_group()
+    fl.add_argument("--pick", action="store_true")
+    fl.add_argument("--reject", action="store_true")
+    fl.add_argument("--unflag", action="store_true")
+    rt.add_argument("--stars", type=int, metavar="N", help="0..5")
+    rt.add_argument("--label", metavar="COLOUR", help="Red, Yellow, Green, Blue, Purple, or none")
+    rt.add_argument("--no-sidecar", action="store_true", help="catalog only, don't write XMP")
+    rt.set_defaults(func=cmd_rate)
+
+    t = sub.add_parser("trash-rejects",
+                       help="send rejected photos and their companions to the OS trash (asks for --yes)")
+    t.add_argument("folder")
+    t.add_argument("-r", "--recursive", action="store_true")
+    t.add_argument("--yes", action="store_true", help="really move them (default: only list what would be moved)")
+    t.set_defaults(func=cmd_trash_rejects)

@@ -1,0 +1,193 @@
+"""EXIF: capture time, exposure bias, camera and upright size; the embedded thumbnail.
+
+Best effort everywhere: a photo never fails because of its EXIF.  RAW files are read from
+their TIFF IFDs, else from the embedded preview's EXIF, else LibRaw's own timestamp.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import rawpy
+from PIL import ExifTags, Image, ImageOps
+
+from photocull.media.loaders import RAW_EXTENSIONS, to_rgb
+
+log = logging.getLogger(__name__)
+
+
+_EXIF_IFD = ExifTags.IFD.Exif
+
+
+@dataclass(frozen=True)
+class ExifInfo:
+    capture_time: float | None = None  # seconds since the epoch (camera's local time, naive)
+    exposure_bias: float | None = None
+    camera: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def _parse_exif_time(value, subsec) -> float | None:
+    if not value:
+        return None
+    try:
+        s = value.decode() if isinstance(value, bytes) else str(value)
+        dt = datetime.strptime(s.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    t = dt.timestamp() if dt.year > 1970 else None
+    if t is None:
+        return None
+    if subsec:
+        digits = "".join(ch for ch in str(subsec) if ch.isdigit())
+        if digits:
+            t += float("0." + digits)
+    return t
+
+
+def info_from_exif(exif: Image.Exif, w: int | None, h: int | None, rotate: bool = True) -> ExifInfo:
+    """Capture time (DateTimeOriginal + SubSecTimeOriginal), exposure bias and camera from
+    a parsed EXIF block; ``w``/``h`` as stored (swapped here for rotated orientations)."""
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:  # noqa: BLE001 - a dangling EXIF pointer: use IFD0 alone
+        sub = {}
+    t = _parse_exif_time(sub.get(0x9003) or exif.get(0x9003) or exif.get(0x0132),
+                         sub.get(0x9291) or sub.get(0x9290))
+    bias = sub.get(0x9204, exif.get(0x9204))
+    try:
+        bias = float(bias) if bias is not None else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        bias = None
+    make = str(exif.get(0x010F, "") or "").strip("\x00 ")
+    model = str(exif.get(0x0110, "") or "").strip("\x00 ")
+    cam = (model if make and model.startswith(make.split()[0]) else f"{make} {model}").strip() or None
+    if rotate and w is not None and h is not None and exif.get(0x0112) in (5, 6, 7, 8):
+        w, h = h, w
+    return ExifInfo(t, bias, cam, w, h)
+
+
+def read_exif(path: os.PathLike | str) -> ExifInfo:
+    """Capture time, exposure bias and camera from EXIF; empty on any problem."""
+    try:
+        with Image.open(path) as im:
+            return info_from_exif(im.getexif(), *im.size)
+    except Exception as exc:  # noqa: BLE001 - EXIF is optional; never fail a photo for it
+        log.debug("no EXIF for %s: %s", path, exc)
+        return ExifInfo()
+
+
+def exif_thumbnail(path: os.PathLike | str) -> Image.Image | None:
+    """The JPEG thumbnail embedded in EXIF (IFD1), upright, or None.  Very fast."""
+    try:
+        with Image.open(path) as im:
+            if im.format not in ("JPEG", "MPO"):
+                return None
+            exif = im.getexif()
+            ifd1 = exif.get_ifd(ExifTags.IFD.IFD1)
+            orientation = exif.get(0x0112, 1)
+            off, length = ifd1.get(0x0201), ifd1.get(0x0202)
+            if not off or not length:
+                return None
+            app1 = im.applist and next((d for m, d in im.applist if m == "APP1" and d[:6] == b"Exif\x00\x00"), None)
+            if app1 is None:
+                return None
+            data = app1[6 + off: 6 + off + length]
+            thumb = Image.open(io.BytesIO(data))
+            thumb.load()
+            if orientation in (2, 3, 4, 5, 6, 7, 8):
+                thumb.getexif()[0x0112] = orientation
+                thumb.info["exif"] = thumb.getexif().tobytes()
+                thumb = ImageOps.exif_transpose(thumb)
+            return to_rgb(thumb)
+    except Exception:  # noqa: BLE001 - a missing or broken thumbnail is not an error
+        return None
+
+
+def _info_from_exif(exif: Image.Exif, w: int | None, h: int | None) -> ExifInfo:
+    """As :func:`images.info_from_exif`; sizes from LibRaw are already upright."""
+    return info_from_exif(exif, w, h, rotate=False)
+
+
+def _tiff_exif(path: Path) -> ExifInfo | None:
+    """EXIF of a TIFF-structured RAW (DNG, CR2, NEF, ARW, PEF, ORF, RW2, ...), read
+    straight from the file's IFDs without loading the image data."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+            return None
+        endian = "<" if head[:2] == b"II" else ">"
+        (ifd0,) = struct.unpack(endian + "I", head[4:8])
+        exif = Image.Exif()
+        exif.endian = endian
+        exif.bigtiff = False
+        # ORF ("IIRO"), RW2 ("IIU\0") use their own magic numbers; given an offset
+        # Pillow takes the byte order only and does not check the magic.
+        exif.load_from_fp(f, ifd0)
+        info = _info_from_exif(exif, None, None)
+    return info
+
+
+def _thumb_exif(raw: rawpy.RawPy) -> ExifInfo | None:
+    """EXIF of the embedded JPEG preview (RAF, CR3, RW2 previews carry one)."""
+    try:
+        thumb = raw.extract_thumb()
+    except rawpy.LibRawError:
+        return None
+    if thumb.format != rawpy.ThumbFormat.JPEG:
+        return None
+    with Image.open(io.BytesIO(thumb.data)) as im:
+        return _info_from_exif(im.getexif(), None, None)
+
+
+def read_raw_exif(path: os.PathLike | str) -> ExifInfo:
+    """Capture time, exposure bias, camera and upright size of a RAW; best effort.
+
+    TIFF-based RAWs are read from their IFDs; others from the embedded preview's EXIF;
+    LibRaw's own (whole-second) timestamp is the last resort.  Empty on any problem.
+    """
+    path = Path(path)
+    info: ExifInfo | None = None
+    try:
+        info = _tiff_exif(path)
+    except Exception as exc:  # noqa: BLE001 - EXIF is optional; never fail a photo for it
+        log.debug("no TIFF EXIF in %s: %s", path, exc)
+    w = h = None
+    try:
+        with rawpy.imread(str(path)) as raw:
+            s = raw.sizes
+            w, h = (s.height, s.width) if s.flip in (4, 5, 6, 7) else (s.width, s.height)
+            if info is None or info.capture_time is None:
+                try:
+                    info = _thumb_exif(raw) if info is None else _merge(info, _thumb_exif(raw))
+                except Exception as exc:  # noqa: BLE001
+                    log.debug("no preview EXIF in %s: %s", path, exc)
+            if info is None or info.capture_time is None:
+                ts = raw.other.timestamp  # whole seconds; LibRaw's reading of the same tag
+                if ts is not None and ts.year > 1970:
+                    info = _merge(info or ExifInfo(), ExifInfo(capture_time=ts.timestamp()))
+    except Exception as exc:  # noqa: BLE001 - rawpy errors and anything else: best effort
+        log.debug("LibRaw cannot read %s: %s", path, exc)
+    info = info or ExifInfo()
+    return ExifInfo(info.capture_time, info.exposure_bias, info.camera, w or info.width, h or info.height)
+
+
+def _merge(a: ExifInfo, b: ExifInfo | None) -> ExifInfo:
+    if b is None:
+        return a
+    return ExifInfo(*(x if x is not None else y for x, y in
+                      zip((a.capture_time, a.exposure_bias, a.camera, a.width, a.height),
+                          (b.capture_time, b.exposure_bias, b.camera, b.width, b.height))))
+
+
+def read_any_exif(path: os.PathLike | str) -> ExifInfo:
+    """:func:`read_raw_exif` for RAW files, :func:`images.read_exif` otherwise (HEIC included)."""
+    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+        return read_raw_exif(path)
+    return read_exif(path)

@@ -1,0 +1,98 @@
+"""File operations that must never lose or overwrite a photo.
+
+* :func:`safe_copy`: copy to a temporary name in the destination, flush, verify (size +
+  SHA-256 against the source), then link to the final name with a call that fails if that
+  name exists (so a clash can never overwrite), and remove the temporary name;
+* :func:`trash`: the operating system's trash, never a permanent delete.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+TMP_PREFIX = ".photocull-partial-"
+
+
+class CopyError(Exception):
+    """A copy that was refused (unsafe name) or did not verify; ``str(exc)`` is the reason."""
+
+
+def sha256_of(path: Path, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_name(name: str) -> str:
+    base = os.path.basename(name.replace("\\", "/"))
+    if base in ("", ".", ".."):
+        raise CopyError(f"refusing unsafe file name {name!r}")
+    return base
+
+
+def _inside(dest: Path, target: Path) -> bool:
+    return os.path.dirname(os.path.abspath(target)) == os.path.abspath(dest)
+
+
+def safe_copy(src: Path, dest_dir: Path, final_name: str) -> Path:
+    """Copy ``src`` to ``dest_dir/final_name`` via a verified temporary file.
+
+    Raises FileExistsError if the final name exists (never overwrites), CopyError
+    for a verification failure, OSError for I/O trouble (disk full...).  On any failure
+    the temporary file is removed and nothing sits under the final name.
+    """
+    final = dest_dir / safe_name(final_name)
+    if not _inside(dest_dir, final):
+        raise CopyError(f"refusing to write outside the destination: {final_name!r}")
+    if os.path.lexists(final):
+        raise FileExistsError(errno.EEXIST, "exists", str(final))
+    tmp = dest_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}{src.suffix}"
+    try:
+        h = hashlib.sha256()
+        with open(src, "rb") as fi, open(tmp, "xb") as fo:
+            while chunk := fi.read(1 << 20):
+                h.update(chunk)
+                fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
+        shutil.copystat(src, tmp)
+        if os.path.getsize(tmp) != os.path.getsize(src) or sha256_of(tmp) != h.hexdigest():
+            raise CopyError(f"verification failed for {src.name}: the copy differs from the original")
+        try:
+            os.link(tmp, final)  # fails if final exists: can never overwrite
+            os.unlink(tmp)
+        except FileExistsError:
+            raise
+        except OSError:
+            # file systems without hard links (FAT, some network shares)
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "exists", str(final))
+            os.rename(tmp, final)
+        return final
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def trash(paths: Iterable[os.PathLike | str]) -> list[tuple[Path, str]]:
+    """Send files to the OS trash (recoverable).  photocull never deletes a photo for good.
+    Returns (path, reason) for the files that could not be trashed."""
+    from send2trash import send2trash
+
+    failed = []
+    for p in paths:
+        try:
+            send2trash(str(p))
+        except Exception as exc:  # noqa: BLE001 - send2trash raises several types
+            failed.append((Path(p), str(exc)))
+    return failed
