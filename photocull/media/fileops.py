@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import uuid
 from pathlib import Path
@@ -96,3 +97,54 @@ def trash(paths: Iterable[os.PathLike | str]) -> list[tuple[Path, str]]:
         except Exception as exc:  # noqa: BLE001 - send2trash raises several types
             failed.append((Path(p), str(exc)))
     return failed
+
+
+def atomic_write(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a hidden temporary file beside it, fsync,
+    ``os.replace`` (keeping an existing file's permissions), then fsync of the folder.  The
+    one way photocull writes a file in place; the temporary file never outlives a failure."""
+    path = Path(path)
+    tmp = None
+    fd = -1
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            tmp = candidate
+            break
+        except FileExistsError:
+            continue
+    if tmp is None:
+        raise OSError(f"no free temporary name beside {path}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            try:
+                os.chmod(tmp, path.stat().st_mode & 0o7777)
+            except OSError:
+                pass
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        try:
+            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)

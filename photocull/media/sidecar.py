@@ -60,7 +60,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -69,6 +68,8 @@ from pathlib import Path
 
 import defusedxml
 import defusedxml.ElementTree as DET
+
+from photocull.media.fileops import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -424,54 +425,6 @@ def _fingerprint(root: ET.Element, managed: set[str]) -> Counter:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside ``path``, fsync, ``os.replace``; the temp file never outlives a failure."""
-    tmp = None
-    fd = -1
-    for _ in range(100):
-        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            tmp = candidate
-            break
-        except FileExistsError:
-            continue
-    if tmp is None:
-        raise OSError(f"no free temporary name beside {path}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fd = -1
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            try:
-                os.chmod(tmp, path.stat().st_mode & 0o7777)
-            except OSError:
-                pass
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-
-
 def _resolve_rating_pick(cur: SidecarData, rating, pick) -> tuple[object, object]:
     """New (rating, pick flag) as KEEP / None / value, following the module's rules."""
     if rating is not KEEP and rating is not None:
@@ -566,7 +519,7 @@ def write_sidecar(
         if (now.st_mtime_ns, now.st_size) != (before.st_mtime_ns, before.st_size):
             raise SidecarError(f"{path} changed on disk while photocull was updating it; try again")
     try:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     except OSError as e:
         raise SidecarError(f"could not save sidecar {path}: {e}") from e
 
