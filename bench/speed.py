@@ -133,11 +133,11 @@ def split(files, loaded, accel_dir=None):
     import torch
 
     from photocull.model.nima import predict
-    from photocull.scoring import _decode
+    from photocull.scoring import THUMBNAIL, decode
     from photocull.model.runtime import batch_to_device
 
     c0 = time.thread_time()
-    arrays = [_decode(Path(f), loaded.cfg, True).array for f in files]
+    arrays = [decode(Path(f), loaded.cfg, (THUMBNAIL,)).array for f in files]
     dec = (time.thread_time() - c0) / len(files) * 1000
     old = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from photocull.media.fileops import atomic_write
+
 log = logging.getLogger(__name__)
 
 APP_NAME = "photocull"
@@ -84,12 +86,8 @@ class AppPaths:
 
     @property
     def onnx_dir(self) -> Path:
-        """Models exported for ONNX Runtime (photocull.model.onnx_cache), one per model and batch size."""
+        """Models exported for ONNX Runtime (:mod:`photocull.model.onnx_cache`), one per model and batch size."""
         return self.cache_dir / "onnx"
-
-    @property
-    def thumb_cache_dir(self) -> Path:
-        return self.cache_dir / "thumbs"
 
 
 @dataclass
@@ -128,9 +126,7 @@ class Settings:
     def save(self, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=2).encode("utf-8"))
 
     def add_recent(self, folder: str) -> None:
         folder = str(folder)

@@ -1,4 +1,13 @@
-"""Scoring a list of photos: a generator that yields once per batch.
+"""The one scoring pipeline: decode each photo once -> every analysis -> one result type.
+
+``iter_scores`` is a cancellable generator that yields once per batch.  Each photo is
+decoded once (:func:`decode`), in a thread pool; what is decoded feeds the model (the whole
+frame at its input size) and every :class:`Analysis` (the grid's thumbnail today; faces,
+focus... later), each of which fills one field of :class:`ScoreResult`.  Adding an analysis
+is one function, one ``Analysis`` entry and one field, nothing else: an analysis that needs
+a larger view of the photo than the model's asks for it (``Analysis.side``) and the one
+decode is made that large (a 1/2 or 1/4 DCT-scaled JPEG decode), the model's input then
+being taken from it.
 
 Decoding runs in a thread pool ahead of the model (Pillow releases the GIL while it
 decodes), so the model never waits for the disk when it need not.  JPEGs are decoded
@@ -25,24 +34,22 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterable, Sequence
 
 import numpy as np
 
-from photocull.media.exif import read_any_exif
-from photocull.media.exif import ExifInfo
-from photocull.media.loaders import ImageError, open_image
+from photocull.media.exif import ExifInfo, read_any_exif
+from photocull.media.loaders import ImageError, open_image, shrink
 from photocull.model.devices import device_name, pin_memory_for, thread_plan
 from photocull.model.losses import dist_mean, dist_std
 from photocull.model.reasons import explain
 from photocull.model.spec import to_model_input
 
-log = logging.getLogger(__name__)
-
-
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
     from photocull.model.nima import LoadedModel
+
+log = logging.getLogger(__name__)
+
 DECODE_SIDE = 448  # decode (draft) at least this big, then resize to the model input
-
-
 # a second model lane joins only after this long: the first moments belong to whatever
 # started the job (the GUI's first screen of thumbnails came 0.3 s later with it at once)
 SECOND_LANE_AFTER_S = 0.6
@@ -58,7 +65,8 @@ class ScoreResult:
     error: str | None = None
     why: str = ""
     exif: ExifInfo = field(default_factory=ExifInfo)
-    thumbnail: object | None = None  # PIL image, when asked for
+    # -- one field per analysis (see ANALYSES) --
+    thumbnail: object | None = None  # PIL image, ``THUMB_SIDE`` px, when asked for
 
     @property
     def ok(self) -> bool:
@@ -92,46 +100,83 @@ class BatchProgress:
         return (self.total - self.done) / r if r > 0 else float("nan")
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis of the decoded photo.  ``run(image)`` gets the upright RGB decode (long
+    side at least ``side`` px when the file has that many; 0: the model's decode,
+    ``DECODE_SIDE``) and returns the value stored in the :class:`ScoreResult` field named
+    ``field``.  It runs in a decode thread; an exception costs only its own field (None)."""
+
+    field: str
+    run: Callable[["Image.Image"], object]
+    side: int = 0
+
+
+def _thumbnail(im: "Image.Image") -> "Image.Image":
+    thumb = im.copy()
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return thumb
+
+
+THUMBNAIL = Analysis("thumbnail", _thumbnail)
+ANALYSES: tuple[Analysis, ...] = ()  # run for every photo; THUMBNAIL is asked for by the GUI
+
+
 @dataclass
-class _Decoded:
+class Decoded:
+    """A photo decoded once: the model's input, what the analyses found, its EXIF."""
+
     path: Path
-    array: np.ndarray | None
+    array: np.ndarray | None  # the model's input (uint8, input_size square)
     error: str | None
     exif: ExifInfo
-    thumbnail: object | None
+    found: dict[str, object]  # Analysis.field -> value
     seconds: float
 
 
-def _decode(path: Path, input_size_cfg, want_thumb: bool) -> _Decoded:
+def decode_side(analyses: Sequence[Analysis]) -> int:
+    """How big the one decode must be for the model and these analyses."""
+    return max([DECODE_SIDE, *(a.side for a in analyses)])
+
+
+def decode(path: Path, cfg, analyses: Sequence[Analysis] = ()) -> Decoded:
+    """Decode ``path`` once; make the model's input and run ``analyses`` on the decode."""
     t0 = time.perf_counter()
+    side = decode_side(analyses)
     try:
+        im = open_image(path, max_side=side)
         # the same two resizes (to DECODE_SIDE, then the model input) as the features the
         # shipped model was trained on; going straight to 224 px saves ~5 ms but moves the
         # inputs enough to change the severity head's answers
-        im = open_image(path, max_side=DECODE_SIDE)
-        arr = to_model_input(im, input_size_cfg)
-        thumb = None
-        if want_thumb:
-            thumb = im.copy()
-            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        model_view = im if side == DECODE_SIDE else shrink(im.copy(), DECODE_SIDE)
+        arr = to_model_input(model_view, cfg)
+        found = {}
+        for a in analyses:
+            try:
+                found[a.field] = a.run(im if a.side or side == DECODE_SIDE else model_view)
+            except Exception:  # noqa: BLE001 - an analysis never costs the photo its score
+                log.exception("analysis %s failed on %s", a.field, path)
+                found[a.field] = None
         exif = read_any_exif(path)
-        return _Decoded(path, arr, None, exif, thumb, time.perf_counter() - t0)
+        return Decoded(path, arr, None, exif, found, time.perf_counter() - t0)
     except ImageError as exc:
-        return _Decoded(path, None, str(exc), ExifInfo(), None, time.perf_counter() - t0)
+        return Decoded(path, None, str(exc), ExifInfo(), {}, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
         log.exception("unexpected error decoding %s", path)
-        return _Decoded(path, None, f"unexpected error: {exc}", ExifInfo(), None, time.perf_counter() - t0)
+        return Decoded(path, None, f"unexpected error: {exc}", ExifInfo(), {}, time.perf_counter() - t0)
 
 
 def iter_scores(
     paths: Sequence[os.PathLike | str],
     loaded: "LoadedModel",
+    *,
     batch_size: int = 8,
     cancelled: Callable[[], bool] = lambda: False,
-    workers: int | None = None,
-    device: "torch.device | str | None" = None,
+    analyses: Sequence[Analysis] = ANALYSES,
     want_thumbnails: bool = False,
     want_features: bool = True,
+    workers: int | None = None,
+    device: "torch.device | str | None" = None,
     torch_threads: int | None = None,
     pin_memory: bool | None = None,
     backend: str | None = None,
@@ -143,7 +188,8 @@ def iter_scores(
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
     Files that fail to decode come back as results with ``error`` set, in the batch
-    where they were met; they never stop the run.  ``workers`` / ``torch_threads`` (the
+    where they were met; they never stop the run.  ``analyses`` run on each decode
+    (``want_thumbnails`` adds :data:`THUMBNAIL`).  ``workers`` / ``torch_threads`` (the
     model's threads, in PyTorch or ONNX Runtime) default to :func:`thread_plan`; torch's
     thread count is put back afterwards.
     ``pin_memory`` defaults to on for CUDA only.  ``backend`` / ``accel_dir``: see
@@ -157,16 +203,38 @@ def iter_scores(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     paths = [Path(p) for p in paths]
-    total = len(paths)
-    if total == 0:
+    if not paths:
         return 0
     device = device if device is not None else device_name()  # a name: torch is not needed yet
     plan_workers, plan_threads = thread_plan(device)
-    workers = workers or plan_workers
-    threads = torch_threads or plan_threads
-    pin = pin_memory_for(device) if pin_memory is None else bool(pin_memory)
-    return (yield from _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails,
-                            want_features, pin, backend, accel_dir, status, nice, widen))
+    analyses = tuple(analyses) + ((THUMBNAIL,) if want_thumbnails and THUMBNAIL not in analyses else ())
+    job = _Job(loaded=loaded, batch_size=batch_size, cancelled=cancelled, analyses=analyses,
+               want_features=want_features, workers=workers or plan_workers, device=device,
+               threads=torch_threads or plan_threads,
+               pin=pin_memory_for(device) if pin_memory is None else bool(pin_memory),
+               backend=backend, accel_dir=None if accel_dir is None else Path(accel_dir), status=status,
+               nice=nice, widen=widen)
+    return (yield from _run(paths, job))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What :func:`iter_scores` was asked to do, resolved (threads, device, pinning)."""
+
+    loaded: "LoadedModel"
+    batch_size: int
+    cancelled: Callable[[], bool]
+    analyses: tuple[Analysis, ...]
+    want_features: bool
+    workers: int
+    device: "torch.device | str"
+    threads: int | None
+    pin: bool
+    backend: str | None
+    accel_dir: Path | None
+    status: Callable[[str], None] | None
+    nice: int
+    widen: Callable[[], bool] | None
 
 
 def _lower_priority(nice: int) -> None:
@@ -181,17 +249,17 @@ def _lower_priority(nice: int) -> None:
             pass
 
 
-def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_thumbnails, want_features, pin,
-         backend=None, accel_dir=None, status=None, nice=0, widen=None):
+def _run(paths: list[Path], job: _Job):
     from photocull.model.runtime import TorchRunner, make_runner, torch_runner_for
 
+    loaded, batch_size, workers, device, threads = job.loaded, job.batch_size, job.workers, job.device, job.threads
     total = len(paths)
     cfg = loaded.cfg
     t_start = time.perf_counter()
     done = 0
     decode_s = model_s = 0.0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode", initializer=_lower_priority,
-                            initargs=(nice,)) as pool:
+                            initargs=(job.nice,)) as pool:
         pending: deque = deque()
         it = iter(paths)
 
@@ -201,29 +269,28 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                 p = next(it, None)
                 if p is None:
                     return
-                pending.append(pool.submit(_decode, p, cfg, want_thumbnails))
+                pending.append(pool.submit(decode, p, cfg, job.analyses))
 
         fill()  # decoding starts while the model is being made ready
-        runner = make_runner(loaded, device, batch_size=batch_size, threads=threads,
-                             cache_dir=None if accel_dir is None else Path(accel_dir), n_photos=total,
-                             backend=backend, status=status, pin=pin)
+        runner = make_runner(loaded, device, batch_size=batch_size, threads=threads, cache_dir=job.accel_dir,
+                             n_photos=total, backend=job.backend, status=job.status, pin=job.pin)
         log.info("scoring %d photos with %s on %s", total, runner.name, device)
         # ONNX Runtime may run two batches at once (one thread each): when decoding is cheap
         # (small files) the model then has both cores; when it is dear, decoding has them
         lanes = max(1, int(getattr(runner, "lanes", 1)))
         model_pool = (ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="model", initializer=_lower_priority,
-                                         initargs=(nice,)) if lanes > 1 else None)
+                                         initargs=(job.nice,)) if lanes > 1 else None)
         inflight: deque = deque()  # (decoded batch, the good ones, future of the model's answer)
         try:
             while pending or inflight:
-                if cancelled():
+                if job.cancelled():
                     for f in pending:
                         f.cancel()
                     return done
                 now_lanes = (lanes if lanes > 1 and time.perf_counter() - t_start >= SECOND_LANE_AFTER_S
-                             and (widen is None or widen()) else 1)
+                             and (job.widen is None or job.widen()) else 1)
                 while pending and len(inflight) < now_lanes:
-                    batch: list[_Decoded] = []
+                    batch: list[Decoded] = []
                     while pending and len(batch) < batch_size:
                         batch.append(pending.popleft().result())
                         fill()
@@ -246,7 +313,7 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                             if not isinstance(runner, TorchRunner):  # (futures only ever ran ONNX Runtime)
                                 log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
                                 runner.close()
-                                runner, lanes = torch_runner_for(loaded, device, pin, threads), 1
+                                runner, lanes = torch_runner_for(loaded, device, job.pin, threads), 1
                             (probs, sev, feats), dt = _timed(runner, arrays)
                         model_s += dt
                     except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
@@ -258,8 +325,8 @@ def _run(paths, loaded, batch_size, cancelled, workers, device, threads, want_th
                         for i, d in enumerate(good):
                             s = None if sev is None else sev[i]
                             results[d.path] = ScoreResult(
-                                d.path, probs[i], s, feats[i].astype(np.float16) if want_features else None,
-                                None, explain(s, cfg.families) if loaded.trained else "", d.exif, d.thumbnail)
+                                d.path, probs[i], s, feats[i].astype(np.float16) if job.want_features else None,
+                                None, explain(s, cfg.families) if loaded.trained else "", d.exif, **d.found)
                 out = [results.get(d.path) or ScoreResult(d.path, error=d.error or "not scored", exif=d.exif)
                        for d in batch]
                 done += len(batch)
@@ -320,12 +387,7 @@ def iter_scores_cached(
     if cached:
         yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
     done = len(cached)
-    gen = iter_scores(todo, loaded, **kw)
-    while True:
-        try:
-            prog = next(gen)
-        except StopIteration:
-            break
+    for prog in iter_scores(todo, loaded, **kw):
         catalog.store_results(prog.results, loaded.model_id)
         done = len(cached) + prog.done
         yield BatchProgress(prog.results, done, total, time.perf_counter() - t0,

@@ -94,13 +94,13 @@ def test_model_failure_on_a_batch_is_reported_not_raised(photo_folder, tiny_mode
 
 def _decoded_paths(monkeypatch):
     seen = []
-    real = scoring._decode
+    real = scoring.decode
 
     def spy(path, *a, **kw):
         seen.append(path.name)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(scoring, "_decode", spy)
+    monkeypatch.setattr(scoring, "decode", spy)
     return seen
 
 
@@ -162,3 +162,37 @@ def test_batch_size_must_be_positive(photo_folder, tiny_model):
     # batch_size=0 used to yield empty batches forever
     with pytest.raises(ValueError, match="batch_size"):
         next(iter_scores(list_images(photo_folder), tiny_model, batch_size=0))
+
+
+# --- analyses: fed by the one decode ----------------------------------------------------------
+
+def test_an_analysis_gets_its_larger_view_and_fills_its_field(tmp_path, tiny_model):
+    """An analysis asking for a bigger view gets the one decode at that size; the model's
+    input is still made at DECODE_SIDE; a failing analysis costs only its own field."""
+    big = make_photo(tmp_path / "big.jpg", size=(2400, 1600))
+    sizes = []
+
+    def view_size(im):
+        sizes.append(im.size)
+        return im.size
+
+    wide = scoring.Analysis("thumbnail", view_size, side=1000)
+    (r,) = score_all([big], tiny_model, analyses=(wide,))
+    assert r.ok and r.thumbnail == sizes[0]
+    assert 1000 <= max(sizes[0]) <= 2400 and sizes[0][0] > sizes[0][1]  # upright, landscape, DCT-scaled
+    d_big = scoring.decode(big, tiny_model.cfg, (wide,))
+    d_std = scoring.decode(big, tiny_model.cfg)
+    assert d_big.array.shape == d_std.array.shape == (224, 224, 3)
+    # the model's view is made from the larger decode: close to the direct one, not far off
+    assert np.abs(d_big.array.astype(int) - d_std.array.astype(int)).mean() < 3.0
+
+    def broken(im):
+        raise RuntimeError("analysis bug")
+
+    (r2,) = score_all([big], tiny_model, analyses=(scoring.Analysis("thumbnail", broken),))
+    assert r2.ok and r2.probs is not None and r2.thumbnail is None
+
+
+def test_default_analyses_leave_the_model_decode_alone(tmp_path, tiny_model):
+    assert scoring.decode_side(scoring.ANALYSES) == scoring.DECODE_SIDE
+    assert scoring.decode_side([scoring.THUMBNAIL]) == scoring.DECODE_SIDE

@@ -78,10 +78,11 @@ def test_cancelled_run_restores_torch_threads(tmp_path, tiny_model):
 
 def test_one_reduced_size_decode_feeds_model_and_thumbnail(tmp_path, tiny_model):
     big = make_photo(tmp_path / "big.jpg", size=(3000, 2000))
-    d = scoring._decode(big, tiny_model.cfg, True)
+    d = scoring.decode(big, tiny_model.cfg, (scoring.THUMBNAIL,))
     assert d.error is None
     assert d.array.shape == (224, 224, 3) and d.array.dtype == np.uint8
-    assert max(d.thumbnail.size) == scoring.THUMB_SIDE and d.thumbnail.size[0] > d.thumbnail.size[1]
+    thumb = d.found["thumbnail"]
+    assert max(thumb.size) == scoring.THUMB_SIDE and thumb.size[0] > thumb.size[1]
     # draft: the JPEG was decoded at a reduced DCT scale, no bigger than needed
     with Image.open(big) as im:
         im.draft("RGB", (scoring.DECODE_SIDE, scoring.DECODE_SIDE))
@@ -212,13 +213,13 @@ def test_nice_lowers_only_the_scoring_threads(tmp_path, tiny_model, monkeypatch)
     files = [make_photo(tmp_path / f"p{i}.jpg", seed=i) for i in range(3)]
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     seen = []
-    real = scoring._decode
+    real = scoring.decode
 
     def spy(*a, **kw):
         seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return real(*a, **kw)
 
-    monkeypatch.setattr(scoring, "_decode", spy)
+    monkeypatch.setattr(scoring, "decode", spy)
     scoring.score_all(files, tiny_model, batch_size=2, nice=5)
     assert seen and all(p == min(19, base + 5) for p in seen)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread is untouched

@@ -77,7 +77,12 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def finish(im: Image.Image, max_side: int | None) -> Image.Image:
     im = ImageOps.exif_transpose(im)  # upright, whatever the EXIF Orientation
-    im = to_rgb(im)
+    return shrink(to_rgb(im), max_side)
+
+
+def shrink(im: Image.Image, max_side: int | None) -> Image.Image:
+    """``im`` no larger than ``max_side`` on its long side (in place; bilinear, as every
+    decode is shrunk, so a view made from a larger decode matches a direct one closely)."""
     if max_side and max(im.size) > max_side:
         im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return im

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from photocull.media.fileops import atomic_write
 from photocull.model import spec as modelspec
 from photocull.model.nima import NIMA, LoadedModel, untrained_model
 from photocull.model.spec import CHECKPOINT_FORMAT, ModelConfig, ModelError
@@ -44,9 +45,7 @@ def save_checkpoint(model: NIMA, path: os.PathLike | str, meta: dict | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(ckpt, buf)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return hashlib.sha256(buf.getvalue()).hexdigest()[:12]
 
 

@@ -5,8 +5,12 @@ A NIMA distribution is a vector of 10 probabilities for the scores 1..10.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 SCORES = np.arange(1, 11, dtype=np.float64)
 N_BUCKETS = 10

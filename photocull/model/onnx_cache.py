@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from photocull.media.fileops import atomic_write
 from photocull.model import devices
 from photocull.model.devices import device_type
 from photocull.model.spec import preprocess_np
@@ -277,10 +278,8 @@ def _write_index(cache_dir: Path, model_id: str, batch_size: int, onnx_path: Pat
     if not _is_file_hash(model_id):
         return
     idx = _index_path(cache_dir, model_id, batch_size)
-    tmp = idx.with_suffix(".tmp")
     with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps({"onnx": onnx_path.name, "model_id": model_id}))
-        os.replace(tmp, idx)
+        atomic_write(idx, json.dumps({"onnx": onnx_path.name, "model_id": model_id}).encode())
 
 
 def locate_export(model, loaded, cache_dir: Path, batch_size: int,
@@ -330,7 +329,7 @@ def prepare(loaded, cache_dir: Path, batch_size: int = 8, status=None) -> Path:
     return path if state == "cached" else export_and_index(model, loaded, path, batch_size, status)
 
 
-def start_background_prepare(loaded, spec: str, paths) -> "subprocess.Popen | None":
+def start_background_prepare(loaded, spec: str, paths):
     """Start ``photocull prepare`` for this model in a low-priority child process, if it
     would help (auto backend, a CPU, ONNX Runtime installed, not exported yet, not tried
     before for this model) and can be done (not a frozen app).  Returns the process or None.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photocull.config import AppPaths
+from photocull.media.fileops import atomic_write
 from photocull.model import spec as modelspec
 from photocull.model.spec import ModelConfig, ModelError
 
@@ -181,9 +182,7 @@ def _store_header(header_dir: Path | None, header: dict) -> None:
         text = json.dumps(header)
         header_dir.mkdir(parents=True, exist_ok=True)
         dest = _header_path(header_dir, header["model_id"])
-        tmp = dest.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, dest)
+        atomic_write(dest, text.encode("utf-8"))
 
 
 def resolve_lazy(spec: str | None, paths: AppPaths) -> LazyModel:

@@ -28,14 +28,13 @@ def batch_to_device(arrays: list[np.ndarray], cfg, device: "torch.device", pin: 
     the CPU this gives exactly :func:`photocull.model.nima.preprocess`'s values."""
     import torch
 
+    from photocull.model.nima import normalise
+
     x = torch.from_numpy(np.stack(arrays))  # N,H,W,C uint8
     if pin:
         x = x.pin_memory()
     x = x.to(device, non_blocking=pin).permute(0, 3, 1, 2)  # a channels_last view, no copy
-    x = x.float().div_(255.0)
-    mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
-    return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
+    return normalise(x, cfg).contiguous(memory_format=torch.channels_last)
 
 
 class TorchRunner:
