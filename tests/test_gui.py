@@ -103,9 +103,11 @@ def test_cancel_stops_within_one_batch(qtbot, win, tmp_path):
     with qtbot.waitSignal(w.yielded, timeout=60_000, check_params_cb=lambda v: v[0] == "batch"):
         pass
     qtbot.waitUntil(lambda: any(it.scored for it in win.model.items), timeout=10_000)
-    win.cancel_scoring()
-    shown = sum(1 for it in win.model.items if it.scored)
-    qtbot.waitUntil(lambda: not w.is_running(), timeout=60_000)
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:  # finished comes whatever happened
+        blocker.connect(w.errored)
+        win.cancel_scoring()
+        shown = sum(1 for it in win.model.items if it.scored)
+    assert w.wait(10_000) and not w.is_running()
     qtbot.wait(50)
     assert win.worker is None
     assert "Cancelled" in win.status_label.text()
@@ -372,3 +374,242 @@ def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path):
     assert all(it.flag == 0 for it in win.model.items if not it.name.startswith("burst"))
     win.undo()
     assert all(it.flag == 0 for it in burst)
+
+
+# -- GeneratorWorker: superqt's signal contract -----------------------------------------------
+
+def _count(n, cancelled=lambda: False, fail=None, closed=None):
+    """Yields 0..n-1 and returns "done"; raises ``fail`` after yielding 1; notes its close."""
+    try:
+        for i in range(n):
+            if fail is not None and i == 2:
+                raise fail
+            yield i
+        return "done"
+    finally:
+        if closed is not None:
+            closed.append(True)
+
+
+def _forever(cancelled=lambda: False):
+    """Yields until asked to stop (the worker stops it at a yield; it never looks itself)."""
+    import time
+
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.005)
+
+
+def _recorder(w):
+    """Records a worker's signals in slots of an object living in the GUI thread (queued
+    when the worker runs in its own thread), with the thread each slot ran in."""
+    from PySide6.QtCore import QObject, Slot
+
+    class Recorder(QObject):
+        def __init__(self):
+            super().__init__()
+            self.events, self.threads = [], set()
+
+        def _note(self, *ev):
+            self.events.append(ev)
+            self.threads.add(threading.get_ident())
+
+        @Slot()
+        def started(self):
+            self._note("started")
+
+        @Slot(object)
+        def yielded(self, v):
+            self._note("yielded", v)
+
+        @Slot(object)
+        def returned(self, v):
+            self._note("returned", v)
+
+        @Slot(object)
+        def errored(self, exc):
+            self._note("errored", exc)
+
+        @Slot()
+        def aborted(self):
+            self._note("aborted")
+
+        @Slot()
+        def finished(self):
+            self._note("finished")
+
+    rec = Recorder()
+    for name in ("started", "yielded", "returned", "errored", "aborted", "finished"):
+        getattr(w, name).connect(getattr(rec, name))
+    return rec
+
+
+def _kinds(rec):
+    return [e[0] for e in rec.events]
+
+
+def test_worker_without_a_thread_success(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    closed = []
+    w = GeneratorWorker(_count, 3, closed=closed)
+    rec = _recorder(w)
+    w.run()  # drives the generator here, in this thread: the signals arrive at once
+    assert rec.events == [("started",), ("yielded", 0), ("yielded", 1), ("yielded", 2),
+                          ("returned", "done"), ("finished",)]
+    assert closed == [True]
+    assert GeneratorWorker(_count, 2).work() == "done"  # or just its result
+
+
+def test_worker_without_a_thread_error(qtbot):
+    from photocull.gui.workers import GeneratorWorker, error_text
+
+    boom = ValueError("boom")
+    w = GeneratorWorker(_count, 5, fail=boom)
+    rec = _recorder(w)
+    w.run()
+    assert rec.events == [("started",), ("yielded", 0), ("yielded", 1), ("errored", boom), ("finished",)]
+    assert rec.events[3][1] is boom and str(rec.events[3][1]) == "boom"  # the exception object itself
+    assert error_text(boom) == "ValueError: boom"
+    with pytest.raises(ValueError, match="boom"):
+        GeneratorWorker(_count, 5, fail=ValueError("boom")).work()
+
+
+def test_worker_without_a_thread_cancel(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    closed = []
+    w = GeneratorWorker(_count, 10, closed=closed)
+    rec = _recorder(w)
+    w.yielded.connect(lambda v: w.cancel() if v == 1 else None)  # no thread: runs right here
+    w.run()
+    assert rec.events == [("started",), ("yielded", 0), ("yielded", 1), ("aborted",), ("finished",)]
+    assert closed == [True]  # stopped at its yield: its finally ran
+    assert w.cancelled()
+
+
+def test_worker_runs_a_plain_function(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    def job(x, cancelled=lambda: False):
+        if x < 0:
+            raise OSError("negative")
+        return x * 2
+
+    w = GeneratorWorker(job, 21)
+    rec = _recorder(w)
+    w.run()
+    assert rec.events == [("started",), ("returned", 42), ("finished",)]
+    w = GeneratorWorker(job, -1)
+    rec = _recorder(w)
+    w.run()
+    assert _kinds(rec) == ["started", "errored", "finished"] and str(rec.events[1][1]) == "negative"
+
+
+def test_worker_in_its_thread_success(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    w = GeneratorWorker(_count, 3)
+    rec = _recorder(w)
+    with qtbot.waitSignal(w.finished, timeout=10_000) as blocker:
+        blocker.connect(w.errored)
+        w.start()
+    qtbot.waitUntil(lambda: _kinds(rec)[-1:] == ["finished"], timeout=10_000)  # queued to this thread
+    assert w.wait(10_000) and not w.is_running()
+    qtbot.wait(20)
+    assert rec.events == [("started",), ("yielded", 0), ("yielded", 1), ("yielded", 2),
+                          ("returned", "done"), ("finished",)]
+    assert rec.threads == {threading.get_ident()}  # every slot ran in the GUI thread
+
+
+def test_worker_in_its_thread_error(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    boom = RuntimeError("no disk")
+    w = GeneratorWorker(_count, 5, fail=boom)
+    rec = _recorder(w)
+    with qtbot.waitSignal(w.finished, timeout=10_000) as blocker:
+        blocker.connect(w.errored)
+        w.start()
+    qtbot.waitUntil(lambda: _kinds(rec)[-1:] == ["finished"], timeout=10_000)
+    assert w.wait(10_000)
+    qtbot.wait(20)
+    assert _kinds(rec) == ["started", "yielded", "yielded", "errored", "finished"]
+    assert rec.events[3][1] is boom
+    assert rec.threads == {threading.get_ident()}
+
+
+def test_worker_in_its_thread_cancel(qtbot):
+    from photocull.gui.workers import GeneratorWorker
+
+    w = GeneratorWorker(_forever)
+    rec = _recorder(w)
+    w.start()
+    qtbot.waitUntil(lambda: "yielded" in _kinds(rec), timeout=10_000)
+    w.cancel()
+    qtbot.waitUntil(lambda: _kinds(rec)[-1:] == ["finished"], timeout=10_000)
+    assert w.wait(10_000) and not w.is_running()
+    qtbot.wait(20)
+    kinds = _kinds(rec)
+    assert kinds[0] == "started" and kinds[-2:] == ["aborted", "finished"]
+    assert set(kinds[1:-2]) == {"yielded"} and kinds.count("finished") == 1
+    assert rec.threads == {threading.get_ident()}
+
+
+# -- how the window and the dialogs take a failed or cancelled job ----------------------------
+
+def test_scoring_failure_is_told_once_and_resets_the_ui(qtbot, win, photo_folder, monkeypatch):
+    def broken(paths, holder, spec, catalog_path, cancelled=lambda: False, **kw):
+        yield ("model", holder.get(spec))
+        raise RuntimeError("the model fell over")
+
+    monkeypatch.setattr("photocull.gui.mainwindow.score_job", broken)
+    done = []
+    win.scoringDone.connect(lambda: done.append(1))
+    with qtbot.waitSignal(win.scoringDone, timeout=60_000):
+        assert win.open_folder(photo_folder)
+    qtbot.wait(50)
+    assert done == [1]
+    assert win.worker is None
+    assert win.status_label.text() == "Scoring failed: RuntimeError: the model fell over"
+    assert not win.progress.isVisible() and not win.cancel_button.isVisible()
+    assert win.last_warning is not None and win.last_warning.text() == "Scoring failed:\nRuntimeError: the model fell over"
+    win.last_warning.close()
+
+
+def test_export_failure_and_cancel(qtbot, win, photo_folder, tmp_path, monkeypatch):
+    import time
+
+    from PySide6.QtWidgets import QDialog
+
+    from photocull.gui.dialogs import ExportDialog
+
+    open_and_score(qtbot, win, photo_folder)
+
+    def full(chosen, dest, move, catalog_path, cancelled=lambda: False):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("photocull.gui.dialogs._export_job", full)
+    dlg = ExportDialog(win)
+    qtbot.addWidget(dlg)
+    dlg.set_mode("top")
+    dlg.dest.setText(str(tmp_path / "keepers"))
+    dlg.start_export()
+    assert not dlg.buttons.isEnabled()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.summary.text() == "Export failed: OSError: disk full"
+    assert dlg.buttons.isEnabled() and dlg.report is None and dlg.result() == 0
+
+    def slow(chosen, dest, move, catalog_path, cancelled=lambda: False):
+        while not cancelled():
+            time.sleep(0.005)
+        return "half an export"
+
+    monkeypatch.setattr("photocull.gui.dialogs._export_job", slow)
+    with qtbot.waitSignal(dlg.rejected, timeout=10_000):
+        dlg.start_export()
+        dlg._cancel()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.result() == QDialog.DialogCode.Rejected and dlg.report is None

@@ -90,3 +90,37 @@ def test_learn_my_taste_end_to_end(qtbot, win, tmp_path):
     assert spearmanr(order, range(len(order)))[0] < -0.6
     # saving again under the same name is refused (nothing overwritten)
     assert dlg.save_and_use() is None
+
+
+def test_training_failure_and_cancel_reset_the_dialog(qtbot, win, monkeypatch):
+    import time
+
+    from photocull.gui.training_dialog import TrainingDialog
+
+    def broken(ratings, holder, catalog_path, cancelled=lambda: False):
+        yield {"phase": "features", "done": 0, "total": 3}
+        raise ValueError("too few ratings")
+
+    monkeypatch.setattr("photocull.gui.training_dialog.personal_job", broken)
+    dlg = TrainingDialog(win)
+    qtbot.addWidget(dlg)
+    dlg.start()
+    assert not dlg.train_button.isEnabled()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.metrics.text() == "Could not train: too few ratings"
+    assert dlg.train_button.isEnabled() and dlg.result is None
+
+    def endless(ratings, holder, catalog_path, cancelled=lambda: False):
+        i = 0
+        while True:
+            yield {"phase": "features", "done": i, "total": 10**6}
+            i += 1
+            time.sleep(0.005)
+
+    monkeypatch.setattr("photocull.gui.training_dialog.personal_job", endless)
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.progress.value() > 0, timeout=10_000)
+    dlg._cancel()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.metrics.text() == "Cancelled."
+    assert dlg.train_button.isEnabled() and dlg.result is None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from photocull.cull.export import Candidate, choose, export
 
 from .notify import notify
-from .workers import GeneratorWorker
+from .workers import GeneratorWorker, error_text
 
 
 def _export_job(chosen, dest, move, catalog_path, cancelled=lambda: False):
@@ -139,15 +139,16 @@ class ExportDialog(QDialog):
         self.buttons.setEnabled(False)
         self.summary.setText(f"Exporting {len(chosen)} photos…")
         w = GeneratorWorker(_export_job, chosen, dest, self.move_box.isChecked(), self.win.paths.catalog_path)
-        w.finished.connect(self._done)
-        w.failed.connect(self._failed)
+        w.returned.connect(self._done)
+        w.errored.connect(self._failed)
         w.aborted.connect(self.reject)
+        w.finished.connect(self._ended)
         self.worker = w
         w.start()
 
+    @Slot(object)
     def _done(self, report) -> None:
         self.report = report
-        self.worker = None
         if self.move_box.isChecked() and self.win.folder is not None:
             self.win.open_folder(self.win.folder)
         msg = f"Exported {len(report.items)} photos."
@@ -157,11 +158,17 @@ class ExportDialog(QDialog):
         notify(self.win, "Export", msg, warning=bool(report.errors))
         self.accept()
 
-    def _failed(self, msg: str) -> None:
-        self.worker = None
-        self.buttons.setEnabled(True)
+    @Slot(object)
+    def _failed(self, exc) -> None:
+        msg = error_text(exc)
         self.summary.setText(f"Export failed: {msg}")
         notify(self, "Export", f"Export failed:\n{msg}")
+
+    @Slot()
+    def _ended(self) -> None:
+        """The export ended, whatever happened: the dialog can start another or close."""
+        self.worker = None
+        self.buttons.setEnabled(True)
 
     def _cancel(self) -> None:
         if self.worker is not None:

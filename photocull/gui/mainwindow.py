@@ -37,7 +37,7 @@ from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
 from .widgets import HistogramWidget, ThumbDelegate
-from .workers import GeneratorWorker, ImageLoader
+from .workers import GeneratorWorker, ImageLoader, error_text
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self.worker: GeneratorWorker | None = None
         self._prepare_proc = None  # a background `photocull prepare` (core.accel), if running
         self._n_decoded = 0
+        self._scoring_error: str | None = None  # what made the current scoring run fail
         self.group_worker: GeneratorWorker | None = None
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
@@ -393,10 +394,10 @@ class MainWindow(QMainWindow):
                             screen_settled=self.screen_settled if self.grid.isVisible() else None)
         w.yielded.connect(self._on_scoring_yield)
         w.message.connect(self._on_scoring_message)
-        w.finished.connect(self._on_scoring_end)
-        w.aborted.connect(self._on_scoring_end)
-        w.failed.connect(self._on_scoring_failed)
+        w.errored.connect(self._on_scoring_failed)
+        w.finished.connect(self._on_scoring_end)  # after a cancel, self.worker is no longer w
         self.worker = w
+        self._scoring_error = None
         self._n_decoded = 0  # photos this run decoded and scored (not answered by the catalog)
         self.progress.setRange(0, len(paths))
         self.progress.setValue(0)
@@ -449,10 +450,21 @@ class MainWindow(QMainWindow):
         return sum(1 for it in self.model.items if it.scored)
 
     @Slot(object)
-    def _on_scoring_end(self, *_):
+    def _on_scoring_failed(self, exc) -> None:
+        if self.sender() is self.worker:
+            self._scoring_error = error_text(exc)  # told by _on_scoring_end, which comes next
+
+    @Slot()
+    def _on_scoring_end(self) -> None:
         if self.sender() is not self.worker:
-            return
+            return  # a cancelled run: cancel_scoring already reset the UI
         self.worker = None
+        err, self._scoring_error = self._scoring_error, None
+        if err is not None:
+            self._scoring_ui_off(f"Scoring failed: {err}")
+            self.warn(f"Scoring failed:\n{err}")
+            self.scoringDone.emit()
+            return
         n_err = sum(1 for it in self.model.items if it.error)
         msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
         self._scoring_ui_off(msg)
@@ -473,15 +485,6 @@ class MainWindow(QMainWindow):
         from photocull.model.onnx_cache import start_background_prepare
 
         self._prepare_proc = start_background_prepare(self.loaded_model, self.model_spec, self.paths)
-
-    @Slot(str)
-    def _on_scoring_failed(self, msg: str) -> None:
-        if self.sender() is not self.worker:
-            return
-        self.worker = None
-        self._scoring_ui_off(f"Scoring failed: {msg}")
-        self.warn(f"Scoring failed:\n{msg}")
-        self.scoringDone.emit()
 
     def set_model(self, spec: str) -> None:
         if not spec or spec == self.model_spec:
@@ -665,17 +668,27 @@ class MainWindow(QMainWindow):
                                           + "s" * (n_groups != 1) + " (G expands, Select menu picks the best)")
             self.groupsDone.emit()
 
-        w.finished.connect(self._on_groups)
+        w.returned.connect(self._on_groups)
+        w.errored.connect(self._on_groups_failed)
+        w.finished.connect(self._on_groups_end)
         self._group_apply = apply
-        w.failed.connect(lambda msg: log.warning("burst grouping failed: %s", msg))
         self.group_worker = w
         w.start()
 
+    @Slot(object)
     def _on_groups(self, result) -> None:
         if self.sender() is self.group_worker:
-            self.group_worker = None
             self._group_apply(result)
             self._release_memory()  # the greys and features grouping went through
+
+    @Slot(object)
+    def _on_groups_failed(self, exc) -> None:
+        log.warning("burst grouping failed: %s", error_text(exc))
+
+    @Slot()
+    def _on_groups_end(self) -> None:
+        if self.sender() is self.group_worker:
+            self.group_worker = None
 
     def _release_memory(self) -> None:
         """Hand the heap's free pages back (core/memory.py) in a short-lived thread: with a

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Slot
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QDialog,
@@ -211,12 +211,14 @@ class TrainingDialog(QDialog):
         self.metrics.setText("Preparing…")
         w = GeneratorWorker(personal_job, dict(self.ratings), self.win.holder, self.win.paths.catalog_path)
         w.yielded.connect(self._on_progress)
-        w.finished.connect(self._on_done)
-        w.failed.connect(self._on_failed)
+        w.returned.connect(self._on_done)
+        w.errored.connect(self._on_failed)
         w.aborted.connect(self._on_aborted)
+        w.finished.connect(self._on_ended)
         self.worker = w
         w.start()
 
+    @Slot(object)
     def _on_progress(self, row: dict) -> None:
         if self.sender() is not self.worker:
             return
@@ -234,9 +236,8 @@ class TrainingDialog(QDialog):
         else:
             self.metrics.setText(f"final fit on all ratings: epoch {row.get('epoch')}")
 
+    @Slot(object)
     def _on_done(self, value) -> None:
-        self.worker = None
-        self.train_button.setEnabled(True)
         if value is None:
             self.metrics.setText("Cancelled.")
             return
@@ -252,15 +253,19 @@ class TrainingDialog(QDialog):
             f"trained on {self.result.n_ratings} ratings in {self.result.seconds:.1f} s")
         self.save_button.setEnabled(True)
 
-    def _on_failed(self, msg: str) -> None:
-        self.worker = None
-        self.train_button.setEnabled(True)
-        self.metrics.setText(f"Could not train: {msg.split(': ', 1)[-1]}")
+    @Slot(object)
+    def _on_failed(self, exc) -> None:
+        self.metrics.setText(f"Could not train: {exc}")
 
+    @Slot()
     def _on_aborted(self) -> None:
+        self.metrics.setText("Cancelled.")
+
+    @Slot()
+    def _on_ended(self) -> None:
+        """Training ended, whatever happened: another run may start."""
         self.worker = None
         self.train_button.setEnabled(True)
-        self.metrics.setText("Cancelled.")
 
     def _cancel(self) -> None:
         if self.worker is not None:

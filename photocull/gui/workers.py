@@ -1,12 +1,24 @@
 """Background work: a plain generator run in a QThread, each yield becomes a signal.
 
-After superqt's GeneratorWorker: ``yielded`` per yield, ``finished`` with the
-generator's return value, ``failed`` with a message, ``aborted`` on cancel.  The
-generator function is called with ``cancelled`` (a callable) so the core never sees a
-QObject.  Signals are delivered to slots of objects living in the GUI thread.
+After superqt's ``GeneratorWorker`` (pyapp-kit/superqt ``utils/_qthreading.py``):
+
+- ``started()`` when the work begins;
+- ``yielded(object)`` for each ``yield`` (yield once per batch: cancellation is checked
+  between yields);
+- ``returned(object)`` with the generator's return value, if it ran to its end;
+- ``errored(object)`` with the exception object, if it raised;
+- ``aborted()`` if it stopped because :meth:`GeneratorWorker.cancel` was asked;
+- ``finished()`` last, exactly once, whatever happened: the one place to reset the UI.
+
+The generator function is called with ``cancelled`` (a callable) so the core never sees
+a QObject; a plain function (not a generator) is run as a generator that yields nothing,
+and checks ``cancelled`` itself.  Connect the signals to slots of objects living in the
+GUI thread (a lambda connected to them runs in the worker's thread).  :meth:`run` drives
+the generator in the calling thread, so tests need no thread.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import traceback
@@ -19,11 +31,18 @@ from PySide6.QtGui import QImage
 log = logging.getLogger(__name__)
 
 
+def error_text(exc: BaseException) -> str:
+    """A failed job as the user reads it: ``"OSError: disk full"``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class GeneratorWorker(QObject):
+    started = Signal()
     yielded = Signal(object)
-    finished = Signal(object)
-    failed = Signal(str)
+    returned = Signal(object)
+    errored = Signal(object)  # the exception object
     aborted = Signal()
+    finished = Signal()  # always, last, once
     message = Signal(str)  # words about a slow step, from inside the generator (with_report=True)
 
     def __init__(self, func: Callable, *args, with_report: bool = False, **kwargs):
@@ -35,36 +54,45 @@ class GeneratorWorker(QObject):
         self._thread: QThread | None = None
 
     def cancel(self) -> None:
+        """Ask the generator to stop (any thread); it stops at its next yield."""
         self._cancel.set()
 
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def work(self):
+        """Drive the generator to its end in the calling thread, emitting ``yielded``;
+        returns its return value (None once cancelled) and raises what it raises."""
+        gen = self._func(*self._args, cancelled=self.cancelled, **self._kwargs)
+        if not inspect.isgenerator(gen):
+            return gen  # a plain function's result
+        try:
+            while not self._cancel.is_set():
+                try:
+                    value = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                self.yielded.emit(value)
+            return None
+        finally:
+            gen.close()  # runs the generator's finally blocks if it stopped at a yield
+
     @Slot()
     def run(self) -> None:
+        """Run the work and emit the signals (``start`` calls this in the worker's thread)."""
+        self.started.emit()
         try:
-            gen = self._func(*self._args, cancelled=self.cancelled, **self._kwargs)
-            result = None
-            if hasattr(gen, "__next__"):
-                while True:
-                    try:
-                        value = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    self.yielded.emit(value)
-                    if self._cancel.is_set():
-                        gen.close()
-                        break
-            else:
-                result = gen
+            result = self.work()
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never raised into Qt
+            log.error("background task failed:\n%s", traceback.format_exc())
+            self.errored.emit(exc)
+        else:
             if self._cancel.is_set():
                 self.aborted.emit()
             else:
-                self.finished.emit(result)
-        except Exception as exc:  # noqa: BLE001 - reported to the GUI, never raised into Qt
-            log.error("background task failed:\n%s", traceback.format_exc())
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+                self.returned.emit(result)
+        finally:
+            self.finished.emit()
 
     def start(self, parent: QObject | None = None) -> QThread:
         """Run in a new QThread.
@@ -80,10 +108,9 @@ class GeneratorWorker(QObject):
         self._self_ref = self
         self.moveToThread(t)
         t.started.connect(self.run)
-        for sig in (self.finished, self.failed, self.aborted):
-            # direct: QThread.quit is thread-safe, and a queued quit would wait for the GUI
-            # thread, which may be blocked in wait() (closing the window after a job ends)
-            sig.connect(t.quit, Qt.ConnectionType.DirectConnection)
+        # direct: QThread.quit is thread-safe, and a queued quit would wait for the GUI
+        # thread, which may be blocked in wait() (closing the window after a job ends)
+        self.finished.connect(t.quit, Qt.ConnectionType.DirectConnection)
         t.finished.connect(self._release)
         t.finished.connect(t.deleteLater)
         t.start()
