@@ -11,7 +11,7 @@ from PIL import Image
 from photocull.model import nima
 
 from photocull.model import spec as modelspec
-from photocull.cull.bursts import BurstInput, best_of_groups_changes, find_groups_for_items, group_bursts, likeness, pick_best_reject_rest, tiny_gray
+from photocull.cull.bursts import BurstInput, best_of_groups_changes, find_groups_for_items, group_bursts, likeness, tiny_gray
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -107,7 +107,6 @@ def test_burst_with_small_shifts_is_one_group(frames, scenes):
     groups = group_bursts(items)
     assert kinds(groups) == [([0, 1, 2, 3, 4], "burst")]
     assert groups[0].best == 1
-    assert pick_best_reject_rest(groups) == [(0, "reject"), (1, "pick"), (2, "reject"), (3, "reject"), (4, "reject")]
 
 
 def test_distinct_scenes_at_the_same_time_stay_apart(frames, scenes):
@@ -115,7 +114,7 @@ def test_distinct_scenes_at_the_same_time_stay_apart(frames, scenes):
     items = inputs(frames, ims, times=[T0, T0, T0 + 0.5])
     groups = group_bursts(items)
     assert kinds(groups) == [([0], "single"), ([1], "single"), ([2], "single")]
-    assert pick_best_reject_rest(groups) == []
+    assert not [g for g in groups if g.kind == "burst"]  # nothing the Select menu's "best of bursts" touches
 
 
 def test_interleaved_bursts_of_two_scenes(frames, scenes):
@@ -150,7 +149,7 @@ def test_exposure_bracket_is_kept_together_and_never_rejected(frames, scenes):
     groups = group_bursts(items)
     assert kinds(groups) == [([0, 1, 2], "bracket")]
     assert groups[0].protected
-    assert pick_best_reject_rest(groups) == []
+    assert not [g for g in groups if g.kind == "burst"]  # nothing the Select menu's "best of bursts" touches
 
 
 def test_wide_bracket_of_two_stops(frames, scenes):
@@ -166,7 +165,7 @@ def test_panorama_sequence_is_kept_together_and_never_rejected(frames, scenes):
     items = inputs(frames, ims, times=[T0, T0 + 1.5, T0 + 3.0, T0 + 4.5])
     groups = group_bursts(items)
     assert kinds(groups) == [([0, 1, 2, 3], "panorama")]
-    assert pick_best_reject_rest(groups) == []
+    assert not [g for g in groups if g.kind == "burst"]  # nothing the Select menu's "best of bursts" touches
 
 
 # --- frames without a capture time -----------------------------------------------------------------
@@ -241,13 +240,17 @@ def test_gui_adapters(frames, scenes):
                              flag=[1, 0, 0, 0, 0, 0][k], group=None, group_size=1, group_kind="", group_best=True)
              for k in range(6)]
     feats = {str(it.path): f[k] for k, it in enumerate(items)}
-    find_groups_for_items(items, feats)  # no pixels, no decoding: nothing is grouped
-    assert [it.group for it in items] == [None] * 6
-    find_groups_for_items(items, feats, grays={k: grays[k] for k in list(grays)[:3]},
-                          gray_loader=lambda p: grays[str(p)])
-    assert [(it.group, it.group_kind, it.group_size, it.group_best) for it in items] == [
-        (0, "burst", 3, False), (0, "burst", 3, True), (0, "burst", 3, False),
-        (1, "bracket", 2, True), (1, "bracket", 2, False), (None, "", 1, True)]
+    before = [vars(it).copy() for it in items]
+    alone = find_groups_for_items(items, feats)  # no pixels, no decoding: nothing is grouped
+    assert alone == [(None, 1, "", True)] * 6
+    got = find_groups_for_items(items, feats, grays={k: grays[k] for k in list(grays)[:3]},
+                                gray_loader=lambda p: grays[str(p)])
+    assert [vars(it) for it in items] == before  # the items are only read
+    assert got == [(0, 3, "burst", False), (0, 3, "burst", True), (0, 3, "burst", False),
+                   (1, 2, "bracket", True), (1, 2, "bracket", False), (None, 1, "", True)]
+    assert got[0].group == 0 and got[0].kind == "burst" and got[1].best
+    for it, g in zip(items, got):  # as the window applies them
+        it.group, it.group_size, it.group_kind, it.group_best = g
     changes = best_of_groups_changes(items)
     # IMG_0 was picked by hand: not rejected; the bracket is left alone
     assert [(it.path.name, flag) for it, flag in changes] == [("IMG_1.jpg", 1), ("IMG_2.jpg", -1)]
@@ -291,8 +294,7 @@ def test_cached_gray_loader_decodes_each_photo_once(tmp_path, app_paths):
         decoded.append(Path(p).name)
         return load_tiny_gray_u8(p)
 
-    cat = Catalog(app_paths.catalog_path)
-    try:
+    with Catalog(app_paths.catalog_path) as cat:
         first = CachedGrayLoader(cat, flush_every=2, decode=decode)
         got = [first(p) for p in photos]
         assert first(tmp_path / "shoot" / "broken.jpg") is None
@@ -307,5 +309,22 @@ def test_cached_gray_loader_decodes_each_photo_once(tmp_path, app_paths):
         # a photo edited since: decoded again
         make_photo(photos[1], seed=9, size=(300, 200))
         assert not np.array_equal(again(photos[1]), got[1]) and decoded[-1] == "IMG_1.jpg"
-    finally:
-        cat.close()
+
+
+def test_find_groups_cached_takes_a_catalog_and_remembers_the_groups(tmp_path, app_paths, monkeypatch):
+    """The grouping the window runs off its thread, without Qt: the catalog passed in keeps
+    the greys and the groups; ``cancelled`` stops it without a result."""
+    from conftest import make_photo
+    from photocull.cull import bursts
+    from photocull.cull.catalog import Catalog
+
+    paths = [make_photo(tmp_path / "shoot" / f"IMG_{i}.jpg", seed=s) for i, s in enumerate([1, 1, 2])]
+    snap = [SimpleNamespace(path=p, capture_time=T0 + 0.5 * i, exposure_bias=0.0, mean=5.0 + i)
+            for i, p in enumerate(paths)]
+    with Catalog(app_paths.catalog_path) as cat:
+        assert bursts.find_groups_cached(snap, cat, cancelled=lambda: True) is None
+        got = bursts.find_groups_cached(snap, cat)
+        assert got == [(0, 2, "burst", False), (0, 2, "burst", True), (None, 1, "", True)]
+        monkeypatch.setattr(bursts, "find_groups_for_items", None)  # not called again: from the catalog
+        assert bursts.find_groups_cached(snap, cat) == got
+        assert all(isinstance(g, bursts.ItemGroup) for g in bursts.find_groups_cached(snap, cat))

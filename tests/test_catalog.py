@@ -17,9 +17,8 @@ from photocull.scoring import ScoreResult
 
 @pytest.fixture
 def cat(app_paths):
-    c = Catalog(app_paths.catalog_path)
-    yield c
-    c.close()
+    with Catalog(app_paths.catalog_path) as c:
+        yield c
 
 
 @pytest.fixture
@@ -302,3 +301,135 @@ def test_any_features_as_stored(cat, photos):
     f16 = cat.any_features(photos, dtype=np.float16)[str(photos[0].absolute())]
     assert f32.dtype == np.float32 and f16.dtype == np.float16
     assert np.array_equal(f16.astype(np.float32), f32)
+
+
+# --- schema migrations -----------------------------------------------------------------------
+
+def _user_version(path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _tables(path) -> set[str]:
+    con = sqlite3.connect(path)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        con.close()
+
+
+def test_a_new_catalog_has_every_migration(app_paths):
+    from photocull.cull.catalog import MIGRATIONS, SCHEMA_VERSION
+
+    with Catalog(app_paths.catalog_path):
+        pass
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
+    assert _user_version(app_paths.catalog_path) == SCHEMA_VERSION
+    assert {"scores", "marks", "grays", "groupings"} <= _tables(app_paths.catalog_path)
+
+
+def test_catalog_is_a_context_manager_that_closes(app_paths):
+    with Catalog(app_paths.catalog_path) as c:
+        assert c.con.execute("SELECT 1").fetchone() == (1,)
+        con = c.con
+    with pytest.raises(sqlite3.ProgrammingError):
+        con.execute("SELECT 1")  # closed on the way out
+
+
+# a later issue's migration: a new column (and a log row, to count how often it ran)
+FAKE_MIGRATION = """
+    ALTER TABLE scores ADD COLUMN sharpness REAL;
+    CREATE TABLE IF NOT EXISTS fake_ran (n INTEGER);
+    INSERT INTO fake_ran VALUES (1)
+"""
+
+
+def test_an_appended_migration_runs_once_on_an_old_catalog_and_keeps_its_data(app_paths, photos, monkeypatch):
+    from photocull.cull import catalog
+
+    path = app_paths.catalog_path
+    with Catalog(path) as c:  # made by today's code (version 3)
+        c.store_results([_result(photos[0], 1)], "m1")
+        c.set_marks(photos[0], Marks(FLAG_PICK, 4, "Red"))
+        c.store_tiny_grays([(photos[1], _grey(5))])
+        c.store_grouping("sig", [[None, 1, "", True]])
+        before = c.lookup([photos[0]], "m1")[str(photos[0].absolute())]
+    monkeypatch.setattr(catalog, "MIGRATIONS", [*catalog.MIGRATIONS, FAKE_MIGRATION])
+    for _ in range(2):  # the second opening finds nothing to do
+        with Catalog(path) as c:
+            assert c.recovered_from is None
+            got = c.lookup([photos[0]], "m1")[str(photos[0].absolute())]
+            assert np.array_equal(got.probs, before.probs) and got.why == before.why
+            assert c.get_marks([photos[0]])[str(photos[0].absolute())] == Marks(FLAG_PICK, 4, "Red")
+            assert np.array_equal(c.tiny_gray(photos[1], 64), _grey(5))
+            assert c.grouping("sig") == [[None, 1, "", True]]
+            c.store_results([_result(photos[2], 2)], "m1")  # still writable with the new column there
+            assert [r[1] for r in c.con.execute("PRAGMA table_info(scores)")][-1] == "sharpness"
+            assert c.con.execute("SELECT count(*) FROM fake_ran").fetchone() == (1,)
+    assert _user_version(path) == 4
+
+
+def test_a_catalog_of_version_1_gets_the_missing_migrations_in_order(app_paths, photos, monkeypatch):
+    from photocull.cull import catalog
+
+    path = app_paths.catalog_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    for stmt in catalog.MIGRATIONS[0].split(";"):
+        con.execute(stmt)
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    monkeypatch.setattr(catalog, "MIGRATIONS", [*catalog.MIGRATIONS, FAKE_MIGRATION])
+    with Catalog(path) as c:
+        c.store_tiny_grays([(photos[0], _grey(4))])
+        c.store_grouping("sig", [[0, 2, "burst", True]])
+    assert _user_version(path) == 4 and {"grays", "groupings", "fake_ran"} <= _tables(path)
+
+
+def test_a_failing_migration_changes_nothing(app_paths, photos, monkeypatch):
+    from photocull.cull import catalog
+
+    path = app_paths.catalog_path
+    with Catalog(path) as c:
+        c.set_marks(photos[0], Marks(FLAG_PICK, 3))
+    monkeypatch.setattr(catalog, "MIGRATIONS", [*catalog.MIGRATIONS, FAKE_MIGRATION + "; ALTER TABLE nowhere ADD x"])
+    with pytest.raises(sqlite3.OperationalError):
+        Catalog(path)
+    assert _user_version(path) == 3 and "fake_ran" not in _tables(path)  # rolled back as a whole
+    assert not list(path.parent.glob(path.name + ".corrupt-*"))  # not mistaken for a damaged file
+    monkeypatch.undo()
+    with Catalog(path) as c:
+        assert c.get_marks([photos[0]])[str(photos[0].absolute())] == Marks(FLAG_PICK, 3)
+
+
+def test_a_catalog_from_a_newer_photocull_is_opened_as_it_is(app_paths, photos):
+    path = app_paths.catalog_path
+    with Catalog(path) as c:
+        c.set_marks(photos[0], Marks(FLAG_REJECT))
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE marks ADD COLUMN from_the_future TEXT")
+    con.execute("PRAGMA user_version = 9")
+    con.commit()
+    con.close()
+    with Catalog(path) as c:
+        assert c.recovered_from is None
+        assert c.get_marks([photos[0]])[str(photos[0].absolute())] == Marks(FLAG_REJECT)
+        c.set_marks(photos[1], Marks(FLAG_PICK, 2))  # names its columns: the newer one stays empty
+        c.store_results([_result(photos[0], 1)], "m1")
+    assert _user_version(path) == 9  # never downgraded
+
+
+def test_a_damaged_catalog_starts_afresh_with_every_migration(app_paths, monkeypatch):
+    from photocull.cull import catalog
+
+    monkeypatch.setattr(catalog, "MIGRATIONS", [*catalog.MIGRATIONS, FAKE_MIGRATION])
+    path = app_paths.catalog_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(1).bytes(8192))
+    with Catalog(path) as c:
+        assert c.recovered_from is not None
+    assert _user_version(path) == 4 and "fake_ran" in _tables(path)

@@ -72,7 +72,9 @@ def test_score_json(shoot, capsys):
     assert len(ok) == 20 and len(bad) == 2
     assert [p["rank"] for p in ok] == list(range(1, 21))
     assert [p["mean"] for p in ok] == sorted((p["mean"] for p in ok), reverse=True)
-    assert ok[0]["percentile"] == 100.0 and ok[-1]["percentile"] == 0.0
+    assert ok[0]["top"] == "top 5%" and ok[0]["top_percent"] == 5.0  # the best of 20, as the window says it
+    assert ok[-1]["top"] == "top 100%" and ok[-1]["top_percent"] == 100.0
+    assert "percentile" not in ok[0]
     assert all(len(p["distribution"]) == 10 for p in ok)
 
 
@@ -81,14 +83,37 @@ def test_score_table_ranks_best_first(shoot, capsys):
     rc, out, _ = run(capsys, "--home", home, "score", folder, "-q")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["rank", "pct", "mean", "std"]
+    assert lines[0].split()[:4] == ["rank", "top", "mean", "std"]
     ranked = [ln for ln in lines[1:] if ln.split()[0].isdigit()]
     assert len(ranked) == 20
     assert [int(ln.split()[0]) for ln in ranked] == list(range(1, 21))
-    means = [float(ln.split()[2]) for ln in ranked]
+    means = [float(ln.split()[3]) for ln in ranked]
     assert all(a >= b for a, b in zip(means, means[1:]))
     errs = [ln for ln in lines[1:] if "ERROR:" in ln]
     assert len(errs) == 2
+
+
+def test_score_json_and_table_say_top_x_percent_in_the_windows_words(shoot, capsys):
+    """The JSON's and the table's percentile are :func:`photocull.cull.ranking.top_label`,
+    what the window's badge shows, for the same photo."""
+    from photocull.cull.ranking import top_label
+
+    folder, home = shoot
+    _, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
+    ok = [p for p in json.loads(out)["photos"] if p["error"] is None]
+    n = len(ok)
+    by_path = {p["path"]: p for p in ok}
+    for rank, p in enumerate(sorted(ok, key=lambda p: (-p["mean"], p["path"])), 1):
+        assert (p["rank"], p["top"]) == (rank, top_label(rank, n))
+        assert p["top_percent"] == pytest.approx(100.0 * rank / n)
+    _, out, _ = run(capsys, "--home", home, "score", folder, "-q")
+    rows = [ln for ln in out.splitlines()[1:] if "ERROR:" not in ln]
+    assert len(rows) == n
+    for ln in rows:
+        rank, top, pct, *_ = ln.split()
+        path = ln[ln.index(str(folder)):]
+        assert int(rank) == by_path[path]["rank"] and f"{top} {pct}" == by_path[path]["top"]
+    assert [f"{ln.split()[1]} {ln.split()[2]}" for ln in rows[:3]] == ["top 5%", "top 10%", "top 15%"]
 
 
 def test_score_missing_path_is_an_error_row(shoot, tmp_path, capsys):
@@ -192,7 +217,7 @@ def test_demo_builds_a_shoot_and_ranks_it(tmp_path, capsys):
     assert len(files) >= 20
     ranked = [ln for ln in out.splitlines()[1:] if ln.split() and ln.split()[0].isdigit()]
     assert len(ranked) == len(files)
-    means = [float(ln.split()[2]) for ln in ranked]
+    means = [float(ln.split()[3]) for ln in ranked]
     assert all(a >= b for a, b in zip(means, means[1:]))
     assert "photocull gui" in err
     # running it again into the same demo folder is fine; into a foreign folder it is refused

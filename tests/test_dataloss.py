@@ -266,8 +266,8 @@ def test_two_processes_scoring_and_rating_the_same_folder(tmp_path):
     n_scores = con.execute("SELECT COUNT(*) FROM scores WHERE error IS NULL").fetchone()[0]
     assert n_scores == len(files)
     con.close()
-    cat = Catalog(home / "data" / "catalog.sqlite")
-    marks = load_marks(files, cat)
+    with Catalog(home / "data" / "catalog.sqlite") as cat:
+        marks = load_marks(files, cat)
     for i, f in enumerate(files):
         assert marks[os.path.abspath(f)].rating == (2 if i % 2 == 0 else 3)
 
@@ -295,14 +295,13 @@ def test_corrupt_catalog_is_rebuilt_with_ratings_from_sidecars(tmp_path, app_pat
         data[4096: 4096 * 6] = bytes(4096 * 5)
     cat_path.write_bytes(bytes(data))
 
-    cat = Catalog(cat_path)
-    assert cat.recovered_from is not None and cat.recovered_from.exists()  # kept aside, not deleted
-    marks = load_marks(files, cat)
+    with Catalog(cat_path) as cat:
+        assert cat.recovered_from is not None and cat.recovered_from.exists()  # kept aside, not deleted
+        marks = load_marks(files, cat)
     assert marks[os.path.abspath(files[0])].rating == 4
     assert marks[os.path.abspath(files[1])].flag == -1
     assert marks[os.path.abspath(files[2])] == Marks(1, 0, "Red")
     assert os.path.abspath(files[3]) not in marks
-    cat.close()
 
 
 def test_gui_reopens_a_folder_after_catalog_corruption_with_ratings_back(qtbot, tmp_path, app_paths, capsys):

@@ -37,7 +37,7 @@ def test_choose_top_n_best_first_without_rejects(cands):
     assert names(choose(cands, top=3)) == ["b", "d", "a"]  # f (9.0) is rejected
     assert names(choose(cands, top=100)) == ["b", "d", "a", "g"]  # unscored never chosen by score
     assert choose(cands, top=0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the number of top photos"):
         choose(cands, top=-1)
 
 
@@ -51,7 +51,7 @@ def test_choose_top_percent(cands):
     assert names(choose(cands, top_percent=1)) == ["b"]  # at least one
     assert names(choose(cands, top_percent=100)) == ["b", "d", "a", "g"]
     for bad in (0, -5, 100.5):
-        with pytest.raises(ValueError, match="top-percent"):
+        with pytest.raises(ValueError, match="the top percentage must be in"):
             choose(cands, top_percent=bad)
     assert choose([C("x")], top_percent=50) == []
 

@@ -137,17 +137,13 @@ def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, t
     t0 = 1_700_000_000.0
 
     def snapshot(shift=0.0):
-        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=5.0 + i + shift,
-                                group=None, group_size=1, group_kind="", group_best=True)
+        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=5.0 + i + shift)
                 for i, p in enumerate(paths)]
 
     first = group_job(snapshot(), app_paths.catalog_path)
     assert [g for g, *_ in first] == [0, 0, 1, 1, None]
-    cat = Catalog(app_paths.catalog_path)
-    try:
+    with Catalog(app_paths.catalog_path) as cat:
         assert all(cat.tiny_gray(p, 64) is not None for p in paths)
-    finally:
-        cat.close()
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded a photo whose grey the catalog has")
@@ -176,8 +172,8 @@ def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tm
     t0 = 1_700_000_000.0
 
     def snapshot(mean0=5.0):
-        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=mean0 + i, group=None,
-                                group_size=1, group_kind="", group_best=True) for i, p in enumerate(paths)]
+        return [SimpleNamespace(path=p, capture_time=t0 + 0.5 * i, exposure_bias=0.0, mean=mean0 + i)
+                for i, p in enumerate(paths)]
 
     real, calls = bursts.find_groups_for_items, []
 
@@ -200,12 +196,8 @@ def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tm
     assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
     assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
     # a damaged stored row is not trusted: grouped again
-    cat = Catalog(app_paths.catalog_path)
-    try:
+    with Catalog(app_paths.catalog_path) as cat:
         cat.con.execute("UPDATE groupings SET result='[[\"junk\"]]'")
-        cat.con.commit()
-    finally:
-        cat.close()
     assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 6
 
 

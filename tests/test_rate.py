@@ -98,3 +98,34 @@ def test_exiftool_reads_what_rate_wrote(tmp_path):
     out = subprocess.run(["exiftool", "-j", "-XMP:Rating", str(tmp_path / "E.xmp")],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)[0]["Rating"] == -1
+
+
+def test_rate_writes_the_same_photocull_figures_as_the_window(tmp_path, app_paths, capsys):
+    """``photocull rate`` adds photocull's figures (mean, std, model, why) of the active
+    model's stored score, through the one function the window calls
+    (:func:`photocull.cull.marks.sidecar_figures`)."""
+    from photocull.config import Settings
+    from photocull.cull.catalog import Catalog, Marks
+    from photocull.cull.marks import save_marks, sidecar_figures
+    from photocull.model.registry import resolve_lazy
+    from photocull.scoring import iter_scores_cached
+
+    d = tmp_path / "shoot"
+    scored, later = make_photo(d / "S.jpg", seed=4), make_photo(d / "L.jpg", seed=5)
+    later.rename(tmp_path / "L.jpg")  # not in the folder while it is scored
+    later = tmp_path / "L.jpg"
+    assert main(["score", str(d), "--format", "csv", "-q"]) == 0
+    csv_mean = capsys.readouterr().out.splitlines()[1].split(",")[1]
+    assert main(["rate", str(scored), str(later), "--stars", "3"]) == 0
+    from_cli = read_sidecar(scored).photocull
+    assert set(from_cli) >= {"Mean", "Std", "Model"} and from_cli["Mean"] == csv_mean
+    assert read_sidecar(later).photocull == {}  # never scored: no figures
+    # the window's way: the scores it shows (from the catalog), the model it loaded
+    loaded = resolve_lazy(Settings.load(app_paths.settings_path).active_model, app_paths)
+    assert from_cli["Model"] == loaded.model_id
+    for sc in scored.parent.glob("S*.xmp"):
+        sc.unlink()
+    with Catalog(app_paths.catalog_path) as cat:
+        (r,) = [r for prog in iter_scores_cached([scored], loaded, cat) for r in prog.results]
+        assert save_marks(cat, [(scored, Marks(0, 3), [], sidecar_figures(r.mean, r.std, r.why, loaded.model_id))]) == []
+    assert read_sidecar(scored).photocull == from_cli

@@ -3,6 +3,7 @@ the catalog, formatting numbers."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -68,24 +69,27 @@ def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool =
 
     kw = dict(batch_size=batch_size, backend=backend, accel_dir=paths.onnx_dir, status=status)
     try:
-        if use_cache:
-            cat = Catalog(paths.catalog_path)
-            gen = iter_scores_cached(files, loaded, cat, **kw)
-        else:
-            gen = iter_scores(files, loaded, **kw)
-        for prog in gen:
-            for r in prog.results:
-                by_path[os.path.abspath(r.path)] = r
-            bar.update(len(prog.results))
+        with contextlib.ExitStack() as stack:
+            if use_cache:
+                cat = stack.enter_context(Catalog(paths.catalog_path))
+                gen = iter_scores_cached(files, loaded, cat, **kw)
+            else:
+                gen = iter_scores(files, loaded, **kw)
+            for prog in gen:
+                for r in prog.results:
+                    by_path[os.path.abspath(r.path)] = r
+                bar.update(len(prog.results))
     finally:
         bar.close()
     return [by_path[os.path.abspath(f)] for f in files if os.path.abspath(f) in by_path]
 
 
 def rank_results(results):
-    ok = sorted((r for r in results if r.probs is not None), key=lambda r: (-r.mean, str(r.path)))
-    bad = [r for r in results if r.probs is None]
-    return ok, bad
+    """(the results with a distribution, in :mod:`photocull.cull.ranking`'s order: best
+    first; those without, as given)."""
+    from photocull.cull import ranking
+
+    return ranking.best_first(r for r in results if r.probs is not None), [r for r in results if r.probs is None]
 
 
 def positive_int(text: str) -> int:

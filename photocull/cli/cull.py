@@ -19,30 +19,24 @@ def cmd_export(args, paths: AppPaths) -> int:
         print(f"photocull: {p}: {why}", file=sys.stderr)
     if problems and not files:
         return 2
-    try:  # a bad selection is an error now, not after scoring the whole folder
-        choose([], top=args.top, top_percent=args.top_percent, min_score=args.min_score,
-               picks_only=args.picks, min_stars=args.min_stars)
-    except ValueError as exc:
-        raise SystemExit(f"photocull: {exc}")
+    selection = dict(top=args.top, top_percent=args.top_percent, min_score=args.min_score,
+                     picks_only=args.picks, min_stars=args.min_stars)
+    _check_selection(args, selection)  # a bad selection is an error now, not after scoring the whole folder
     loaded = load_model(args.model, paths)
     print(f"photocull: {loaded.notice}", file=sys.stderr)
     results = run_scoring(files, loaded, paths, progress=not args.quiet)
-    cat = Catalog(paths.catalog_path)
-    marks = cat.get_marks(files)
-    cands = []
-    for r in results:
-        m = marks.get(os.path.abspath(r.path))
-        cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0))
-    try:
-        chosen = choose(cands, top=args.top, top_percent=args.top_percent, min_score=args.min_score,
-                        picks_only=args.picks, min_stars=args.min_stars)
-    except ValueError as exc:
-        raise SystemExit(f"photocull: {exc}")
-    try:
-        rep = export(chosen, args.dest, move=args.move, on_moved=cat.rename_path)
-    except ExportError as exc:
-        print(f"photocull: {exc}", file=sys.stderr)
-        return 1
+    with Catalog(paths.catalog_path) as cat:
+        marks = cat.get_marks(files)
+        cands = []
+        for r in results:
+            m = marks.get(os.path.abspath(r.path))
+            cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0))
+        chosen = choose(cands, **selection)
+        try:
+            rep = export(chosen, args.dest, move=args.move, on_moved=cat.rename_path)
+        except ExportError as exc:
+            print(f"photocull: {exc}", file=sys.stderr)
+            return 1
     verb = "moved" if args.move else "copied"
     for it in rep.items:
         extra = f" (+{len(it.companions)} companion{'s' * (len(it.companions) != 1)})" if it.companions else ""
@@ -54,23 +48,34 @@ def cmd_export(args, paths: AppPaths) -> int:
     return 1 if rep.errors else 0
 
 
+def _check_selection(args, selection: dict) -> None:
+    """Exit with the option's name when ``choose`` refuses the selection."""
+    from photocull.cull.export import choose
+
+    try:
+        choose([], **selection)
+    except ValueError as exc:
+        flag = "--top-percent" if args.top_percent is not None else "--top" if args.top is not None else None
+        raise SystemExit(f"photocull: {flag + ': ' if flag else ''}{exc}") from None
+
+
 def cmd_rate(args, paths: AppPaths) -> int:
-    """Flag, rate or label photos; written to the catalog and to XMP sidecars."""
-    from photocull.cull.catalog import Catalog, Marks
-    from photocull.cull.marks import load_marks, normalise_label, save_marks
+    """Flag, rate or label photos; written to the catalog and to XMP sidecars, with
+    photocull's figures for the photos the active model has scored (as the window does)."""
+    from photocull.cull.catalog import Catalog, Marks, path_key
+    from photocull.cull.marks import load_marks, normalise_label, save_marks, stored_figures
     from photocull.media.listing import companions_of
     from photocull.media.loaders import RAW_EXTENSIONS, is_supported
 
     try:
         label = normalise_label(args.label) if args.label is not None else None
     except ValueError as exc:
-        raise SystemExit(f"photocull: {exc}")
+        raise SystemExit(f"photocull: --label: {exc}")
     if args.stars is not None and not 0 <= args.stars <= 5:
         raise SystemExit("photocull: --stars must be 0..5")
     if args.stars is None and args.label is None and not (args.pick or args.reject or args.unflag):
         raise SystemExit("photocull: say what to set: --stars N, --pick, --reject, --unflag or --label COLOUR")
     settings = Settings.load(paths.settings_path)
-    cat = Catalog(paths.catalog_path)
     files, rc = [], 0
     for f in map(Path, args.files):
         if not f.is_file():
@@ -81,16 +86,22 @@ def cmd_rate(args, paths: AppPaths) -> int:
             rc = 1
         else:
             files.append(f)
-    current = load_marks(files, cat)
-    writes = []
-    for f in files:
-        m = current.get(os.path.abspath(f)) or Marks()
-        flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
-        new = Marks(flag, m.rating if args.stars is None else args.stars,
-                    m.label if args.label is None else label)
-        comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
-        writes.append((f, new, comps, None))
-    problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+    with Catalog(paths.catalog_path) as cat:
+        figures = {}
+        if files and not args.no_sidecar:
+            model_id = _active_model_id(settings, paths)
+            if model_id is not None:
+                figures = stored_figures(cat, files, model_id)
+        current = load_marks(files, cat)
+        writes = []
+        for f in files:
+            m = current.get(os.path.abspath(f)) or Marks()
+            flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
+            new = Marks(flag, m.rating if args.stars is None else args.stars,
+                        m.label if args.label is None else label)
+            comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
+            writes.append((f, new, comps, figures.get(path_key(f))))
+        problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
     for f, m, comps, _ in writes:
         state = {1: "pick", -1: "reject", 0: "unflagged"}[m.flag]
         print(f"{f}: {state}, {m.rating} star{'s' * (m.rating != 1)}" + (f", {m.label}" if m.label else "")
@@ -99,6 +110,20 @@ def cmd_rate(args, paths: AppPaths) -> int:
         print(f"photocull: sidecar of {p}: {why}", file=sys.stderr)
         rc = 1
     return rc
+
+
+def _active_model_id(settings: Settings, paths: AppPaths) -> str | None:
+    """The id of the model the window scores with (its checkpoint header is cached: torch
+    is imported only the first time a model file is seen); None, with a warning, when
+    that model cannot be found."""
+    from photocull.model.registry import resolve_lazy
+    from photocull.model.spec import ModelError
+
+    try:
+        return resolve_lazy(settings.active_model, paths).model_id
+    except ModelError as exc:
+        print(f"photocull: the sidecars get no scores: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_trash_rejects(args, paths: AppPaths) -> int:
@@ -116,11 +141,8 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
     except OSError as exc:
         print(f"photocull: cannot read folder {folder}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    cat = Catalog(paths.catalog_path)
-    try:
+    with Catalog(paths.catalog_path) as cat:
         rejects = find_rejects(files, cat)
-    finally:
-        cat.close()
     if not rejects:
         print(f"photocull: no rejected photos in {folder}", file=sys.stderr)
         return 0

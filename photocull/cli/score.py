@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from photocull.config import AppPaths
+from photocull.cull import ranking
 
 from .common import collect, fmt, load_model, positive_int, rank_results, run_scoring
 
@@ -19,7 +20,7 @@ def cmd_score(args, paths: AppPaths) -> int:
     results = run_scoring(files, loaded, paths, use_cache=not args.no_cache, batch_size=args.batch_size,
                           progress=not args.quiet, backend=args.backend)
     ok, bad = rank_results(results)
-    n = len(ok)
+    ranks, n = ranking.rank_items(ok)  # None for a distribution whose mean is not a number
     out = sys.stdout
     if args.format == "csv":
         w = csv.writer(out, lineterminator="\n")
@@ -33,9 +34,10 @@ def cmd_score(args, paths: AppPaths) -> int:
     elif args.format == "json":
         fams = list(loaded.cfg.families)
         rows = []
-        for rank, r in enumerate(ok, 1):
-            rows.append({"path": str(r.path), "mean": round(r.mean, 4), "std": round(r.std, 4),
-                         "rank": rank, "percentile": round(100.0 * (n - rank) / max(n - 1, 1), 1),
+        for rank, r in zip(ranks, ok):
+            rows.append({"path": str(r.path), "mean": round(r.mean, 4), "std": round(r.std, 4), "rank": rank,
+                         "top_percent": None if rank is None else round(ranking.top_percent(rank, n), 2),
+                         "top": None if rank is None else ranking.top_label(rank, n),
                          "distribution": [round(float(p), 5) for p in r.probs], "why": r.why,
                          "severities": None if r.severities is None or not loaded.trained
                          else {f: round(float(s), 4) for f, s in zip(fams, r.severities)},
@@ -46,14 +48,14 @@ def cmd_score(args, paths: AppPaths) -> int:
                    "photos": rows}, out, indent=2)
         out.write("\n")
     else:
-        print(f"{'rank':>4} {'pct':>5} {'mean':>6} {'std':>5}  {'why':<28} path", file=out)
-        for rank, r in enumerate(ok, 1):
-            pct = 100.0 * (n - rank) / max(n - 1, 1)
-            print(f"{rank:>4} {pct:>5.0f} {r.mean:>6.2f} {r.std:>5.2f}  {r.why[:28]:<28} {r.path}", file=out)
+        print(f"{'rank':>4} {'top':>8} {'mean':>6} {'std':>5}  {'why':<28} path", file=out)
+        for rank, r in zip(ranks, ok):
+            top = "" if rank is None else ranking.top_label(rank, n)
+            print(f"{rank or '-':>4} {top:>8} {fmt(r.mean, 2):>6} {fmt(r.std, 2):>5}  {r.why[:28]:<28} {r.path}", file=out)
         for r in bad:
-            print(f"{'-':>4} {'':>5} {'':>6} {'':>5}  {'':<28} {r.path}  ERROR: {r.error}", file=out)
+            print(f"{'-':>4} {'':>8} {'':>6} {'':>5}  {'':<28} {r.path}  ERROR: {r.error}", file=out)
         for p, why in problems:
-            print(f"{'-':>4} {'':>5} {'':>6} {'':>5}  {'':<28} {p}  ERROR: {why}", file=out)
+            print(f"{'-':>4} {'':>8} {'':>6} {'':>5}  {'':<28} {p}  ERROR: {why}", file=out)
     return 0
 
 

@@ -39,10 +39,12 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
+
+from photocull.cull import ranking
 
 log = logging.getLogger(__name__)
 
@@ -159,20 +161,14 @@ class BurstInput:
     exposure_bias: float | None = None  # EV
     features: np.ndarray | None = None  # pooled backbone features (any float dtype)
     gray: np.ndarray | None = None      # tiny_gray() or tiny_gray_u8(); loaded from path when None
-    score: float | None = None          # predicted mean score; the best frame has the highest
-
-    @classmethod
-    def from_score(cls, r) -> "BurstInput":
-        """From a :class:`photocull.scoring.ScoreResult` (uses its thumbnail if any)."""
-        gray = tiny_gray(r.thumbnail) if getattr(r, "thumbnail", None) is not None else None
-        return cls(Path(r.path), r.exif.capture_time, r.exif.exposure_bias, r.features, gray, r.mean)
+    score: float | None = None          # predicted mean score; the best frame ranks first
 
 
 @dataclass
 class BurstGroup:
     members: list[int]          # indices into the input, in shooting order
     kind: str = "single"        # "burst" | "bracket" | "panorama" | "single"
-    best: int = -1              # member with the highest score (the first if none scored)
+    best: int = -1              # the member that ranks first (photocull.cull.ranking); the first if none scored
 
     @property
     def protected(self) -> bool:
@@ -434,54 +430,46 @@ def _kind(members: list[int], kinds: set[str], items: Sequence[BurstInput]) -> s
 
 
 def _best(members: list[int], items: Sequence[BurstInput]) -> int:
-    scored = [i for i in members if items[i].score is not None and np.isfinite(items[i].score)]
-    return max(scored, key=lambda i: items[i].score) if scored else members[0]
+    """The member that ranks first (best score, ties by path); the first when none is scored."""
+    return ranking.best_first(members, mean=lambda i: items[i].score, path=lambda i: items[i].path)[0]
 
 
-def pick_best_reject_rest(groups: Iterable[BurstGroup]) -> list[tuple[int, str]]:
-    """``(index, "pick" | "reject")`` for every member of every burst: the best is
-    picked, the rest rejected.  Brackets, panoramas and singles are left alone.  The
-    caller applies it as one undoable action."""
-    out: list[tuple[int, str]] = []
-    for g in groups:
-        if g.kind != "burst" or len(g.members) < 2:
-            continue
-        out += [(i, "pick" if i == g.best else "reject") for i in g.members]
-    return out
+# --- a folder's photos ------------------------------------------------------------------------
 
+class ItemGroup(NamedTuple):
+    """Where one photo stands after grouping (what the window shows)."""
+    group: int | None  # the group's number among the folder's groups of two or more; None when alone
+    size: int          # frames in its group (1 when alone)
+    kind: str          # "burst" | "bracket" | "panorama"; "" when alone
+    best: bool         # the group's best frame (always True when alone)
 
-# --- adapters for the GUI's photo items ----------------------------------------------------
 
 def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float = 2.0,
                           gray_loader: Callable[[Path], np.ndarray | None] | None = None,
-                          grays: dict[str, np.ndarray] | None = None) -> list[BurstGroup]:
-    """Group photo items in place (duck-typed: ``path``, ``capture_time``,
-    ``exposure_bias``, ``mean``; sets ``group``, ``group_size``, ``group_kind``,
-    ``group_best``).  ``features`` and ``grays`` map absolute paths to feature vectors
-    and :func:`tiny_gray` arrays.
+                          grays: dict[str, np.ndarray] | None = None) -> list[ItemGroup]:
+    """Group photo items (duck-typed, read only: ``path``, ``capture_time``,
+    ``exposure_bias``, ``mean``); one :class:`ItemGroup` per item, in the order given.
+    ``features`` and ``grays`` map absolute paths to feature vectors and :func:`tiny_gray`
+    arrays.
 
     Nothing is decoded unless ``gray_loader`` is given (e.g. :func:`load_tiny_gray`,
     from a worker thread: it decodes small versions of the frames that need a pixel
     check).  Without pixels two frames are never linked, so with neither ``grays`` nor
-    a loader every item ends up ungrouped.
+    a loader every item ends up alone.
     """
     grays = grays or {}
     inputs = [BurstInput(Path(it.path), getattr(it, "capture_time", None), getattr(it, "exposure_bias", None),
                          features.get(os.path.abspath(it.path)), grays.get(os.path.abspath(it.path)),
                          getattr(it, "mean", None))
               for it in items]
-    groups = group_bursts(inputs, gap_seconds, gray_loader=gray_loader)
+    out: list[ItemGroup | None] = [None] * len(items)
     gid = 0
-    for g in groups:
+    for g in group_bursts(inputs, gap_seconds, gray_loader=gray_loader):
         multi = len(g.members) > 1
         for i in g.members:
-            it = items[i]
-            it.group = gid if multi else None
-            it.group_size = len(g.members)
-            it.group_kind = g.kind if multi else ""
-            it.group_best = i == g.best
+            out[i] = ItemGroup(gid if multi else None, len(g.members), g.kind if multi else "", i == g.best)
         gid += multi
-    return groups
+    return out
 
 
 def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float) -> str:
@@ -508,11 +496,69 @@ def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_sec
     return h.hexdigest()
 
 
+class _Cancelled(Exception):
+    pass
+
+
+def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
+                       cancelled: Callable[[], bool] = lambda: False) -> list[ItemGroup] | None:
+    """:func:`find_groups_for_items` for a folder's photos, with ``catalog``
+    (a :class:`~photocull.cull.catalog.Catalog`) as its cache: features are read from it;
+    an unchanged folder (same :func:`grouping_signature`) gets the groups stored last
+    time, without comparing a frame; otherwise the tiny greys of the frames that need a
+    pixel check come from it (those it lacks are decoded, then remembered) and the groups
+    found are stored.  Returns None as soon as ``cancelled()`` says so.  Use it from one
+    thread (the catalog's connections are per thread)."""
+    # as stored (float16): half the memory of float32 for a whole folder
+    feats = catalog.any_features([it.path for it in items], dtype=np.float16)
+    if cancelled():
+        return None
+    signature = grouping_signature(items, feats, gap_seconds)
+    known = _valid_grouping(catalog.grouping(signature), len(items))
+    if known is not None:
+        return known  # an unchanged folder: its groups as found last time
+    cached = CachedGrayLoader(catalog)
+
+    def loader(path):
+        if cancelled():
+            raise _Cancelled
+        return cached(path)
+
+    try:
+        result = find_groups_for_items(items, feats, gap_seconds, gray_loader=loader)
+    except _Cancelled:
+        return None
+    finally:
+        cached.flush()
+    try:
+        catalog.store_grouping(signature, [list(r) for r in result])
+    except Exception as exc:  # noqa: BLE001 - a cache: never the reason grouping fails
+        log.warning("could not remember the burst groups: %s", exc)
+    return result
+
+
+def _valid_grouping(rows, n: int) -> list[ItemGroup] | None:
+    """Stored groups as :func:`find_groups_cached` returns them, or None if they are not
+    ``n`` well-formed rows."""
+    if not isinstance(rows, list) or len(rows) != n:
+        return None
+    out = []
+    for r in rows:
+        if not (isinstance(r, list) and len(r) == 4):
+            return None
+        g, size, kind, best = r
+        if not ((g is None or isinstance(g, int)) and isinstance(size, int) and isinstance(kind, str)):
+            return None
+        out.append(ItemGroup(g, size, kind, bool(best)))
+    return out
+
+
 def best_of_groups_changes(items: Sequence) -> list[tuple[object, int]]:
-    """``(item, flag)`` changes (1 pick, -1 reject) for items grouped by
-    :func:`find_groups_for_items`: in each burst the best is picked and the rest
-    rejected.  Brackets and panoramas are left alone; a frame the user picked by hand
-    is never rejected; items already carrying the target flag are not listed."""
+    """``(item, flag)`` changes (1 pick, -1 reject) for items carrying their
+    :class:`ItemGroup` as ``group``, ``group_kind`` and ``group_best`` (the window's photo
+    items): in each burst the best is picked and the rest rejected.  Brackets and
+    panoramas are left alone; a frame the user picked by hand is never rejected; items
+    already carrying the target flag are not listed."""
     changes: list[tuple[object, int]] = []
     for it in items:
         if getattr(it, "group", None) is None or it.group_kind != "burst":

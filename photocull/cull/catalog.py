@@ -13,6 +13,10 @@ WAL mode and short transactions let two photocull windows share one catalog.  Ea
 thread gets its own connection.  A catalog file that SQLite cannot read is moved aside
 (``catalog.sqlite.corrupt-<time>``) and a fresh one is made: scores are a cache, and
 ratings live in the XMP sidecars as well.
+
+The schema grows by :data:`MIGRATIONS`, applied in order on opening; a catalog made by a
+newer photocull is used as it is.  Use it as a context manager (``with Catalog(p) as cat``)
+to close this thread's connection when done.
 """
 from __future__ import annotations
 
@@ -28,50 +32,103 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from photocull.model.losses import dist_mean, dist_std
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: tiny greys for burst grouping; 3: burst groups found
 GROUPINGS_KEPT = 20
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS scores (
-    path TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    folder TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
-    probs BLOB,
-    severities BLOB,
-    features BLOB,
-    why TEXT NOT NULL DEFAULT '',
-    error TEXT,
-    capture_time REAL,
-    exposure_bias REAL,
-    camera TEXT,
-    PRIMARY KEY (path, model_id)
-);
-CREATE INDEX IF NOT EXISTS scores_folder ON scores(folder, model_id);
-CREATE TABLE IF NOT EXISTS marks (
-    path TEXT PRIMARY KEY,
-    folder TEXT NOT NULL,
-    flag INTEGER NOT NULL DEFAULT 0,
-    rating INTEGER NOT NULL DEFAULT 0,
-    label TEXT,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS marks_folder ON marks(folder);
-CREATE TABLE IF NOT EXISTS grays (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
-    side INTEGER NOT NULL,
-    gray BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS groupings (
-    signature TEXT PRIMARY KEY,
-    stored REAL NOT NULL,
-    result TEXT NOT NULL
-);
-"""
+
+# The schema, as an ordered list of migrations: entry i brings a catalog from version i to
+# i + 1 (``PRAGMA user_version``).  Append one to change the schema; never edit one that
+# has shipped.  Each is a few SQL statements separated by ";" (see :func:`_statements`).
+MIGRATIONS: list[str] = [
+    # 1: scores and marks
+    """
+    CREATE TABLE IF NOT EXISTS scores (
+        path TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        probs BLOB,
+        severities BLOB,
+        features BLOB,
+        why TEXT NOT NULL DEFAULT '',
+        error TEXT,
+        capture_time REAL,
+        exposure_bias REAL,
+        camera TEXT,
+        PRIMARY KEY (path, model_id)
+    );
+    CREATE INDEX IF NOT EXISTS scores_folder ON scores(folder, model_id);
+    CREATE TABLE IF NOT EXISTS marks (
+        path TEXT PRIMARY KEY,
+        folder TEXT NOT NULL,
+        flag INTEGER NOT NULL DEFAULT 0,
+        rating INTEGER NOT NULL DEFAULT 0,
+        label TEXT,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS marks_folder ON marks(folder);
+    """,
+    # 2: tiny greys for burst grouping
+    """
+    CREATE TABLE IF NOT EXISTS grays (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        side INTEGER NOT NULL,
+        gray BLOB NOT NULL
+    );
+    """,
+    # 3: burst groups found
+    """
+    CREATE TABLE IF NOT EXISTS groupings (
+        signature TEXT PRIMARY KEY,
+        stored REAL NOT NULL,
+        result TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SCORE_COLUMNS = ("path", "model_id", "folder", "size", "mtime", "probs", "severities", "features", "why",
+                  "error", "capture_time", "exposure_bias", "camera")
+
+
+def _statements(script: str) -> list[str]:
+    return [s for s in script.split(";") if s.strip()]
+
+
+def _version(con: sqlite3.Connection) -> int:
+    return con.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(con: sqlite3.Connection) -> int:
+    """Bring the catalog on ``con`` (autocommit) up to :data:`SCHEMA_VERSION`: the missing
+    :data:`MIGRATIONS` in one write transaction.  A catalog made by a newer photocull is
+    left as it is.  Returns the version it was at."""
+    found = _version(con)
+    if found >= len(MIGRATIONS):
+        return found
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        found = _version(con)  # another photocull may have migrated it while we waited
+        for script in MIGRATIONS[found:]:
+            for stmt in _statements(script):
+                con.execute(stmt)
+        if found < len(MIGRATIONS):
+            con.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    if found < len(MIGRATIONS):
+        log.info("catalog schema %d -> %d", found, len(MIGRATIONS))
+    return found
+
+
+_INSERT_MARKS = "INSERT OR REPLACE INTO marks (path, folder, flag, rating, label, updated) VALUES (?,?,?,?,?,?)"
 
 FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
 
@@ -91,7 +148,11 @@ class StoredScore:
 
     @property
     def mean(self) -> float | None:
-        return None if self.probs is None else float(self.probs @ np.arange(1, 11))
+        return None if self.probs is None else float(dist_mean(self.probs))
+
+    @property
+    def std(self) -> float | None:
+        return None if self.probs is None else float(dist_std(self.probs))
 
 
 @dataclass
@@ -167,13 +228,7 @@ class Catalog:
             rows = con.execute("PRAGMA quick_check").fetchall()  # fetch all: no read left open
             if rows != [("ok",)]:
                 raise sqlite3.DatabaseError(rows[0][0] if rows else "quick_check failed")
-            if con.execute("PRAGMA user_version").fetchall() != [(SCHEMA_VERSION,)]:
-                # a new (or older) catalog: create the tables in one write transaction
-                con.execute("BEGIN IMMEDIATE")
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    con.execute(stmt)
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                con.execute("COMMIT")
+            migrate(con)
         except sqlite3.OperationalError:
             # busy/locked (another photocull is writing) or no permission: never a reason to
             # set the catalog aside; let the caller see it
@@ -192,7 +247,7 @@ class Catalog:
                     os.replace(side, Path(str(aside) + ext))
             self.recovered_from = aside
             con = self._connect()
-            con.executescript(_SCHEMA)
+            migrate(con)
         else:
             self.recovered_from = None
         self._local.con = con
@@ -205,10 +260,17 @@ class Catalog:
         return con
 
     def close(self) -> None:
+        """Close this thread's connection (another use opens a new one)."""
         con = getattr(self._local, "con", None)
         if con is not None:
             con.close()
             self._local.con = None
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, et, ev, tb) -> None:
+        self.close()
 
     # -- scores --------------------------------------------------------------------
     def store_results(self, results: Iterable, model_id: str) -> None:
@@ -228,7 +290,8 @@ class Catalog:
         if not rows:
             return
         with self._tx() as con:
-            con.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            con.executemany(f"INSERT OR REPLACE INTO scores ({','.join(_SCORE_COLUMNS)}) "
+                            f"VALUES ({','.join('?' * len(_SCORE_COLUMNS))})", rows)
 
     def lookup(self, paths: Sequence, model_id: str) -> dict[str, StoredScore]:
         """Stored scores for the paths whose size and mtime still match; keyed by absolute path."""
@@ -312,7 +375,7 @@ class Catalog:
         if not rows:
             return
         with self._tx() as con:
-            con.executemany("INSERT OR REPLACE INTO grays VALUES (?,?,?,?,?)", rows)
+            con.executemany("INSERT OR REPLACE INTO grays (path, size, mtime, side, gray) VALUES (?,?,?,?,?)", rows)
 
     # -- burst groups found (whole folders) --------------------------------------------
     def grouping(self, signature: str) -> list | None:
@@ -330,7 +393,8 @@ class Catalog:
         """Remember a folder's groups (JSON-able rows); only the newest GROUPINGS_KEPT stay."""
         text = json.dumps(result)
         with self._tx() as con:
-            con.execute("INSERT OR REPLACE INTO groupings VALUES (?,?,?)", (signature, time.time(), text))
+            con.execute("INSERT OR REPLACE INTO groupings (signature, stored, result) VALUES (?,?,?)",
+                        (signature, time.time(), text))
             con.execute("DELETE FROM groupings WHERE signature NOT IN "
                         "(SELECT signature FROM groupings ORDER BY stored DESC, rowid DESC LIMIT ?)", (GROUPINGS_KEPT,))
 
@@ -348,13 +412,13 @@ class Catalog:
     def set_marks(self, path, marks: Marks) -> None:
         k = path_key(path)
         with self._tx() as con:
-            con.execute("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)",
+            con.execute(_INSERT_MARKS,
                         (_db(k), _folder(k), int(marks.flag), int(marks.rating), marks.label, time.time()))
 
     def set_many_marks(self, items: Iterable[tuple[object, Marks]]) -> None:
         rows = [(_db(path_key(p)), _folder(path_key(p)), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
         with self._tx() as con:
-            con.executemany("INSERT OR REPLACE INTO marks VALUES (?,?,?,?,?,?)", rows)
+            con.executemany(_INSERT_MARKS, rows)
 
     def rename_path(self, old, new) -> None:
         """Keep marks and scores when photocull itself moves a file."""

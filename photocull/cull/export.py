@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import errno
 import logging
-import math
 import os
 import time
 import uuid
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from photocull.cull import ranking
 from photocull.media.fileops import TMP_PREFIX, CopyError, safe_copy
 from photocull.media.listing import companions_of
 
@@ -42,26 +42,24 @@ class Candidate:
 def choose(cands: Sequence[Candidate], *, top: int | None = None, top_percent: float | None = None,
            min_score: float | None = None, picks_only: bool = False, min_stars: int | None = None,
            exclude_rejects: bool = True) -> list[Candidate]:
-    """Keepers, best first.  Unscored photos rank last and are never picked by score rules."""
+    """Keepers, best first (:func:`photocull.cull.ranking.best_first`).  Unscored photos
+    rank last and are never picked by score rules; ``top_percent`` counts the scored
+    photos among all of ``cands`` (:func:`photocull.cull.ranking.top_count`)."""
+    if top is not None and top < 0:
+        raise ValueError(f"the number of top photos must be at least 0, not {top}")
     pool = [c for c in cands if not (exclude_rejects and c.flag < 0)]
     if picks_only:
         pool = [c for c in pool if c.flag > 0]
     if min_stars is not None:
         pool = [c for c in pool if c.rating >= min_stars]
-    by_score = any(v is not None for v in (top, top_percent, min_score))
-    if by_score:
-        pool = [c for c in pool if c.mean is not None]
-    pool.sort(key=lambda c: (c.mean is None, -(c.mean or 0.0), str(c.path)))
+    if any(v is not None for v in (top, top_percent, min_score)):
+        pool = [c for c in pool if ranking.is_scored(c.mean)]
+    pool = ranking.best_first(pool)
     if min_score is not None:
         pool = [c for c in pool if c.mean >= min_score]
     if top_percent is not None:
-        if not 0 < top_percent <= 100:
-            raise ValueError("--top-percent must be in (0, 100]")
-        n_scored = sum(1 for c in cands if c.mean is not None)
-        pool = pool[: max(1, math.ceil(n_scored * top_percent / 100.0))] if pool else []
+        pool = pool[:ranking.top_count(sum(1 for c in cands if ranking.is_scored(c.mean)), top_percent)]
     if top is not None:
-        if top < 0:
-            raise ValueError("--top must be >= 0")
         pool = pool[:top]
     return pool
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from photocull.cull.catalog import Catalog, Marks
+from photocull.cull.catalog import Catalog, Marks, path_key
 from photocull.media import sidecar
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,33 @@ def load_marks(paths: Sequence, catalog: Catalog) -> dict[str, Marks]:
                 log.warning("sidecar of %s unreadable: %s", p, exc)
         if m is not None:
             out[k] = m
+    return out
+
+
+def sidecar_figures(mean: float | None, std: float | None, why: str | None,
+                    model_id: str | None) -> dict[str, str | None] | None:
+    """photocull's own figures for a photo's sidecar (the ``photocull`` XMP namespace): its
+    score (mean and std of the distribution), the id of the model that gave it and the
+    reasons (``why``; an empty one removes a stale ``Why``).  None for a photo without a
+    score: its sidecar keeps whatever figures it had."""
+    if mean is None:
+        return None
+    figs: dict[str, str | None] = {"Mean": f"{mean:.4f}", "Std": f"{std:.4f}"}
+    if model_id is not None:
+        figs["Model"] = model_id
+    figs["Why"] = why or None
+    return figs
+
+
+def stored_figures(catalog: Catalog, paths: Sequence, model_id: str) -> dict[str, dict[str, str | None] | None]:
+    """:func:`sidecar_figures` of each path from the score the catalog holds for
+    ``model_id`` (None for a photo it has no score of, or that changed since); keyed by
+    :func:`~photocull.cull.catalog.path_key`."""
+    stored = catalog.lookup(paths, model_id)
+    out = {}
+    for p in paths:
+        s = stored.get(path_key(p))
+        out[path_key(p)] = None if s is None else sidecar_figures(s.mean, s.std, s.why, model_id)
     return out
 
 

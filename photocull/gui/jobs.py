@@ -6,8 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from photocull.config import AppPaths
 from photocull.cull.catalog import Catalog
 from photocull.scoring import iter_scores_cached
@@ -82,63 +80,10 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
 
 
 def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, cancelled=lambda: False):
-    """Burst grouping off the GUI thread: reads features from the catalog, and the tiny
-    greys of the frames that need a pixel check (decoding, and then remembering, those
-    the catalog does not have yet).  ``snapshot`` holds plain copies of the items (path,
-    capture_time, exposure_bias, mean); returns, per item, (group, group_size,
-    group_kind, group_best), or None when cancelled."""
-    from photocull.cull.bursts import (
-        CachedGrayLoader,
-        find_groups_for_items,
-        grouping_signature,
-    )
+    """Burst grouping off the GUI thread (:func:`photocull.cull.bursts.find_groups_cached`).
+    ``snapshot`` holds plain copies of the items (path, capture_time, exposure_bias, mean);
+    returns, per item, (group, group_size, group_kind, group_best), or None when cancelled."""
+    from photocull.cull.bursts import find_groups_cached
 
-    class _Cancelled(Exception):
-        pass
-
-    cat = Catalog(catalog_path)
-    try:
-        # as stored (float16): half the memory of float32 for a whole folder
-        feats = cat.any_features([s.path for s in snapshot], dtype=np.float16)
-        if cancelled():
-            return None
-        signature = grouping_signature(snapshot, feats, gap_seconds)
-        known = _valid_grouping(cat.grouping(signature), len(snapshot))
-        if known is not None:
-            return known  # an unchanged folder: its groups as found last time
-        cached = CachedGrayLoader(cat)
-
-        def loader(path):
-            if cancelled():
-                raise _Cancelled
-            return cached(path)
-
-        try:
-            find_groups_for_items(snapshot, feats, gap_seconds, gray_loader=loader)
-        except _Cancelled:
-            return None
-        finally:
-            cached.flush()
-        result = [(s.group, s.group_size, s.group_kind, bool(s.group_best)) for s in snapshot]
-        try:
-            cat.store_grouping(signature, result)
-        except Exception as exc:  # noqa: BLE001 - a cache: never the reason grouping fails
-            log.warning("could not remember the burst groups: %s", exc)
-    finally:
-        cat.close()
-    return result
-
-
-def _valid_grouping(rows, n: int) -> list | None:
-    """Stored groups as group_job returns them, or None if they are not ``n`` well-formed rows."""
-    if not isinstance(rows, list) or len(rows) != n:
-        return None
-    out = []
-    for r in rows:
-        if not (isinstance(r, list) and len(r) == 4):
-            return None
-        g, size, kind, best = r
-        if not ((g is None or isinstance(g, int)) and isinstance(size, int) and isinstance(kind, str)):
-            return None
-        out.append((g, size, kind, bool(best)))
-    return out
+    with Catalog(catalog_path) as cat:
+        return find_groups_cached(snapshot, cat, gap_seconds, cancelled)
