@@ -31,10 +31,6 @@ class ModelHolder:
                 self._cache[spec] = resolve_lazy(spec, self.paths)
             return self._cache[spec]
 
-    def forget(self, spec: str) -> None:
-        with self._lock:
-            self._cache.pop(spec, None)
-
     def put(self, spec: str, loaded) -> None:
         with self._lock:
             self._cache[spec] = loaded

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from photocull.config import AppPaths, Settings
 from photocull.cull.catalog import Catalog, Marks
-from photocull.cull.marks import load_marks, save_marks
+from photocull.cull.marks import load_marks, save_marks, sidecar_figures
 from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
 
@@ -81,7 +81,7 @@ class DetailPanel(QWidget):
         lines = [f"<b>{it.name}</b>"]
         if it.scored:
             lines.append(f"score <b>{it.mean:.2f}</b> ± {it.std:.2f}"
-                         + (f" — rank {it.rank} of {total_scored} (top {max(1, round(it.percentile))}%)" if it.rank else ""))
+                         + (f" — rank {it.rank} of {total_scored} ({it.top})" if it.rank else ""))
         if it.why:
             lines.append(f"<span style='color:#d06020'>why: {it.why}</span>")
         if it.error:
@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
         super().__init__()
-        limit_malloc_arenas()  # before the scorer's and loader's threads exist (core/memory.py)
+        limit_malloc_arenas()  # before the scorer's and loader's threads exist (gui/memory.py)
         self.paths = paths
         self.settings = settings or Settings.load(paths.settings_path)
         self.autoscore = autoscore
@@ -539,13 +539,14 @@ class MainWindow(QMainWindow):
     # -- culling --------------------------------------------------------------------------
     def _apply(self, changes: list[tuple[PhotoItem, Marks]], record: bool = True) -> None:
         undo, writes = [], []
+        model_id = self.loaded_model.model_id if self.loaded_model is not None else None
         for it, new in changes:
             old = Marks(it.flag, it.rating, it.label)
             if old == new:
                 continue
             undo.append((it.key, old, new))
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
-            writes.append((it.path, new, it.companions, sidecar_figures(it, self.loaded_model)))
+            writes.append((it.path, new, it.companions, sidecar_figures(it.mean, it.std, it.why, model_id)))
             self.model.touch(it.path)
         problems = save_marks(self.catalog, writes, write_sidecars=self.settings.write_sidecars,
                               style=self.settings.sidecar_style)
@@ -651,8 +652,7 @@ class MainWindow(QMainWindow):
             self._old_workers.append(self.group_worker)
             self.group_worker = None
         snap = [SimpleNamespace(path=it.path, capture_time=it.capture_time, exposure_bias=it.exposure_bias,
-                                mean=it.mean, group=None, group_size=1, group_kind="", group_best=True)
-                for it in items]
+                                mean=it.mean) for it in items]
         w = GeneratorWorker(group_job, snap, self.paths.catalog_path, self.settings.burst_gap_seconds)
 
         def apply(result):
@@ -691,7 +691,7 @@ class MainWindow(QMainWindow):
             self.group_worker = None
 
     def _release_memory(self) -> None:
-        """Hand the heap's free pages back (core/memory.py) in a short-lived thread: with a
+        """Hand the heap's free pages back (gui/memory.py) in a short-lived thread: with a
         GB of fragmented heap it takes a few hundred ms, which the GUI thread need not wait."""
         threading.Thread(target=release_free_memory, name="release-memory", daemon=True).start()
 
@@ -761,16 +761,3 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev) -> None:
         self.shutdown()
         super().closeEvent(ev)
-
-
-def sidecar_figures(it: PhotoItem, loaded) -> dict[str, str] | None:
-    """photocull's own figures for the sidecar (photocull namespace)."""
-    if not it.scored:
-        return None
-    figs = {"Mean": f"{it.mean:.4f}", "Std": f"{it.std:.4f}"}
-    if loaded is not None:
-        figs["Model"] = loaded.model_id
-    figs["Why"] = it.why or None
-    return figs
-
-

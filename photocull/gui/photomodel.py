@@ -32,6 +32,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QPixmap
 
+from photocull.cull import ranking
+
 ItemRole = Qt.ItemDataRole.UserRole + 1
 
 
@@ -47,7 +49,8 @@ class PhotoItem:
     capture_time: float | None = None
     exposure_bias: float | None = None
     rank: int | None = None
-    percentile: float | None = None
+    percentile: float | None = None  # "top X %" (cull.ranking.top_percent)
+    top: str = ""  # the same in words, as the command line says it: "top 5%"
     flag: int = 0  # -1 reject, 0, 1 pick
     rating: int = 0
     label: str | None = None
@@ -84,7 +87,7 @@ class PhotoItem:
 
 
 SORT_KEYS = {
-    "score": lambda it: (it.mean is None, -(it.mean or 0.0), it.sort_name),
+    "score": lambda it: (it.rank is None, it.rank or 0, it.sort_name),  # cull.ranking's order
     "name": lambda it: (it.sort_name,),
     "time": lambda it: (it.capture_time is None, it.capture_time or 0.0, it.sort_name),
     "std": lambda it: (it.std is None, it.std or 0.0, it.sort_name),
@@ -259,14 +262,11 @@ class PhotoListModel(QAbstractListModel):
             self.dataChanged.emit(self.index(0), self.index(len(self.items) - 1))
 
     def _ranks(self) -> None:
-        scored = [it for it in self.items if it.mean is not None]
-        scored.sort(key=lambda it: -it.mean)
-        n = len(scored)
-        for it in self.items:
-            it.rank = it.percentile = None
-        for rank, it in enumerate(scored, 1):
-            it.rank = rank
-            it.percentile = 100.0 * rank / n  # "top X %"
+        ranks, n = ranking.rank_items(self.items)  # the command line's ranks and words
+        for it, r in zip(self.items, ranks):
+            it.rank = r
+            it.percentile = None if r is None else ranking.top_percent(r, n)
+            it.top = "" if r is None else ranking.top_label(r, n)
 
     def touch(self, path) -> None:
         row = self.row_of(path)

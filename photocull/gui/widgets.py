@@ -64,8 +64,8 @@ class ThumbDelegate(QStyledItemDelegate):
         # score badge (top-left): mean and rank in the shoot
         if it.scored:
             badge = f"{it.mean:.2f}"
-            if it.percentile is not None:
-                badge += f" · top {max(1, round(it.percentile))}%"
+            if it.top:
+                badge += f" · {it.top}"
             f = QFont(option.font)
             f.setBold(True)
             p.setFont(f)
