@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from photocull.training import personal
+from photocull.training.heads import drive
 from photocull.model import nima
 from photocull.model import checkpoint
 from photocull.media.listing import list_images
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
                     continue
                 t0 = time.perf_counter()
                 targets = personal.ratings_to_targets(stars[tr])
-                res = personal.run(personal.fine_tune(feats[tr], targets, loaded, seed=d, min_ratings=5,
+                res = drive(personal.fine_tune(feats[tr], targets, loaded, seed=d, min_ratings=5,
                                                       init=args.init, **kw))
                 dt = time.perf_counter() - t0
                 if size == 100:

@@ -33,7 +33,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from photocull.config import AppPaths  # noqa: E402
 from photocull.training import technical  # noqa: E402
+from photocull.training.metrics import score_metrics  # noqa: E402
 from photocull.training import degrade as D  # noqa: E402
 from photocull.media.loaders import open_image  # noqa: E402
 from photocull.model.losses import dist_mean  # noqa: E402
@@ -135,10 +137,11 @@ def main(argv=None) -> int:
     model = loaded.model
     _, _, eval_refs = technical.split_references(args.pristine, args.seed, None, args.eval_refs)
     print(f"model {args.model.name} ({loaded.model_id}); {len(eval_refs)} held-out references")
-    held = technical.held_out_dataset(eval_refs, model, args.seed, args.cache_dir or technical.default_cache_dir())
+    cache_dir = args.cache_dir or AppPaths.default().cache_dir / "technical-features"  # as `photocull train-technical`
+    held = technical.held_out_dataset(eval_refs, model, args.seed, cache_dir)
     probs, sev = technical.predict_heads(model, held["feats"])
     pm = dist_mean(probs)
-    res = {"held_out": technical.score_metrics(probs, held["dist"], held["mean"])}
+    res = {"held_out": score_metrics(probs, held["dist"], held["mean"])}
     res["held_out"]["monotonicity"] = technical.monotonicity(pm, held["ref"], held["kind"], held["level"])
     res["held_out"]["target_monotonicity"] = technical.monotonicity(held["mean"], held["ref"], held["kind"], held["level"])
     res["held_out"].update(technical.severity_metrics(sev, held))
@@ -159,7 +162,7 @@ def main(argv=None) -> int:
         res["camera"] = camera_sanity(loaded, args.camera)
 
     h = res["held_out"]
-    print(f"\nheld-out ({h['n']} images): SRCC {h['srcc']:.3f}  PLCC {h['plcc']:.3f}  EMD(r=1) {h['emd1']:.4f}  "
+    print(f"\nheld-out ({h['n']} images): SRCC {h['srcc']:.3f}  PLCC {h['plcc']:.3f}  EMD(r=1) {h['emd']:.4f}  "
           f"acc@5 {h['acc_at_5']:.3f}  top-1 family {h['top1_family_acc']:.3f}  clean w/o reason {h['clean_no_reason']:.3f}")
     print(f"mean score: clean {h['mean_clean']:.2f}, shallow-DOF clean {h['mean_dof']:.2f}")
     print("\n| family | model (all held-out) | model (peer refs) | BRISQUE | var. of Laplacian |")

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from photocull.training import personal
 from photocull.training import network
 from photocull.training import metrics
+from photocull.training.heads import drive
 from photocull.model import nima
 from photocull.model import spec as modelspec
 from photocull.model import checkpoint
@@ -68,11 +69,7 @@ def synthetic(n, d, seed=0, noise=0.3):
 
 def _drive(gen):
     rows = []
-    while True:
-        try:
-            rows.append(next(gen))
-        except StopIteration as stop:
-            return rows, stop.value
+    return rows, drive(gen, rows.append)
 
 
 def _state(model):
@@ -127,7 +124,7 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
     d = m.backbone.feature_dim
     x, stars, _ = synthetic(60, d, seed=2)
     before = _state(m)
-    res = personal.run(personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1, init="base"))
+    res = drive(personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1, init="base"))
     assert res.init == "base" and not res.renormalised
     with torch.no_grad():
         f = torch.from_numpy(x)
@@ -141,14 +138,7 @@ def test_trained_base_keeps_normalisation_and_severity(trained_base):
 def test_auto_init_tries_both_starts_on_a_trained_base(trained_base):
     """'auto' trains from the base head and from a fresh one and keeps the better on held-out ratings."""
     x, stars, _ = synthetic(60, trained_base.model.backbone.feature_dim, seed=3)
-    gen = personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1)
-    rows = []
-    while True:
-        try:
-            rows.append(next(gen))
-        except StopIteration as stop:
-            res = stop.value
-            break
+    rows, res = _drive(personal.fine_tune(x, personal.ratings_to_targets(stars), trained_base, seed=1))
     select = [r["epoch"] for r in rows if r["phase"] == "select"]
     # two selection runs: the epoch counter starts again
     assert sum(1 for a, b in zip(select, select[1:]) if b < a) == 1
@@ -201,7 +191,7 @@ def test_saved_personal_model_loads_and_scores(base, tmp_path):
 
     d = base.model.backbone.feature_dim
     x, stars, _ = synthetic(40, d)
-    res = personal.run(personal.fine_tune(x, personal.ratings_to_targets(stars), base))
+    res = drive(personal.fine_tune(x, personal.ratings_to_targets(stars), base))
     path, mid = personal.save_personal_model(res, "Anna's portraits", tmp_path, base_id=base.model_id)
     assert path.name == "anna-s-portraits.pt"
     with pytest.raises(personal.TrainingError, match="exists"):
@@ -249,7 +239,7 @@ def test_train_on_dataset_and_evaluate(tmp_path):
 
     base = nima.LoadedModel(res.model, "b", "b", trained=True)
     before = _state(base.model)
-    res2 = personal.run(network.train_on_dataset(items, base=base, epochs=1, batch_size=3))
+    res2 = drive(network.train_on_dataset(items, base=base, epochs=1, batch_size=3))
     assert not res2.backbone_trained and res2.model is not base.model
     assert all(torch.equal(before[k], v) for k, v in _state(base.model).items())
     m = network.evaluate(res.model, items + [(tmp_path / "missing.jpg", targets[0])], batch_size=4)
@@ -288,6 +278,6 @@ def test_fine_tune_images_guard_rails_and_run(tmp_path):
     small = nima.LoadedModel(nima.NIMA(modelspec.ModelConfig(input_size=64), pretrained=False), "s", "s", trained=False)
     with pytest.raises(personal.TrainingError, match="at least 20"):
         next(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small))
-    res = personal.run(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
+    res = drive(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
                                                  min_ratings=4))
     assert res.backbone_trained and res.history[-1]["phase"] == "val"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from photocull.config import AppPaths, Settings
+from photocull.training.metrics import format_metric, without_nan
 
 BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2")  # = nima.BACKBONES (checked by a test)
 DATASET_CHOICES = ("ava", "koniq", "livec", "csv")  # = datasets.DATASETS (checked by a test)
@@ -39,17 +39,9 @@ DATASET_KIND = {
 
 # --- helpers --------------------------------------------------------------------------------
 
-
-
 def _err(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 1
-
-
-def _f(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
 
 
 def resolve_model(spec: str | None, paths: AppPaths):
@@ -60,9 +52,20 @@ def resolve_model(spec: str | None, paths: AppPaths):
 
 
 def _print_metrics(title: str, m: dict) -> None:
-    print(f"{title}: n={m.get('n', 0)}  EMD {_f(m.get('emd'))}  accuracy {_f(m.get('accuracy'))}  "
-          f"SRCC {_f(m.get('srcc'))}  LCC {_f(m.get('plcc'))}  std SRCC {_f(m.get('srcc_std'))}  "
-          f"std LCC {_f(m.get('plcc_std'))}" + (f"  ({m['failed']} unreadable)" if m.get("failed") else ""))
+    f = {k: format_metric(m.get(k)) for k in ("emd", "accuracy", "srcc", "plcc", "srcc_std", "plcc_std")}
+    print(f"{title}: n={m.get('n', 0)}  EMD {f['emd']}  accuracy {f['accuracy']}  SRCC {f['srcc']}  LCC {f['plcc']}  "
+          f"std SRCC {f['srcc_std']}  std LCC {f['plcc_std']}"
+          + (f"  ({m['failed']} unreadable)" if m.get("failed") else ""))
+
+
+def _print_learn_row(row: dict) -> None:
+    if row["phase"] == "features" and "photos" in row:
+        bad = row["unreadable"]
+        print(f"features of {row['photos']} photos in {row['seconds']:.1f} s"
+              + (f"; {len(bad)} unreadable, skipped (e.g. {bad[0][0].name}: {bad[0][1]})" if bad else ""))
+    elif row["phase"] == "select" and (row["epoch"] == 1 or row["epoch"] % 10 == 0):
+        print(f"  epoch {row['epoch']:3d}  train {row['train_loss']:.4f}  held-out {row['val_loss']:.4f}  "
+              f"SRCC {format_metric(row['val_srcc'])}", flush=True)
 
 
 def _load_items(args):
@@ -86,44 +89,28 @@ def _load_items(args):
 
 def cmd_learn(args, paths: AppPaths) -> int:
     """Learn a personal model from a ``path,rating`` CSV."""
+    from photocull.cull.catalog import Catalog
     from photocull.model.spec import ModelError
-    from photocull.scoring import score_all
     from photocull.training import personal as training
-    from photocull.training.personal import read_ratings_csv
+    from photocull.training.heads import drive
 
     try:
         settings = Settings.load(paths.settings_path)
-        photo_paths, ratings, bad = read_ratings_csv(args.ratings, settings.pick_rating, settings.reject_rating)
-        print(f"{len(photo_paths)} rated photos in {args.ratings}" + (f" ({bad} unreadable rows skipped)" if bad else ""))
-        targets = training.ratings_to_targets(ratings, args.scale)
-        training.check_training_set(targets, args.min_ratings)
+        ratings, bad = training.read_ratings_csv(args.ratings, settings.pick_rating, settings.reject_rating)
+        print(f"{len(ratings)} rated photos in {args.ratings}" + (f" ({bad} unreadable rows skipped)" if bad else ""))
+        training.check_training_set(training.ratings_to_targets(list(ratings.values()), args.scale), args.min_ratings)
         dest = paths.models_dir / f"{training.slug(args.name)}.pt"
         if dest.exists() and not args.overwrite:
             return _err(f"a model named {dest.stem!r} already exists ({dest}); use --overwrite or another --name")
         base = resolve_model(args.base, paths)
         print(base.notice)
-
-        t0 = time.perf_counter()
-        results = score_all(photo_paths, base, batch_size=args.batch_size)
-        dim = base.model.backbone.feature_dim
-        ok = [i for i, r in enumerate(results) if r.ok and r.features is not None and len(r.features) == dim]
-        failed = [r for r in results if not r.ok]
-        print(f"features of {len(ok)} photos in {time.perf_counter() - t0:.1f} s"
-              + (f"; {len(failed)} unreadable, skipped (e.g. {failed[0].path.name}: {failed[0].error})" if failed else ""))
-        feats = np.stack([results[i].features for i in ok]) if ok else np.zeros((0, base.model.backbone.feature_dim))
-        gen = training.fine_tune(feats, targets[ok], base, seed=args.seed, min_ratings=args.min_ratings)
-        result = None
-        while True:
-            try:
-                row = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if row["phase"] == "select" and (row["epoch"] == 1 or row["epoch"] % 10 == 0):
-                print(f"  epoch {row['epoch']:3d}  train {row['train_loss']:.4f}  held-out {row['val_loss']:.4f}  "
-                      f"SRCC {_f(row['val_srcc'])}", flush=True)
-        if result is None:
+        with Catalog(paths.catalog_path) as catalog:
+            learned = drive(training.learn_from_ratings(ratings, base, catalog, scale=args.scale,
+                                                        min_ratings=args.min_ratings, seed=args.seed,
+                                                        batch_size=args.batch_size), _print_learn_row)
+        if learned is None:
             return _err("cancelled")
+        result = learned.tuned
         path, mid = training.save_personal_model(result, args.name, paths.models_dir, base_id=base.model_id,
                                                  overwrite=args.overwrite)
     except (training.TrainingError, ModelError) as exc:
@@ -142,7 +129,20 @@ def cmd_train(args, paths: AppPaths) -> int:
     from photocull.model.checkpoint import save_checkpoint
     from photocull.model.spec import ModelConfig, ModelError
     from photocull.training import datasets, network
+    from photocull.training.heads import drive
     from photocull.training.personal import TrainingError, slug
+
+    def show(row: dict) -> None:
+        if row["phase"] == "normalise":
+            print("fitting feature normalisation ...", flush=True)
+        elif row["phase"] == "train":
+            print(f"  epoch {row['epoch']} batch {row['batch']}/{row['batches']}  loss {row['train_loss']:.4f}  "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        else:
+            print(f"epoch {row['epoch']}/{row['epochs']}  train {row['train_loss']:.4f}  "
+                  f"val {format_metric(row.get('val_loss'))}  SRCC {format_metric(row.get('val_srcc'))}  "
+                  f"EMD {format_metric(row.get('val_emd'))}", flush=True)
+
     try:
         ds = _load_items(args)
         train, val, test = datasets.split(ds.items, (0.7, 0.15, 0.15), seed=args.seed)
@@ -157,20 +157,7 @@ def cmd_train(args, paths: AppPaths) -> int:
                                         batch_size=args.batch_size, lr=args.lr, unfreeze=args.unfreeze,
                                         augment=not args.no_augment, seed=args.seed, num_workers=args.workers)
         t0 = time.perf_counter()
-        while True:
-            try:
-                row = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if row["phase"] == "normalise":
-                print("fitting feature normalisation ...", flush=True)
-            elif row["phase"] == "train":
-                print(f"  epoch {row['epoch']} batch {row['batch']}/{row['batches']}  loss {row['train_loss']:.4f}  "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            else:
-                print(f"epoch {row['epoch']}/{row['epochs']}  train {row['train_loss']:.4f}  val {_f(row.get('val_loss'))}  "
-                      f"SRCC {_f(row.get('val_srcc'))}  EMD {_f(row.get('val_emd'))}", flush=True)
+        result = drive(gen, show)
         if result is None:
             return _err("cancelled")
         test_m = network.evaluate(result.model, test, batch_size=args.batch_size)
@@ -178,7 +165,7 @@ def cmd_train(args, paths: AppPaths) -> int:
         meta = {"name": name, "kind": DATASET_KIND[args.dataset], "trained": True, "dataset": args.dataset,
                 "labels": str(args.labels), "n_train": len(train), "best_epoch": result.best_epoch,
                 "unfreeze": args.unfreeze,
-                "metrics_test": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in test_m.items()}}
+                "metrics_test": without_nan(test_m)}
         mid = save_checkpoint(result.model, dest, meta, include_backbone=result.backbone_trained)
     except (TrainingError, datasets.DatasetError, ModelError) as exc:
         return _err(str(exc))
@@ -203,7 +190,7 @@ def cmd_evaluate(args, paths: AppPaths) -> int:
     except (TrainingError, datasets.DatasetError, ModelError) as exc:
         return _err(str(exc))
     if args.json:
-        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}))
+        print(json.dumps(without_nan(m)))
     else:
         _print_metrics(loaded.name, m)
     return 0
@@ -215,7 +202,8 @@ def cmd_train_technical(args, paths: AppPaths) -> int:
 
     if not args.pristine_dir.is_dir():
         return _err(f"{args.pristine_dir} is not a folder")
-    metrics = train_technical(args.pristine_dir, args.out, seed=args.seed, cache_dir=args.cache_dir,
+    metrics = train_technical(args.pristine_dir, args.out, args.cache_dir or paths.cache_dir / "technical-features",
+                              seed=args.seed,
                               epochs=args.epochs, max_refs=args.max_refs,
                               n_single=args.variants, n_mix=args.mixtures, n_eval_refs=args.eval_refs,
                               hidden=args.hidden, feature_minutes=args.feature_minutes)
@@ -285,7 +273,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (heads only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="where to cache features (default: the user cache folder)")
+                   help="where to cache features (default: technical-features/ in photocull's cache folder)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--max-refs", type=int, default=None, help="cap the training references (quick runs)")
     p.add_argument("--variants", type=int, default=9, help="single degradations per training reference")

@@ -21,14 +21,9 @@ from photocull.model.losses import dist_mean, emd_loss
 from photocull.model.nima import NIMA, LoadedModel
 from photocull.model.spec import ModelConfig
 from photocull.training.datasets import Item, stratified_indices
+from photocull.training.heads import BestEpoch, normalisation_fitted, unwrap_model
 from photocull.training.metrics import score_metrics
-from photocull.training.personal import (
-    TrainingError,
-    check_training_set,
-    normalisation_fitted,
-    ratings_to_targets,
-    unwrap_model,
-)
+from photocull.training.personal import TrainingError, check_training_set, ratings_to_targets
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +140,7 @@ def train_on_dataset(
     pretrained: bool = True,
 ) -> Generator[dict, None, TrainResult | None]:
     """Train NIMA's score head (and, with ``unfreeze``, part or all of the backbone) on
-    (path, distribution) items, squared-EMD loss, Adam.
+    (path, distribution) items: EMD loss (r=2, rooted per sample, batch mean), AdamW.
 
     Starts from ``base`` (a copy; the base is never modified) or a fresh model of
     ``base_cfg`` (ImageNet backbone; feature normalisation fitted on up to 32 batches of
@@ -206,8 +201,7 @@ def train_on_dataset(
     keep_severity = base_trained and not bb_params and model.heads.severity is not None
 
     history: list[dict] = []
-    best = (float("inf"), 0, None, {})
-    bad = 0
+    best = BestEpoch(patience, min_delta=1e-6)
     batches = len(loader)
     for epoch in range(1, epochs + 1):
         model.eval()  # BatchNorm frozen; dropout of the head switched on below
@@ -239,18 +233,15 @@ def train_on_dataset(
             m = score_metrics(preds, targs)
             vl = float(emd_loss(torch.from_numpy(preds), torch.from_numpy(targs), r=2)) if len(preds) else float("inf")
             row.update(val_loss=vl, val_srcc=m["srcc"], val_plcc=m["plcc"], val_emd=m["emd"])
-            if vl < best[0] - 1e-6:
-                best, bad = (vl, epoch, copy.deepcopy(model.state_dict()), m), 0
-            else:
-                bad += 1
+            best.update(vl, epoch, model, info=m)
         history.append(row)
         yield row
-        if val_loader is not None and bad >= patience:
+        if best.stop:
             break
     best_epoch, val = epochs, {}
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-        best_epoch, val = best[1], best[3]
+    if best.state is not None:
+        model.load_state_dict(best.state)
+        best_epoch, val = best.epoch, best.info
     if not keep_severity:
         model.heads.severity = None
         model.cfg = replace(model.cfg, families=())

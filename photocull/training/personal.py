@@ -1,18 +1,17 @@
-"""Learning from ratings: a personal score head on cached features, and dataset training.
+"""Learning a personal taste from the user's ratings.
 
-Three entry points, all generators (one ``yield`` per epoch or per chunk of batches, the
-result comes back as the generator's ``return`` value, ``StopIteration.value``), so the
-GUI can wrap them in a worker thread and the CLI can drive them in a loop:
+* :func:`learn_from_ratings` - the pipeline of ``photocull learn`` and the window's "Learn
+  my taste": features of the rated photos (from the catalog, else computed and stored
+  there), then :func:`fine_tune`.  :func:`ratings_from_marks` turns marks into ratings.
+* :func:`fine_tune` - a personal score head on the pooled backbone features that scoring
+  already produced (``ScoreResult.features``); returns a :class:`FineTuneResult` with the
+  personal model and before/after metrics on a held-out part of the ratings.  100 ratings
+  train in about a second on a 2-core CPU.
 
-* :func:`fine_tune` - the fast path.  Takes the pooled backbone features that scoring
-  already produced (``ScoreResult.features``) and the user's ratings, trains a new score
-  head, and returns a :class:`FineTuneResult` with the personal model and before/after
-  metrics on a held-out part of the ratings.  100 ratings train in about a second on a 2-core CPU.
-* :func:`train_on_dataset` - a public dataset (AVA, KonIQ, LIVE-C, CSV; see
-  :mod:`photocull.training.datasets`) through the whole network, with the paper's
-  augmentation (squash to 256, random 224 crop, horizontal flip).  Slow on a CPU.
-* :func:`fine_tune_images` - the deeper personal fine-tune: the user's photos through the
-  backbone with its last stage unfrozen (head lr 10x the backbone's).
+Both are generators (one ``yield`` per batch of photos or per epoch, the result as the
+generator's ``return`` value; :func:`photocull.training.heads.drive` runs one to its end),
+so the GUI can wrap them in a worker thread and the CLI can drive them in a loop.  The
+deeper fine-tune through the backbone is :func:`photocull.training.network.fine_tune_images`.
 
 Design choices for the personal head (:func:`fine_tune`), for ~20-200 ratings:
 
@@ -33,7 +32,8 @@ Design choices for the personal head (:func:`fine_tune`), for ~20-200 ratings:
   ratings ask.  From an untrained base it starts at zero (uniform distribution) with
   plain weight decay.  No dropout by default (the head's 0.75 is for large datasets;
   with L2-SP it did no better on the benchmark and made the result depend on the seed).
-* **Loss**: squared EMD (r=2, no root, per sample then batch mean), see :func:`squared_emd`.
+* **Loss**: squared EMD (r=2, no root, per sample then batch mean), see
+  :func:`photocull.training.heads.squared_emd`.
 * **Split, early stopping, refit**: ratings are split by rating value (stratified); the
   epoch with the lowest held-out loss is found with early stopping, the before/after
   metrics are measured on that held-out part, and then (``refit=True``) the head is
@@ -42,13 +42,12 @@ Design choices for the personal head (:func:`fine_tune`), for ~20-200 ratings:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import math
 import os
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,11 +55,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from photocull.cull.catalog import Catalog, path_key
 from photocull.model.checkpoint import save_checkpoint
 from photocull.model.losses import dist_mean, rating_to_distribution
 from photocull.model.nima import NIMA, LoadedModel
+from photocull.scoring import iter_scores
 from photocull.training.datasets import stratified_indices
-from photocull.training.metrics import score_metrics
+from photocull.training.heads import normalisation_fitted, squared_emd, torch_threads, train_epochs, unwrap_model
+from photocull.training.metrics import score_metrics, without_nan
 
 PERSONAL_KIND = "personal taste"
 
@@ -113,38 +115,13 @@ class FineTuneResult:
     renormalised: bool  # feature normalisation recomputed from the user's photos
     refit: bool  # final head trained on all ratings
 
-    def summary(self) -> str:
-        b, a = self.before, self.after
-        return (f"held-out SRCC {_fmt(b['srcc'])} -> {_fmt(a['srcc'])}, PLCC {_fmt(b['plcc'])} -> {_fmt(a['plcc'])}, "
-                f"EMD {_fmt(b['emd'])} -> {_fmt(a['emd'])} ({self.n_val} of {self.n_ratings} ratings held out)")
-
     def meta(self, name: str, base_id: str | None = None) -> dict:
-        """Checkpoint metadata for :func:`nima.save_checkpoint`."""
-        clean = lambda d: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+        """Checkpoint metadata for :func:`photocull.model.checkpoint.save_checkpoint`."""
         return {"name": name, "kind": PERSONAL_KIND, "trained": True, "base_model": base_id,
-                "n_ratings": self.n_ratings, "metrics_before": clean(self.before), "metrics_after": clean(self.after),
+                "n_ratings": self.n_ratings, "metrics_before": without_nan(self.before),
+                "metrics_after": without_nan(self.after),
                 "best_epoch": self.best_epoch, "init": self.init, "renormalised": self.renormalised,
                 "refit": self.refit}
-
-
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
-def unwrap_model(base: LoadedModel | NIMA) -> tuple[NIMA, bool]:
-    if isinstance(base, LoadedModel):
-        return base.model, bool(base.trained)
-    if isinstance(base, NIMA):
-        return base, True
-    raise TypeError(f"base must be a LoadedModel or NIMA, not {type(base).__name__}")
-
-
-def normalisation_fitted(heads: nn.Module) -> bool:
-    return not (bool(torch.all(heads.feat_mean == 0)) and bool(torch.all(heads.feat_std == 1)))
-
-
-def _score_params(score: nn.Sequential) -> list[torch.Tensor]:
-    return [p for p in score.parameters()]
 
 
 def _zero_init(score: nn.Sequential) -> None:
@@ -198,22 +175,6 @@ def _balance_blocks(heads: nn.Module, blocks: list[int]) -> None:
             heads.severity.weight.div_(w)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Run the tiny head updates on one thread.  Matrices of 32 x 2144 gain nothing from
-    intra-op threads, and on a busy 2-core machine the thread hand-offs made training
-    ten times slower (20 s instead of 2 s for 100 ratings).  Process-wide while it lasts,
-    so it is held only between yields, never across one."""
-    old = torch.get_num_threads()
-    if old > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if old > 1:
-            torch.set_num_threads(old)
-
-
 def _score_forward(score: nn.Sequential, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """The score head in training mode, its dropout drawn from ``gen`` (deterministic for a
     seed, and the global torch RNG is left alone)."""
@@ -227,61 +188,33 @@ def _score_forward(score: nn.Sequential, x: torch.Tensor, gen: torch.Generator) 
     return x
 
 
-def squared_emd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """The training loss: EMD with r=2, squared (no root), per sample, then the batch mean.
-
-    Same minimiser per sample as ``losses.emd_loss(r=2)``; without the root the gradient
-    does not blow up as a prediction nears its target, which trains the small personal
-    head more smoothly (held-out SRCC equal or slightly better in bench/personalization).
-    """
-    return ((torch.cumsum(p, -1) - torch.cumsum(q, -1)) ** 2).mean(-1).mean()
-
-
 def _train_head(score: nn.Sequential, anchor: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                 x_val: torch.Tensor | None, y_val: torch.Tensor | None, *, epochs: int, lr: float,
                 weight_decay: float, batch_size: int, patience: int, seed: int,
                 cancelled: Callable[[], bool]):
-    """Inner loop, a generator of per-epoch dicts; returns (best_state, best_epoch) or None if cancelled."""
+    """:func:`heads.train_epochs` for the personal head: squared EMD plus an L2-SP pull
+    towards ``anchor``, Adam, dropout and batches drawn from one seeded generator, one
+    thread; early stopping on the held-out loss.  Returns its :class:`heads.BestEpoch`."""
     gen = torch.Generator().manual_seed(seed)
-    params = _score_params(score)
-    opt = torch.optim.Adam(params, lr=lr)
-    n = len(x)
-    best_loss, best_epoch, best_state, bad = float("inf"), 0, None, 0
-    for epoch in range(1, epochs + 1):
-        score.train()
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        with _one_thread():
-            for s in range(0, n, batch_size):
-                if cancelled():
-                    return None
-                idx = perm[s:s + batch_size]
-                probs = torch.softmax(_score_forward(score, x[idx], gen), dim=1)
-                loss = squared_emd(probs, y[idx])
-                reg = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor) if p.dim() > 1)
-                opt.zero_grad(set_to_none=True)
-                (loss + weight_decay * reg).backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-        row = {"epoch": epoch, "epochs": epochs, "train_loss": total / n}
-        if x_val is not None and len(x_val):
-            score.eval()
-            with torch.no_grad(), _one_thread():
-                pv = torch.softmax(score(x_val), dim=1)
-            vl = float(squared_emd(pv, y_val))
-            m = score_metrics(pv.numpy(), y_val.numpy())
-            row.update(val_loss=vl, val_srcc=m["srcc"], val_plcc=m["plcc"], val_emd=m["emd"])
-            if vl < best_loss - 1e-6:
-                best_loss, best_epoch, bad = vl, epoch, 0
-                best_state = copy.deepcopy(score.state_dict())
-            else:
-                bad += 1
-        else:
-            best_epoch, best_state = epoch, None
-        yield row
-        if x_val is not None and len(x_val) and bad >= patience:
-            break
-    return best_state, best_epoch
+    params = list(score.parameters())
+
+    def batch_loss(idx):
+        probs = torch.softmax(_score_forward(score, x[idx], gen), dim=1)
+        loss = squared_emd(probs, y[idx])
+        reg = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor) if p.dim() > 1)
+        return loss + weight_decay * reg, loss
+
+    def validate():
+        with torch.no_grad(), torch_threads(1):
+            pv = torch.softmax(score(x_val), dim=1)
+        vl = float(squared_emd(pv, y_val))
+        m = score_metrics(pv.numpy(), y_val.numpy())
+        return vl, {"val_loss": vl, "val_srcc": m["srcc"], "val_plcc": m["plcc"], "val_emd": m["emd"]}
+
+    has_val = x_val is not None and len(x_val) > 0
+    return train_epochs(score, len(x), batch_loss, torch.optim.Adam(params, lr=lr), epochs=epochs,
+                        batch_size=batch_size, gen=gen, validate=validate if has_val else None,
+                        patience=patience, min_delta=1e-6, threads=1, cancelled=cancelled)
 
 
 def fine_tune(
@@ -385,15 +318,15 @@ def fine_tune(
                     m.p = float(dropout)
         if cand == "fresh":
             _zero_init(start)
-        anchor = [p.detach().clone() for p in _score_params(start)]
+        anchor = [p.detach().clone() for p in start.parameters()]
         score = copy.deepcopy(start)
         inner = _train_head(score, anchor, xn[tr_idx], y[tr_idx], xn[va_idx], y[va_idx], **kw)
-        out = yield from _relay(inner, history, "select")
-        if out is None:
+        stop = yield from _relay(inner, history, "select")
+        if stop is None:
             return None
-        best_state, best_epoch = out
-        if best_state is not None:
-            score.load_state_dict(best_state)
+        best_epoch = stop.epoch
+        if stop.state is not None:
+            score.load_state_dict(stop.state)
         score.eval()
         with torch.no_grad():
             val_probs = torch.softmax(score(xn[va_idx]), dim=1)
@@ -408,8 +341,7 @@ def fine_tune(
         # from the same start, for the number of epochs that did best on the held-out part
         score = copy.deepcopy(start)
         inner = _train_head(score, anchor, xn, y, None, None, **{**kw, "epochs": max(1, best_epoch)})
-        out = yield from _relay(inner, history, "refit")
-        if out is None:
+        if (yield from _relay(inner, history, "refit")) is None:
             return None
     score.eval()
 
@@ -438,15 +370,6 @@ def _relay(inner, history: list, phase: str):
         yield row
 
 
-def run(gen: Generator):
-    """Drive a training generator to the end; return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def slug(name: str) -> str:
     """The file-name form of a model name, as :mod:`photocull.model.registry` resolves it
     ("Anna's portraits" -> "anna-s-portraits")."""
@@ -472,8 +395,8 @@ def save_personal_model(result: FineTuneResult, name: str, models_dir: os.PathLi
     return path, mid
 
 
-def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int = 1) -> tuple[list[Path], list[float], int]:
-    """``path,rating`` rows (header optional) -> (paths, ratings, unreadable rows).
+def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int = 1) -> tuple[dict[Path, float], int]:
+    """``path,rating`` rows (header optional) -> ({photo: rating} in the file's order, unreadable rows).
 
     A rating is a number, or ``pick`` / ``reject`` (mapped to ``pick_rating`` /
     ``reject_rating`` stars).  Relative paths are relative to the CSV's folder.  A photo
@@ -504,4 +427,77 @@ def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int 
             continue
         q = Path(p).expanduser()
         out[q if q.is_absolute() else path.parent / q] = r
-    return list(out), list(out.values()), bad
+    return out, bad
+
+
+def ratings_from_marks(marks: Mapping, pick_stars: int, reject_stars: int) -> dict:
+    """{path: Marks} -> {path: stars}: stars as given; an unrated pick counts as
+    ``pick_stars``, a reject as ``reject_stars``; unmarked photos are left out."""
+    out = {}
+    for path, m in marks.items():
+        if m.flag < 0:
+            out[path] = reject_stars
+        elif m.rating > 0:
+            out[path] = m.rating
+        elif m.flag > 0:
+            out[path] = pick_stars
+    return out
+
+
+@dataclass
+class LearnResult:
+    tuned: FineTuneResult
+    n_photos: int  # rated photos with features: those trained on
+    unreadable: list[tuple[Path, str]]  # (photo, error) of the rated photos that could not be read
+
+
+def learn_from_ratings(
+    ratings: Mapping[os.PathLike | str, float],
+    base: LoadedModel,
+    catalog: Catalog,
+    *,
+    scale: int = 5,
+    min_ratings: int = 20,
+    seed: int = 0,
+    batch_size: int = 8,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Generator[dict, None, LearnResult | None]:
+    """Learn a personal model from ``{photo: stars}`` (used in the dict's order).
+
+    Features come from ``catalog`` (stored under any model with ``base``'s backbone; the
+    photo unchanged on disk); the other photos are scored with ``base`` and their results
+    stored in ``catalog``.  Then :func:`fine_tune` (``seed``, ``min_ratings``) on the photos
+    that have features.
+
+    Yields ``{"phase": "features", "done", "total"}`` per batch of photos scored (``total``:
+    the photos without stored features), then once ``{"phase": "features", "done", "total",
+    "photos", "unreadable", "seconds"}`` (photos with features, the [(path, error)] of
+    those that could not be read, time taken), then :func:`fine_tune`'s rows.  Returns a
+    :class:`LearnResult`, or ``None`` if ``cancelled()``.  Raises :class:`TrainingError`
+    (before any photo is read) for too few ratings or a single rating value.
+    """
+    paths = list(ratings)
+    targets = ratings_to_targets([ratings[p] for p in paths], scale)
+    check_training_set(targets, min_ratings)
+    t0 = time.perf_counter()
+    dim = base.model.backbone.feature_dim
+    # features stored by an older backbone/pooling (e.g. 2144-d "multilevel") are recomputed
+    feats = {k: v for k, v in catalog.any_features(paths).items() if v.shape[-1] == dim}
+    missing = [p for p in paths if path_key(p) not in feats]
+    unreadable: list[tuple[Path, str]] = []
+    for prog in iter_scores(missing, base, batch_size=batch_size, cancelled=cancelled) if missing else ():
+        catalog.store_results(prog.results, base.model_id)
+        for r in prog.results:
+            if not r.ok:
+                unreadable.append((r.path, r.error))
+            elif r.features is not None and len(r.features) == dim:
+                feats[path_key(r.path)] = r.features
+        yield {"phase": "features", "done": prog.done, "total": prog.total}
+    if cancelled():
+        return None
+    keep = [i for i, p in enumerate(paths) if path_key(p) in feats]
+    yield {"phase": "features", "done": len(missing), "total": len(missing), "photos": len(keep),
+           "unreadable": unreadable, "seconds": time.perf_counter() - t0}
+    x = np.stack([feats[path_key(paths[i])] for i in keep]) if keep else np.zeros((0, dim))
+    tuned = yield from fine_tune(x, targets[keep], base, seed=seed, min_ratings=min_ratings, cancelled=cancelled)
+    return None if tuned is None else LearnResult(tuned, len(keep), unreadable)

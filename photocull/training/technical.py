@@ -36,6 +36,8 @@ from photocull.model.losses import dist_mean, emd_loss, maxent_distribution
 from photocull.model.spec import FAMILIES, ModelConfig, to_model_input
 from photocull.model.nima import NIMA, preprocess
 from photocull.training import degrade as D
+from photocull.training.heads import drive, torch_threads, train_epochs
+from photocull.training.metrics import score_metrics
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,6 @@ log = logging.getLogger(__name__)
 PRISTINE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 WORK_SIDE = 512          # references are degraded at most this big (long side)
 MOS_LO, MOS_HI = 1.5, 9.0  # pseudo-MOS range: a clean photo is a 9, not a 10
-PASS_MARK = 5.0          # binary accuracy threshold
 
 
 # Full-reference metric -> quality in [0, 1]: (value at quality 0, value at quality 1).
@@ -166,18 +167,14 @@ def fr_scores(ref: np.ndarray, imgs: np.ndarray) -> dict[str, np.ndarray]:
     y = torch.from_numpy(np.array(imgs)).permute(0, 3, 1, 2).float() / 255.0
     x = torch.from_numpy(np.array(ref))[None].permute(0, 3, 1, 2).float().div(255.0).expand_as(y).contiguous()
     lum = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # these small convolutions run faster single-threaded
-    try:
-        with torch.inference_mode():
-            return {
-                "ms_ssim": piq.multi_scale_ssim((y * lum).sum(1, keepdim=True), (x * lum).sum(1, keepdim=True),
-                                                data_range=1.0, reduction="none").numpy(),
-                "gmsd": piq.gmsd(y, x, data_range=1.0, reduction="none").numpy(),
-                "haarpsi": piq.haarpsi(y, x, data_range=1.0, reduction="none").numpy(),
-            }
-    finally:
-        torch.set_num_threads(threads)
+    # these small convolutions run faster single-threaded
+    with torch_threads(1), torch.inference_mode():
+        return {
+            "ms_ssim": piq.multi_scale_ssim((y * lum).sum(1, keepdim=True), (x * lum).sum(1, keepdim=True),
+                                            data_range=1.0, reduction="none").numpy(),
+            "gmsd": piq.gmsd(y, x, data_range=1.0, reduction="none").numpy(),
+            "haarpsi": piq.haarpsi(y, x, data_range=1.0, reduction="none").numpy(),
+        }
 
 
 def fr_quality(scores: dict[str, np.ndarray]) -> np.ndarray:
@@ -307,9 +304,10 @@ class TrainConfig:
 
 def train_heads(model: NIMA, train: dict, val: dict | None, tc: TrainConfig, seed: int = 0,
                 progress: Callable[[str], None] = print) -> dict:
-    """Train ``model.heads`` in place on cached features: squared EMD (r=2) for the score
-    head, binary cross-entropy for the severity head.  Keeps the epoch with the lowest
-    validation EMD.  Returns the training history."""
+    """Train ``model.heads`` in place on cached features with :func:`heads.train_epochs`:
+    EMD (r=2, rooted per sample) for the score head plus binary cross-entropy for the
+    severity head, AdamW with a one-cycle schedule.  Keeps the epoch with the lowest
+    validation EMD (r=2).  Returns the training history."""
     torch.manual_seed(seed)
     heads = model.heads
     X = torch.from_numpy(train["feats"])
@@ -321,37 +319,32 @@ def train_heads(model: NIMA, train: dict, val: dict | None, tc: TrainConfig, see
     steps = tc.epochs * int(np.ceil(len(X) / tc.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=steps, pct_start=0.1)
     bce = torch.nn.BCELoss()
-    g = torch.Generator().manual_seed(seed)
-    best, best_state, hist = float("inf"), None, []
-    for ep in range(tc.epochs):
-        heads.train()
-        perm = torch.randperm(len(X), generator=g)
-        tot = 0.0
-        for b in range(0, len(X), tc.batch_size):
-            idx = perm[b:b + tc.batch_size]
-            probs, sev = heads(X[idx])
-            loss = emd_loss(probs, P[idx], r=2) + tc.severity_weight * bce(sev, S[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * len(idx)
-        rec = {"epoch": ep + 1, "train_loss": tot / len(X)}
-        if val is not None:
-            vp, _ = predict_heads(model, val["feats"])
-            m = score_metrics(vp, val["dist"], val["mean"])
-            rec.update(val_emd2=m["emd2"], val_srcc=m["srcc"])
-            if m["emd2"] < best:
-                best = m["emd2"]
-                best_state = {k: v.clone() for k, v in heads.state_dict().items()}
+
+    def batch_loss(idx):
+        probs, sev = heads(X[idx])
+        loss = emd_loss(probs, P[idx], r=2) + tc.severity_weight * bce(sev, S[idx])
+        return loss, loss
+
+    def validate():
+        vp, _ = predict_heads(model, val["feats"])
+        m = score_metrics(vp, val["dist"], val["mean"])
+        return m["emd2"], {"val_emd2": m["emd2"], "val_srcc": m["srcc"]}
+
+    hist: list[dict] = []
+
+    def record(rec: dict) -> None:
         hist.append(rec)
-        if (ep + 1) % 10 == 0 or ep == 0:
+        if rec["epoch"] % 10 == 0 or rec["epoch"] == 1:
             progress("  epoch {epoch}: train {train_loss:.4f}".format(**rec)
                      + (f", val EMD2 {rec['val_emd2']:.4f} SRCC {rec['val_srcc']:.3f}" if val is not None else ""))
-    if best_state is not None:
-        heads.load_state_dict(best_state)
+
+    best = drive(train_epochs(heads, len(X), batch_loss, opt, epochs=tc.epochs, batch_size=tc.batch_size,
+                              gen=torch.Generator().manual_seed(seed), scheduler=sched,
+                              validate=validate if val is not None else None), record)
+    if best.state is not None:
+        heads.load_state_dict(best.state)
     heads.eval()
-    return {"history": hist, "best_val_emd2": best if best_state is not None else None}
+    return {"history": hist, "best_val_emd2": best.loss if best.state is not None else None}
 
 
 @torch.inference_mode()
@@ -386,22 +379,6 @@ def monotonicity(quality: np.ndarray, refs: np.ndarray, kinds: np.ndarray, level
     return {"overall": float(np.mean(allv)) if allv else float("nan"),
             "per_family": {f: float(np.mean(v)) for f, v in per.items() if v},
             "groups": len(allv)}
-
-
-def score_metrics(pred_probs: np.ndarray, target_dist: np.ndarray, target_mean: np.ndarray) -> dict:
-    """SRCC, PLCC, EMD (r=1 and r=2) and binary accuracy at :data:`PASS_MARK`."""
-    from scipy.stats import pearsonr
-
-    pm = dist_mean(pred_probs)
-    p, q = torch.from_numpy(np.asarray(pred_probs, np.float64)), torch.from_numpy(np.asarray(target_dist, np.float64))
-    return {
-        "n": int(len(pm)),
-        "srcc": _spearman(pm, target_mean),
-        "plcc": float(pearsonr(pm, target_mean).statistic),
-        "emd1": float(emd_loss(p, q, r=1)),
-        "emd2": float(emd_loss(p, q, r=2)),
-        "acc_at_5": float(np.mean((pm >= PASS_MARK) == (np.asarray(target_mean) >= PASS_MARK))),
-    }
 
 
 def severity_metrics(pred_sev: np.ndarray, data: dict) -> dict:
@@ -469,14 +446,8 @@ def feature_signature(cfg: ModelConfig) -> dict:
     return {"v": 4, "work_side": WORK_SIDE, "fr": list(FR_RANGES), "backbone": cfg.backbone, "pooling": cfg.pooling}
 
 
-def default_cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("photocull")) / "technical-features"
-
-
-def train_technical(pristine_dir, out_path, seed: int = 0, progress: Callable[[str], None] = print, *,
-                    cache_dir=None, n_single: int = 9, n_mix: int = 1, max_refs: int | None = None,
+def train_technical(pristine_dir, out_path, cache_dir, seed: int = 0, progress: Callable[[str], None] = print, *,
+                    n_single: int = 9, n_mix: int = 1, max_refs: int | None = None,
                     n_eval_refs: int = 12, epochs: int = 60, hidden: int = 0,
                     threads: int = 2, feature_minutes: float | None = None) -> dict:
     """Generate the data set, extract features (cached), train the heads, evaluate on the
@@ -486,65 +457,65 @@ def train_technical(pristine_dir, out_path, seed: int = 0, progress: Callable[[s
     training references after that long (a prefix of the shuffled list is used, and the
     metadata says how many); ``n_eval_refs`` caps the
     held-out ones (each gets the full 9 x 5 grid).  Features are cached per reference in
-    ``cache_dir`` (default: the user cache folder), keyed by everything that changes them.
+    ``cache_dir``, keyed by everything that changes them.  torch runs on ``threads``
+    threads meanwhile (put back after).
     """
-    torch.set_num_threads(max(1, threads))
-    t_start = time.perf_counter()
-    refs, train_refs, eval_refs = split_references(pristine_dir, seed, max_refs, n_eval_refs)
-    rng = np.random.default_rng(seed + 1)
-    progress(f"{len(train_refs)} training references, {len(eval_refs)} held-out references")
+    with torch_threads(max(1, threads)):
+        t_start = time.perf_counter()
+        refs, train_refs, eval_refs = split_references(pristine_dir, seed, max_refs, n_eval_refs)
+        rng = np.random.default_rng(seed + 1)
+        progress(f"{len(train_refs)} training references, {len(eval_refs)} held-out references")
 
-    torch.manual_seed(seed)
-    cfg = ModelConfig(hidden=hidden)
-    model = NIMA(cfg).eval()
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    base_sig = feature_signature(cfg)
+        torch.manual_seed(seed)
+        cfg = ModelConfig(hidden=hidden)
+        model = NIMA(cfg).eval()
+        base_sig = feature_signature(cfg)
 
-    progress("building the held-out set (render, targets, features)")
-    held = held_out_dataset(eval_refs, model, seed, cache_dir, progress)
-    progress("building the training set")
-    train_all = build_dataset(train_refs, lambda i, r: training_variants(i, r.key, n_single, n_mix, seed),
-                              model, progress=progress, cache_dir=cache_dir, signature=base_sig,
-                              minutes=feature_minutes)
-    n_train_used = len(np.unique(train_all["ref"]))
+        progress("building the held-out set (render, targets, features)")
+        held = held_out_dataset(eval_refs, model, seed, cache_dir, progress)
+        progress("building the training set")
+        train_all = build_dataset(train_refs, lambda i, r: training_variants(i, r.key, n_single, n_mix, seed),
+                                  model, progress=progress, cache_dir=cache_dir, signature=base_sig,
+                                  minutes=feature_minutes)
+        n_train_used = len(np.unique(train_all["ref"]))
 
-    # validation references (for the epoch choice) come out of the training references
-    ref_ids = np.unique(train_all["ref"])
-    n_val = max(1, int(round(len(ref_ids) * 0.1))) if len(ref_ids) > 3 else 0
-    val_ids = rng.choice(ref_ids, n_val, replace=False) if n_val else np.array([], int)
-    is_val = np.isin(train_all["ref"], val_ids)
-    tr, va = _subset(train_all, ~is_val), (_subset(train_all, is_val) if n_val else None)
-    progress(f"training heads on {len(tr['mean'])} images ({len(va['mean']) if va else 0} for validation)")
-    train_heads(model, tr, va, TrainConfig(epochs=epochs), seed=seed, progress=progress)
+        # validation references (for the epoch choice) come out of the training references
+        ref_ids = np.unique(train_all["ref"])
+        n_val = max(1, int(round(len(ref_ids) * 0.1))) if len(ref_ids) > 3 else 0
+        val_ids = rng.choice(ref_ids, n_val, replace=False) if n_val else np.array([], int)
+        is_val = np.isin(train_all["ref"], val_ids)
+        tr, va = _subset(train_all, ~is_val), (_subset(train_all, is_val) if n_val else None)
+        progress(f"training heads on {len(tr['mean'])} images ({len(va['mean']) if va else 0} for validation)")
+        train_heads(model, tr, va, TrainConfig(epochs=epochs), seed=seed, progress=progress)
 
-    metrics = {"held_out": evaluate(model, held), "train": evaluate(model, tr)}
-    if va is not None:
-        metrics["validation"] = evaluate(model, va)
-    ho = metrics["held_out"]
-    progress(f"held-out: SRCC {ho['srcc']:.3f} PLCC {ho['plcc']:.3f} EMD1 {ho['emd1']:.4f} "
-             f"acc@5 {ho['acc_at_5']:.3f} monotonicity {ho.get('monotonicity', {}).get('overall', float('nan')):.3f}")
-    meta = {
-        "name": "default",
-        "kind": "technical quality",
-        "trained": True,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {
-            "pristine": sorted({r.group for r in refs}),
-            "train_references": n_train_used - n_val, "train_references_groups": sorted(
-                {train_refs[i].group for i in np.unique(train_all["ref"])}), "validation_references": n_val,
-            "held_out_references": len(eval_refs), "held_out_split": "bsds500/test",
-            "train_images": int(len(tr["mean"])), "held_out_images": int(len(held["mean"])),
-            "targets": "pseudo-MOS: piq MS-SSIM(Y)/GMSD/HaarPSI vs clean reference, blended with a severity prior; "
-                       "maxent 10-bucket distribution",
-        },
-        "procedure": {"seed": seed, "epochs": epochs, "hidden": hidden, "n_single": n_single, "n_mix": n_mix,
-                      "loss": "squared EMD r=2 + 0.5 BCE(severity)", "backbone": "frozen, eval mode"},
-        "metrics": rounded(metrics),
-        "train_seconds": round(time.perf_counter() - t_start, 1),
-    }
-    mid = save_checkpoint(model, out_path, meta)
-    progress(f"saved {out_path} (id {mid}) in {meta['train_seconds'] / 60:.1f} min")
-    return metrics
+        metrics = {"held_out": evaluate(model, held), "train": evaluate(model, tr)}
+        if va is not None:
+            metrics["validation"] = evaluate(model, va)
+        ho = metrics["held_out"]
+        progress(f"held-out: SRCC {ho['srcc']:.3f} PLCC {ho['plcc']:.3f} EMD1 {ho['emd']:.4f} "
+                 f"acc@5 {ho['acc_at_5']:.3f} monotonicity {ho.get('monotonicity', {}).get('overall', float('nan')):.3f}")
+        meta = {
+            "name": "default",
+            "kind": "technical quality",
+            "trained": True,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data": {
+                "pristine": sorted({r.group for r in refs}),
+                "train_references": n_train_used - n_val, "train_references_groups": sorted(
+                    {train_refs[i].group for i in np.unique(train_all["ref"])}), "validation_references": n_val,
+                "held_out_references": len(eval_refs), "held_out_split": "bsds500/test",
+                "train_images": int(len(tr["mean"])), "held_out_images": int(len(held["mean"])),
+                "targets": "pseudo-MOS: piq MS-SSIM(Y)/GMSD/HaarPSI vs clean reference, blended with a severity prior; "
+                           "maxent 10-bucket distribution",
+            },
+            "procedure": {"seed": seed, "epochs": epochs, "hidden": hidden, "n_single": n_single, "n_mix": n_mix,
+                          "loss": "EMD r=2 (rooted) + 0.5 BCE(severity)", "backbone": "frozen, eval mode"},
+            "metrics": rounded(metrics),
+            "train_seconds": round(time.perf_counter() - t_start, 1),
+        }
+        mid = save_checkpoint(model, out_path, meta)
+        progress(f"saved {out_path} (id {mid}) in {meta['train_seconds'] / 60:.1f} min")
+        return metrics
 
 
 def extend_to_cs(loaded, pristine_dir, n_photos: int = 200, seed: int = 0, batch_size: int = 16,
