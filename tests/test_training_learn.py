@@ -9,7 +9,7 @@ from PIL import Image
 from photocull.cull.catalog import FLAG_PICK, FLAG_REJECT, Catalog, Marks
 from photocull.model import nima
 from photocull.scoring import score_all
-from photocull.training import personal
+from photocull.training import personal, ratings
 from photocull.training.heads import drive, torch_threads
 from photocull.training.metrics import format_metric, without_nan
 
@@ -73,7 +73,7 @@ def test_learn_from_ratings_guard_rails_and_cancel(base, tmp_path):
 def test_ratings_from_marks():
     marks = {"a": Marks(FLAG_PICK), "b": Marks(FLAG_REJECT, 4), "c": Marks(rating=2), "d": Marks(),
              "e": Marks(FLAG_PICK, 3)}
-    assert personal.ratings_from_marks(marks, pick_stars=5, reject_stars=1) == {"a": 5, "b": 1, "c": 2, "e": 3}
+    assert ratings.ratings_from_marks(marks, pick_stars=5, reject_stars=1) == {"a": 5, "b": 1, "c": 2, "e": 3}
 
 
 def test_format_metric_and_without_nan():
@@ -94,3 +94,42 @@ def test_drive_and_torch_threads():
     with torch_threads(old + 1):
         assert torch.get_num_threads() == old + 1
     assert torch.get_num_threads() == old
+
+
+# --- hostile ratings files (issue 2/7, item 8) ------------------------------------------------
+
+def test_ratings_csv_survives_bad_rows_encodings_and_huge_fields(tmp_path):
+    from photocull.training.ratings import read_ratings_csv
+
+    good = tmp_path / "a.jpg"
+    latin = "caf\xe9.jpg".encode("latin-1")  # a file name written by a legacy tool: not UTF-8
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_bytes(b"path,rating\n" + b"a.jpg,4\n" + latin + b",3\n" + b"b.jpg,9\n" + b"c.jpg,0\n"
+                         + b"d.jpg,nan\n" + b"e.jpg," + b"7" * 200_000 + b"\n" + b'"f.jpg,' + b"x" * 140_000
+                         + b'",2\n' + b"g.jpg,pick\n" + b"h.jpg,abc\n" + b"only-a-name\n")
+    got, skipped = read_ratings_csv(csv_path, pick_rating=5, reject_rating=1, scale=5)
+    assert got[good] == 4.0 and got[tmp_path / "g.jpg"] == 5.0
+    weird = [p for p in got if p.name.startswith("caf")]
+    assert len(weird) == 1 and bytes(weird[0]).endswith(latin) and got[weird[0]] == 3.0  # the file's real bytes
+    assert len(got) == 3
+    text = " | ".join(skipped)
+    assert "outside 1..5" in text and "not a number" in text and "field larger" in text and "no rating" in text
+    assert len(skipped) == 7
+
+
+def test_learn_cli_skips_out_of_range_ratings_with_a_message(tmp_path, capsys):
+    from photocull.cli import main
+
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text("a.jpg,7\n", encoding="utf-8")
+    rc = main(["--home", str(tmp_path / "home"), "learn", str(csv_path), "--name", "x"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in cap.err
+    assert "outside 1..5" in cap.err and "0 rated photos" in cap.out
+
+
+def test_unreadable_ratings_file_is_a_clear_error(tmp_path, capsys):
+    from photocull.cli import main
+
+    rc = main(["--home", str(tmp_path / "home"), "learn", str(tmp_path / "missing.csv"), "--name", "x"])
+    assert rc == 1 and "cannot read" in capsys.readouterr().err

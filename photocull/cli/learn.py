@@ -93,11 +93,15 @@ def cmd_learn(args, paths: AppPaths) -> int:
     from photocull.model.spec import ModelError
     from photocull.training import personal as training
     from photocull.training.heads import drive
+    from photocull.training.ratings import read_ratings_csv
 
     try:
         settings = Settings.load(paths.settings_path)
-        ratings, bad = training.read_ratings_csv(args.ratings, settings.pick_rating, settings.reject_rating)
-        print(f"{len(ratings)} rated photos in {args.ratings}" + (f" ({bad} unreadable rows skipped)" if bad else ""))
+        ratings, skipped = read_ratings_csv(args.ratings, settings.pick_rating, settings.reject_rating, args.scale)
+        print(f"{len(ratings)} rated photos in {args.ratings}"
+              + (f" ({len(skipped)} unreadable rows skipped)" if skipped else ""))
+        for why in skipped[:5]:
+            print(f"  skipped {why}", file=sys.stderr)
         training.check_training_set(training.ratings_to_targets(list(ratings.values()), args.scale), args.min_ratings)
         dest = paths.models_dir / f"{training.slug(args.name)}.pt"
         if dest.exists() and not args.overwrite:

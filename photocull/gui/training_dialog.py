@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QPointF, Qt, Slot
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
@@ -22,10 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photocull.cull.catalog import Catalog
+from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks
 from photocull.media.listing import list_images
-from photocull.scoring import iter_scores
+from photocull.training.metrics import format_metric
+from photocull.training.ratings import ratings_from_marks
 
 from .notify import notify
 from .workers import GeneratorWorker
@@ -33,48 +32,17 @@ from .workers import GeneratorWorker
 MIN_RATINGS = 20
 
 
-def ratings_from_marks(marks: dict, pick_stars: int, reject_stars: int) -> dict[str, int]:
-    """Stars as given; an unrated pick counts as ``pick_stars``, a reject as ``reject_stars``."""
-    out = {}
-    for path, m in marks.items():
-        if m.flag < 0:
-            out[path] = reject_stars
-        elif m.rating > 0:
-            out[path] = m.rating
-        elif m.flag > 0:
-            out[path] = pick_stars
-    return out
-
-
 def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda: False):
-    """Features (from the catalog, else computed) -> fine_tune; yields progress dicts."""
-    from photocull.training.personal import fine_tune, ratings_to_targets
+    """The learn-my-taste pipeline the command line runs too (features from the catalog,
+    else computed and stored; then the personal head); yields its progress rows."""
+    from photocull.training.personal import learn_from_ratings  # torch: only once training starts
 
     base = holder.get("default")
     base = base.load() if hasattr(base, "load") else base
-    paths = sorted(ratings)
-    cat = Catalog(catalog_path)
-    try:
-        dim = base.model.backbone.feature_dim
-        # features stored by an older backbone/pooling (e.g. 2144-d "multilevel") are recomputed
-        feats = {k: v for k, v in cat.any_features(paths).items() if v.shape[-1] == dim}
-        missing = [p for p in paths if os.path.abspath(p) not in feats]
-        if missing:
-            for prog in iter_scores(missing, base, cancelled=cancelled):
-                cat.store_results(prog.results, base.model_id)
-                for r in prog.results:
-                    if r.features is not None:
-                        feats[os.path.abspath(r.path)] = r.features.astype(np.float32)
-                yield {"phase": "features", "done": prog.done, "total": prog.total}
-            if cancelled():
-                return None
-    finally:
-        cat.close()
-    usable = [p for p in paths if os.path.abspath(p) in feats]
-    x = np.stack([feats[os.path.abspath(p)] for p in usable]).astype(np.float32)
-    y = ratings_to_targets([ratings[p] for p in usable], scale=5)
-    result = yield from fine_tune(x, y, base, cancelled=cancelled, min_ratings=MIN_RATINGS)
-    return (result, base)
+    with Catalog(catalog_path) as cat:
+        learned = yield from learn_from_ratings(dict(sorted(ratings.items())), base, cat,
+                                                min_ratings=MIN_RATINGS, cancelled=cancelled)
+    return None if learned is None else (learned.tuned, base)
 
 
 class LossCurve(QWidget):
@@ -179,7 +147,7 @@ class TrainingDialog(QDialog):
         ratings: dict[str, int] = {}
         for folder in self.folders:
             if self.win.folder is not None and Path(folder) == Path(self.win.folder):
-                marks = {it.key: _m(it) for it in self.win.model.items}
+                marks = {it.key: Marks(it.flag, it.rating, it.label) for it in self.win.model.items}
             else:
                 try:
                     files = list_images(folder, s.recursive)
@@ -223,6 +191,8 @@ class TrainingDialog(QDialog):
         if self.sender() is not self.worker:
             return
         if row.get("phase") == "features":
+            if "photos" in row:  # the summary row once every feature is there
+                return
             self.progress.setRange(0, row["total"])
             self.progress.setValue(row["done"])
             self.metrics.setText(f"Reading photos not scored yet: {row['done']} of {row['total']}")
@@ -243,7 +213,9 @@ class TrainingDialog(QDialog):
             return
         self.result, self.base = value
         b, a = self.result.before, self.result.after
-        f = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"  # noqa: E731
+        def f(x):
+            return format_metric(x, nd=2)
+
         self.metrics.setText(
             f"<b>On {self.result.n_val} held-out ratings</b><table>"
             f"<tr><td></td><td>default&nbsp;</td><td>yours</td></tr>"
@@ -274,7 +246,8 @@ class TrainingDialog(QDialog):
             self.reject()
 
     def save_and_use(self) -> str | None:
-        from photocull.training.personal import TrainingError, save_personal_model
+        from photocull.training.personal import save_personal_model
+        from photocull.training.ratings import TrainingError
 
         if self.result is None:
             return None
@@ -299,8 +272,3 @@ class TrainingDialog(QDialog):
             self.worker.wait(60_000)
         super().done(r)
 
-
-def _m(it):
-    from photocull.cull.catalog import Marks
-
-    return Marks(it.flag, it.rating, it.label)

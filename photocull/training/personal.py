@@ -2,7 +2,7 @@
 
 * :func:`learn_from_ratings` - the pipeline of ``photocull learn`` and the window's "Learn
   my taste": features of the rated photos (from the catalog, else computed and stored
-  there), then :func:`fine_tune`.  :func:`ratings_from_marks` turns marks into ratings.
+  there), then :func:`fine_tune`.  :func:`photocull.training.ratings.ratings_from_marks` turns marks into ratings.
 * :func:`fine_tune` - a personal score head on the pooled backbone features that scoring
   already produced (``ScoreResult.features``); returns a :class:`FineTuneResult` with the
   personal model and before/after metrics on a held-out part of the ratings.  100 ratings
@@ -43,7 +43,6 @@ Design choices for the personal head (:func:`fine_tune`), for ~20-200 ratings:
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 import time
@@ -61,14 +60,17 @@ from photocull.model.losses import dist_mean, rating_to_distribution
 from photocull.model.nima import NIMA, LoadedModel
 from photocull.scoring import iter_scores
 from photocull.training.datasets import stratified_indices
-from photocull.training.heads import normalisation_fitted, squared_emd, torch_threads, train_epochs, unwrap_model
+from photocull.training.heads import (
+    normalisation_fitted,
+    squared_emd,
+    torch_threads,
+    train_epochs,
+    unwrap_model,
+)
 from photocull.training.metrics import score_metrics, without_nan
+from photocull.training.ratings import TrainingError
 
 PERSONAL_KIND = "personal taste"
-
-
-class TrainingError(Exception):
-    """Training cannot start or go on; ``str(exc)`` is the reason shown to the user."""
 
 
 def ratings_to_targets(ratings: Sequence[float], scale: int = 5) -> np.ndarray:
@@ -373,8 +375,8 @@ def _relay(inner, history: list, phase: str):
 def slug(name: str) -> str:
     """The file-name form of a model name, as :mod:`photocull.model.registry` resolves it
     ("Anna's portraits" -> "anna-s-portraits")."""
-    from photocull.model.spec import ModelError
     from photocull.model.registry import slugify
+    from photocull.model.spec import ModelError
 
     try:
         return slugify(name)
@@ -393,55 +395,6 @@ def save_personal_model(result: FineTuneResult, name: str, models_dir: os.PathLi
         raise TrainingError(f"a model named {path.stem!r} already exists ({path}); choose another name")
     mid = save_checkpoint(result.model, path, result.meta(name, base_id), include_backbone=False)
     return path, mid
-
-
-def read_ratings_csv(path: str | Path, pick_rating: int = 5, reject_rating: int = 1) -> tuple[dict[Path, float], int]:
-    """``path,rating`` rows (header optional) -> ({photo: rating} in the file's order, unreadable rows).
-
-    A rating is a number, or ``pick`` / ``reject`` (mapped to ``pick_rating`` /
-    ``reject_rating`` stars).  Relative paths are relative to the CSV's folder.  A photo
-    listed twice keeps its last rating.
-    """
-    path = Path(path)
-    words = {"pick": float(pick_rating), "reject": float(reject_rating)}
-    out: dict[Path, float] = {}
-    bad = 0
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    except OSError as exc:
-        raise TrainingError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for i, row in enumerate(rows):
-        if len(row) < 2:
-            bad += 1
-            continue
-        p, v = row[0].strip(), row[1].strip().lower()
-        try:
-            r = words[v] if v in words else float(v)
-        except ValueError:
-            if i > 0:
-                bad += 1
-            continue  # a header row
-        if not math.isfinite(r):
-            bad += 1
-            continue
-        q = Path(p).expanduser()
-        out[q if q.is_absolute() else path.parent / q] = r
-    return out, bad
-
-
-def ratings_from_marks(marks: Mapping, pick_stars: int, reject_stars: int) -> dict:
-    """{path: Marks} -> {path: stars}: stars as given; an unrated pick counts as
-    ``pick_stars``, a reject as ``reject_stars``; unmarked photos are left out."""
-    out = {}
-    for path, m in marks.items():
-        if m.flag < 0:
-            out[path] = reject_stars
-        elif m.rating > 0:
-            out[path] = m.rating
-        elif m.flag > 0:
-            out[path] = pick_stars
-    return out
 
 
 @dataclass
