@@ -243,7 +243,8 @@ def test_keyboard_flags_stars_labels_and_undo(qtbot, win, photo_folder):
     assert it.label == "Red"
     qtbot.keyClick(win.grid, Qt.Key.Key_X)
     assert it.flag == -1
-    # stored in the catalog at once
+    # stored in the catalog (by the marks writer thread, in order)
+    win.flush_marks()
     m = win.catalog.get_marks([it.path])[it.key]
     assert (m.flag, m.rating, m.label) == (-1, 4, "Red")
     qtbot.keyClick(win.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -613,3 +614,41 @@ def test_export_failure_and_cancel(qtbot, win, photo_folder, tmp_path, monkeypat
         dlg._cancel()
     qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
     assert dlg.result() == QDialog.DialogCode.Rejected and dlg.report is None
+
+
+def test_marks_are_written_off_the_gui_thread_in_order(qtbot, win, photo_folder, monkeypatch):
+    """Sidecar and catalog writes run in the marks writer thread (a big sidecar or a slow
+    disk never stalls the keys), one after another in the order the keys were pressed;
+    a sidecar problem comes back to the status bar."""
+    import threading
+
+    from photocull.gui import mainwindow
+
+    open_and_score(qtbot, win, photo_folder)
+    win.grid.setFocus()
+    win.grid.setCurrentIndex(win.proxy.index(0, 0))
+    it = win.current_item()
+    main, seen, gate = threading.get_ident(), [], threading.Event()
+    real = mainwindow.save_marks
+
+    def slow_save(cat, items, **kw):
+        gate.wait(10)  # the first write is held: the keys must not wait for it
+        seen.append((threading.get_ident(), [m.rating for _, m, _, _ in items]))
+        return real(cat, items, **kw)
+
+    monkeypatch.setattr(mainwindow, "save_marks", slow_save)
+    for key in (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3):
+        qtbot.keyClick(win.grid, key)
+    assert it.rating == 3 and seen == []  # the window moved on; nothing written yet
+    gate.set()
+    win.flush_marks()
+    assert [r for _, (r,) in seen] == [1, 2, 3] and all(t != main for t, _ in seen)
+    assert win.catalog.get_marks([it.path])[it.key].rating == 3
+
+    def failing_save(cat, items, **kw):
+        return [(items[0][0], "disk full")]
+
+    monkeypatch.setattr(mainwindow, "save_marks", failing_save)
+    with qtbot.waitSignal(win.marksProblem, timeout=10_000):
+        qtbot.keyClick(win.grid, Qt.Key.Key_5)
+    qtbot.waitUntil(lambda: "disk full" in win.status_label.text(), timeout=5_000)

@@ -5,6 +5,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
@@ -117,6 +118,7 @@ class DetailPanel(QWidget):
 class MainWindow(QMainWindow):
     scoringDone = Signal()
     groupsDone = Signal()
+    marksProblem = Signal(str)  # from the marks writer thread: a sidecar that could not be written
     PREVIEW_SIZE = 1280
     RELEASE_AFTER = 500  # photos decoded by a scoring run before its freed memory is handed back
 
@@ -127,6 +129,11 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings.load(paths.settings_path)
         self.autoscore = autoscore
         self.catalog = Catalog(paths.catalog_path)
+        # marks are written (catalog, then sidecars) in this order, off the GUI thread: a
+        # slow disk or a big sidecar never stalls the keys
+        self._marks_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="marks")
+        self._marks_pending: list[Future] = []
+        self.marksProblem.connect(self._on_marks_problem)
         self.holder = ModelHolder(paths)
         self.model_spec = self.settings.active_model or "default"
         self.loaded_model = None
@@ -548,15 +555,37 @@ class MainWindow(QMainWindow):
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
             writes.append((it.path, new, it.companions, sidecar_figures(it.mean, it.std, it.why, model_id)))
             self.model.touch(it.path)
-        problems = save_marks(self.catalog, writes, write_sidecars=self.settings.write_sidecars,
-                              style=self.settings.sidecar_style)
-        if problems:
-            p, why = problems[0]
-            self.status_label.setText(f"Could not write the sidecar of {p.name}: {why}")
+        if writes:
+            self._marks_pending = [f for f in self._marks_pending if not f.done()]
+            self._marks_pending.append(self._marks_writer.submit(
+                self._write_marks, writes, self.settings.write_sidecars, self.settings.sidecar_style))
         if undo and record:
             self.undo_stack.append(undo)
             del self.undo_stack[:-200]
         self.proxy.refilter()
+
+    def _write_marks(self, writes, write_sidecars: bool, style: str) -> None:
+        """In the marks writer thread: the catalog and the sidecars; problems go back to
+        the GUI thread as a signal."""
+        try:
+            problems = save_marks(self.catalog, writes, write_sidecars=write_sidecars, style=style)
+        except Exception as exc:  # noqa: BLE001 - a full disk, a locked catalog: say so, keep culling
+            log.exception("could not save marks")
+            problems = [(writes[0][0], f"{type(exc).__name__}: {exc}")]
+        if problems:
+            p, why = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.marksProblem.emit(f"Could not write the sidecar of {p.name}: {why}{more}")
+
+    @Slot(str)
+    def _on_marks_problem(self, msg: str) -> None:
+        self.status_label.setText(msg)
+
+    def flush_marks(self, timeout: float | None = 60.0) -> None:
+        """Wait until every mark made so far is written (tests, closing the window)."""
+        for f in list(self._marks_pending):
+            f.result(timeout)
+        self._marks_pending = []
 
     def set_flag(self, flag: int) -> None:
         items = self.selected_items()
@@ -756,6 +785,7 @@ class MainWindow(QMainWindow):
         if self._prepare_proc is not None and self._prepare_proc.poll() is None:
             self._prepare_proc.terminate()  # its half-written file is a temp file; next time it starts over
         self.loader.stop()
+        self._marks_writer.shutdown(wait=True)  # every mark lands before the window goes
         self._save_settings()
 
     def closeEvent(self, ev) -> None:

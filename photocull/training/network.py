@@ -18,12 +18,16 @@ import torch
 from torch import nn
 
 from photocull.model.losses import dist_mean, emd_loss
-from photocull.model.nima import NIMA, LoadedModel
+from photocull.model.nima import NIMA, LoadedModel, normalise
 from photocull.model.spec import ModelConfig
 from photocull.training.datasets import Item, stratified_indices
 from photocull.training.heads import BestEpoch, normalisation_fitted, unwrap_model
 from photocull.training.metrics import score_metrics
-from photocull.training.personal import TrainingError, check_training_set, ratings_to_targets
+from photocull.training.personal import (
+    TrainingError,
+    check_training_set,
+    ratings_to_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +76,6 @@ def _collate(batch):
     return torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
 
 
-def _normalise_input(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
-
-
 def _backbone_groups(model: NIMA, unfreeze: str) -> list[nn.Module]:
     """Backbone modules to train for ``unfreeze`` in ("none", "last", "all")."""
     bb = model.backbone
@@ -110,7 +108,7 @@ def _fit_normalisation(model: NIMA, loader, max_batches: int, cancelled) -> bool
             continue
         if cancelled() or i >= max_batches:
             break
-        feats.append(model.backbone(_normalise_input(b[0], model.cfg)))
+        feats.append(model.backbone(normalise(b[0], model.cfg)))
     if not feats:
         return False
     f = torch.cat(feats)
@@ -213,7 +211,7 @@ def train_on_dataset(
             if b is None:
                 continue
             x, y = b
-            feats = model.backbone(_normalise_input(x, cfg)) if bb_params else _frozen(model, x, cfg)
+            feats = model.backbone(normalise(x, cfg)) if bb_params else _frozen(model, x, cfg)
             probs = torch.softmax(model.heads.score(model.heads.normalise(feats)), dim=1)
             loss = emd_loss(probs, y, r=2)
             opt.zero_grad(set_to_none=True)
@@ -253,7 +251,7 @@ def train_on_dataset(
 
 def _frozen(model: NIMA, x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     with torch.no_grad():
-        return model.backbone(_normalise_input(x, cfg))
+        return model.backbone(normalise(x, cfg))
 
 
 @torch.no_grad()
@@ -265,7 +263,7 @@ def _predict_loader(model: NIMA, loader, cancelled) -> tuple[np.ndarray | None, 
             return None, np.zeros((0, 10))
         if b is None:
             continue
-        ps.append(model(_normalise_input(b[0], model.cfg)).numpy())
+        ps.append(model(normalise(b[0], model.cfg)).numpy())
         ts.append(b[1].numpy())
     if not ps:
         return np.zeros((0, 10)), np.zeros((0, 10))

@@ -33,8 +33,8 @@ from PIL import Image
 from photocull.media.loaders import ImageError, open_image
 from photocull.model.checkpoint import save_checkpoint
 from photocull.model.losses import dist_mean, emd_loss, maxent_distribution
-from photocull.model.spec import FAMILIES, ModelConfig, to_model_input
 from photocull.model.nima import NIMA, preprocess
+from photocull.model.spec import FAMILIES, ModelConfig, to_model_input
 from photocull.training import degrade as D
 from photocull.training.heads import drive, torch_threads, train_epochs
 from photocull.training.metrics import score_metrics
