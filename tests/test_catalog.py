@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_photo
-from photocull.cull.catalog import FLAG_PICK, FLAG_REJECT, Catalog, Marks
+from photocull.cull.catalog import FLAG_PICK, FLAG_REJECT, Catalog, CatalogError, Marks
 from photocull.media.exif import ExifInfo
 from photocull.scoring import ScoreResult
 
@@ -326,7 +326,7 @@ def test_a_new_catalog_has_every_migration(app_paths):
 
     with Catalog(app_paths.catalog_path):
         pass
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
     assert _user_version(app_paths.catalog_path) == SCHEMA_VERSION
     assert {"scores", "marks", "grays", "groupings"} <= _tables(app_paths.catalog_path)
 
@@ -351,7 +351,7 @@ def test_an_appended_migration_runs_once_on_an_old_catalog_and_keeps_its_data(ap
     from photocull.cull import catalog
 
     path = app_paths.catalog_path
-    with Catalog(path) as c:  # made by today's code (version 3)
+    with Catalog(path) as c:  # made by today's code (version 4)
         c.store_results([_result(photos[0], 1)], "m1")
         c.set_marks(photos[0], Marks(FLAG_PICK, 4, "Red"))
         c.store_tiny_grays([(photos[1], _grey(5))])
@@ -369,7 +369,7 @@ def test_an_appended_migration_runs_once_on_an_old_catalog_and_keeps_its_data(ap
             c.store_results([_result(photos[2], 2)], "m1")  # still writable with the new column there
             assert [r[1] for r in c.con.execute("PRAGMA table_info(scores)")][-1] == "sharpness"
             assert c.con.execute("SELECT count(*) FROM fake_ran").fetchone() == (1,)
-    assert _user_version(path) == 4
+    assert _user_version(path) == catalog.SCHEMA_VERSION + 1
 
 
 def test_a_catalog_of_version_1_gets_the_missing_migrations_in_order(app_paths, photos, monkeypatch):
@@ -387,7 +387,7 @@ def test_a_catalog_of_version_1_gets_the_missing_migrations_in_order(app_paths, 
     with Catalog(path) as c:
         c.store_tiny_grays([(photos[0], _grey(4))])
         c.store_grouping("sig", [[0, 2, "burst", True]])
-    assert _user_version(path) == 4 and {"grays", "groupings", "fake_ran"} <= _tables(path)
+    assert _user_version(path) == catalog.SCHEMA_VERSION + 1 and {"grays", "groupings", "fake_ran"} <= _tables(path)
 
 
 def test_a_failing_migration_changes_nothing(app_paths, photos, monkeypatch):
@@ -397,9 +397,10 @@ def test_a_failing_migration_changes_nothing(app_paths, photos, monkeypatch):
     with Catalog(path) as c:
         c.set_marks(photos[0], Marks(FLAG_PICK, 3))
     monkeypatch.setattr(catalog, "MIGRATIONS", [*catalog.MIGRATIONS, FAKE_MIGRATION + "; ALTER TABLE nowhere ADD x"])
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(CatalogError) as err:
         Catalog(path)
-    assert _user_version(path) == 3 and "fake_ran" not in _tables(path)  # rolled back as a whole
+    assert isinstance(err.value.__cause__, sqlite3.OperationalError) and str(path) in str(err.value)
+    assert _user_version(path) == catalog.SCHEMA_VERSION and "fake_ran" not in _tables(path)  # rolled back as a whole
     assert not list(path.parent.glob(path.name + ".corrupt-*"))  # not mistaken for a damaged file
     monkeypatch.undo()
     with Catalog(path) as c:
@@ -432,4 +433,4 @@ def test_a_damaged_catalog_starts_afresh_with_every_migration(app_paths, monkeyp
     path.write_bytes(np.random.default_rng(1).bytes(8192))
     with Catalog(path) as c:
         assert c.recovered_from is not None
-    assert _user_version(path) == 4 and "fake_ran" in _tables(path)
+    assert _user_version(path) == catalog.SCHEMA_VERSION + 1 and "fake_ran" in _tables(path)

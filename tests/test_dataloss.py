@@ -136,15 +136,22 @@ def test_export_killed_midway_loses_nothing(big_sources, tmp_path, mode, delay):
         assert state["sources"] == 0
 
 
-def test_export_of_a_255_byte_name_that_clashes_is_a_per_file_error(tmp_path):
-    name = "L" * 251 + ".jpg"
-    src = make_photo(tmp_path / "src" / name, size=(64, 48))
+@pytest.mark.parametrize("stem", ["L" * 251, "é" * 125 + "L"])  # 255 bytes, one byte or two a character
+def test_export_of_a_255_byte_name_that_clashes_is_shortened_then_suffixed(tmp_path, stem):
+    src = make_photo(tmp_path / "src" / f"{stem}.jpg", size=(64, 48))
+    (tmp_path / "src" / f"{stem}.CR2").write_bytes(b"raw twin")
+    assert len(os.fsencode(src.name)) == 255
     dest = tmp_path / "dest"
     export([Candidate(src)], dest)
     rep = export([Candidate(src), Candidate(make_photo(tmp_path / "src" / "ok.jpg", size=(64, 48)))], dest, move=True)
-    # the clash needs a suffix that no longer fits: a clear per-file error, the source stays
-    assert src.exists() and (dest / "ok.jpg").exists()
-    assert [p for p, _ in rep.errors] == [src]
+    assert not rep.errors and not src.exists() and (dest / "ok.jpg").exists()
+    got = rep.items[0]
+    names = [got.destination.name, *(d.name for _, d in got.companions)]
+    assert all(len(os.fsencode(n)) <= 255 for n in names)
+    # the stem is cut (whole characters) before the suffix; the RAW shares the same new stem
+    assert names[0].endswith("-1.jpg") and names[1] == names[0][:-len(".jpg")] + ".CR2"
+    assert stem.startswith(names[0][:-len("-1.jpg")])
+    assert got.destination.read_bytes() == (dest / src.name).read_bytes()
     assert not [p for p in dest.iterdir() if p.name.startswith(TMP_PREFIX)]
 
 

@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(paths, args.verbose)
     if args.command is None:
         return gui.cmd_gui(argparse.Namespace(folder=None), paths)
+    from photocull.cull.catalog import CatalogError
     from photocull.model.spec import ModelError
 
     try:
         return args.func(args, paths) or 0
-    except ModelError as exc:
+    except (ModelError, CatalogError) as exc:
         print(f"photocull: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

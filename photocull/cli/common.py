@@ -12,16 +12,21 @@ from pathlib import Path
 from photocull.config import AppPaths
 
 
-def collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files named directly plus the photos in named folders; problems as (path, reason)."""
+def collect(paths: list[str], recursive: bool, exclude: os.PathLike | str | None = None
+            ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files named directly plus the photos in named folders; problems as (path, reason).
+    Photos in the ``exclude`` folder (or under it; an export's destination) are left out
+    of the folders listed."""
+    from photocull.cull.export import is_within
     from photocull.media.listing import list_images
     from photocull.media.loaders import is_supported
 
     files, problems = [], []
+    inside = (lambda f: is_within(f, exclude)) if exclude is not None else (lambda f: False)
     for p in map(Path, paths):
         if p.is_dir():
             try:
-                files += list_images(p, recursive)
+                files += [f for f in list_images(p, recursive) if not inside(f)]
             except OSError as exc:
                 problems.append((p, f"cannot read folder: {exc.strerror or exc}"))
         elif p.exists() or p.is_symlink():
@@ -53,11 +58,13 @@ def fmt(x: float | None, nd: int = 3) -> str:
 
 
 def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool = True, batch_size: int = 8,
-                progress: bool = True, backend: str | None = None):
-    """Score with the catalog; returns ScoreResults in input order."""
+                progress: bool = True, backend: str | None = None, catalog=None):
+    """Score with the catalog (``catalog``, else the one in ``paths``); returns ScoreResults
+    in input order.  A catalog that cannot be used is said once on stderr and the photos
+    are scored without it (nothing cached); so are those left when it fails midway."""
     from tqdm import tqdm
 
-    from photocull.cull.catalog import Catalog
+    from photocull.cull.catalog import Catalog, CatalogError
     from photocull.scoring import iter_scores, iter_scores_cached
 
     by_path = {}
@@ -67,21 +74,37 @@ def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool =
         if progress:
             bar.write(msg, file=sys.stderr)
 
+    def without_catalog(exc: CatalogError) -> None:
+        print(f"photocull: {exc}; scoring without the catalog (no scores are cached)", file=sys.stderr)
+
     kw = dict(batch_size=batch_size, backend=backend, accel_dir=paths.onnx_dir, status=status)
     try:
         with contextlib.ExitStack() as stack:
+            gen = None
             if use_cache:
-                cat = stack.enter_context(Catalog(paths.catalog_path))
-                gen = iter_scores_cached(files, loaded, cat, **kw)
-            else:
-                gen = iter_scores(files, loaded, **kw)
-            for prog in gen:
-                for r in prog.results:
-                    by_path[os.path.abspath(r.path)] = r
-                bar.update(len(prog.results))
+                try:
+                    cat = catalog if catalog is not None else stack.enter_context(Catalog(paths.catalog_path))
+                    gen = iter_scores_cached(files, loaded, cat, **kw)
+                    for prog in gen:
+                        _collect(prog, by_path, bar)
+                except CatalogError as exc:
+                    without_catalog(exc)
+                    gen = None  # the photos not scored yet are scored below, without it
+                    if catalog is None:
+                        stack.close()
+            if gen is None:
+                left = [f for f in files if os.path.abspath(f) not in by_path]
+                for prog in iter_scores(left, loaded, **kw):
+                    _collect(prog, by_path, bar)
     finally:
         bar.close()
     return [by_path[os.path.abspath(f)] for f in files if os.path.abspath(f) in by_path]
+
+
+def _collect(prog, by_path: dict, bar) -> None:
+    for r in prog.results:
+        by_path[os.path.abspath(r.path)] = r
+    bar.update(len(prog.results))
 
 
 def rank_results(results):

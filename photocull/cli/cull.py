@@ -11,10 +11,16 @@ from .common import collect, fmt, load_model, run_scoring
 
 
 def cmd_export(args, paths: AppPaths) -> int:
-    from photocull.cull.catalog import Catalog
+    from photocull.cull.catalog import Catalog, CatalogError
     from photocull.cull.export import Candidate, ExportError, choose, export
+    from photocull.cull.marks import load_marks
 
-    files, problems = collect([args.src], args.recursive)
+    src, dest = Path(args.src).expanduser(), Path(args.dest).expanduser()
+    if src.is_dir() and os.path.realpath(src) == os.path.realpath(dest):
+        print(f"photocull: the destination is the source folder ({src}): choose another", file=sys.stderr)
+        return 2
+    # the destination (a subfolder of the source, say) holds earlier exports: never collected again
+    files, problems = collect([args.src], args.recursive, exclude=dest)
     for p, why in problems:
         print(f"photocull: {p}: {why}", file=sys.stderr)
     if problems and not files:
@@ -22,30 +28,44 @@ def cmd_export(args, paths: AppPaths) -> int:
     selection = dict(top=args.top, top_percent=args.top_percent, min_score=args.min_score,
                      picks_only=args.picks, min_stars=args.min_stars)
     _check_selection(args, selection)  # a bad selection is an error now, not after scoring the whole folder
-    loaded = load_model(args.model, paths)
-    print(f"photocull: {loaded.notice}", file=sys.stderr)
-    results = run_scoring(files, loaded, paths, progress=not args.quiet)
-    with Catalog(paths.catalog_path) as cat:
-        marks = cat.get_marks(files)
+    try:
+        cat = Catalog(paths.catalog_path)
+    except CatalogError as exc:
+        print(f"photocull: {exc}; nothing was exported", file=sys.stderr)
+        return 2
+    with cat:
+        loaded = load_model(args.model, paths)
+        print(f"photocull: {loaded.notice}", file=sys.stderr)
+        results = run_scoring(files, loaded, paths, progress=not args.quiet, catalog=cat)
+        marks = load_marks([r.path for r in results], cat)  # the catalog's, else the sidecars' (as everywhere)
         cands = []
         for r in results:
             m = marks.get(os.path.abspath(r.path))
             cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0))
         chosen = choose(cands, **selection)
+        stopped = None
         try:
-            rep = export(chosen, args.dest, move=args.move, on_moved=cat.rename_path)
+            rep = export(chosen, args.dest, move=args.move, catalog=cat)
         except ExportError as exc:
-            print(f"photocull: {exc}", file=sys.stderr)
-            return 1
+            if exc.report is None:
+                print(f"photocull: {exc}", file=sys.stderr)
+                return 1
+            rep, stopped = exc.report, exc
     verb = "moved" if args.move else "copied"
     for it in rep.items:
         extra = f" (+{len(it.companions)} companion{'s' * (len(it.companions) != 1)})" if it.companions else ""
-        print(f"{it.rank:>4} {fmt(it.mean, 2):>6}  {it.source} -> {it.destination}{extra}")
+        print(f"{it.rank:>4} {fmt(it.mean, 2):>6}  {it.source} -> {it.destination}"
+              + ("" if it.moved or not args.move else " (copied, original kept)") + extra)
     for p, why in rep.errors:
         print(f"photocull: {p}: {why}", file=sys.stderr)
-    print(f"photocull: {verb} {len(rep.items)} of {len(files)} photos to {args.dest}"
+    if stopped is not None:
+        print(f"photocull: {stopped}", file=sys.stderr)
+    n_moved = sum(1 for it in rep.items if it.moved)
+    done = (f"moved {n_moved}" + (f" and copied {len(rep.items) - n_moved}" if n_moved < len(rep.items) else "")
+            if args.move else f"{verb} {len(rep.items)}")
+    print(f"photocull: {done} of {len(files)} photos to {args.dest}"
           + (f"; report {rep.report_path}" if rep.report_path else ""), file=sys.stderr)
-    return 1 if rep.errors else 0
+    return 1 if rep.errors or stopped is not None else 0
 
 
 def _check_selection(args, selection: dict) -> None:
@@ -62,7 +82,7 @@ def _check_selection(args, selection: dict) -> None:
 def cmd_rate(args, paths: AppPaths) -> int:
     """Flag, rate or label photos; written to the catalog and to XMP sidecars, with
     photocull's figures for the photos the active model has scored (as the window does)."""
-    from photocull.cull.catalog import Catalog, Marks, path_key
+    from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
     from photocull.cull.marks import load_marks, normalise_label, save_marks, stored_figures
     from photocull.media.listing import companions_of
     from photocull.media.loaders import RAW_EXTENSIONS, is_supported
@@ -86,28 +106,41 @@ def cmd_rate(args, paths: AppPaths) -> int:
             rc = 1
         else:
             files.append(f)
-    with Catalog(paths.catalog_path) as cat:
-        figures = {}
-        if files and not args.no_sidecar:
-            model_id = _active_model_id(settings, paths)
-            if model_id is not None:
-                figures = stored_figures(cat, files, model_id)
-        current = load_marks(files, cat)
-        writes = []
-        for f in files:
-            m = current.get(os.path.abspath(f)) or Marks()
-            flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
-            new = Marks(flag, m.rating if args.stars is None else args.stars,
-                        m.label if args.label is None else label)
-            comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
-            writes.append((f, new, comps, figures.get(path_key(f))))
-        problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+    try:
+        with Catalog(paths.catalog_path) as cat:
+            figures = {}
+            if files and not args.no_sidecar:
+                model_id = _active_model_id(settings, paths)
+                if model_id is not None:
+                    figures = stored_figures(cat, files, model_id)
+            current = load_marks(files, cat)
+            writes = []
+            for f in files:
+                m = current.get(os.path.abspath(f)) or Marks()
+                flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
+                new = Marks(flag, m.rating if args.stars is None else args.stars,
+                            m.label if args.label is None else label)
+                comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
+                writes.append((f, new, comps, figures.get(path_key(f))))
+            problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+    except CatalogError as exc:
+        # the catalog is written first: when it cannot be, no sidecar is touched either, so
+        # the two never disagree (a sidecar-only rating would lose to the catalog's next time)
+        print(f"photocull: {exc}", file=sys.stderr)
+        print("photocull: no marks were saved, neither in the catalog nor in the sidecars", file=sys.stderr)
+        return 2
+    unsaved = {Path(p) for p, why in problems if not Path(p).is_file()}
     for f, m, comps, _ in writes:
+        if Path(f) in unsaved:
+            continue
         state = {1: "pick", -1: "reject", 0: "unflagged"}[m.flag]
         print(f"{f}: {state}, {m.rating} star{'s' * (m.rating != 1)}" + (f", {m.label}" if m.label else "")
               + (f" (+{', '.join(c.name for c in comps)})" if comps else ""))
     for p, why in problems:
-        print(f"photocull: sidecar of {p}: {why}", file=sys.stderr)
+        if Path(p) in unsaved:
+            print(f"photocull: {p}: {why}", file=sys.stderr)
+        else:
+            print(f"photocull: sidecar of {p}: {why} (the catalog has the marks)", file=sys.stderr)
         rc = 1
     return rc
 
@@ -130,7 +163,7 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
     """Send rejected photos (and their companions) to the OS trash.  Without ``--yes``
     nothing is touched: the command only prints what it would do.  photocull never
     deletes a photo for good: the files can be restored from the trash."""
-    from photocull.cull.catalog import Catalog
+    from photocull.cull.catalog import Catalog, CatalogError
     from photocull.cull.rejects import find_rejects
     from photocull.media.fileops import trash
     from photocull.media.listing import list_images
@@ -141,8 +174,12 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
     except OSError as exc:
         print(f"photocull: cannot read folder {folder}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    with Catalog(paths.catalog_path) as cat:
-        rejects = find_rejects(files, cat)
+    try:
+        with Catalog(paths.catalog_path) as cat:
+            rejects = find_rejects(files, cat)
+    except CatalogError as exc:
+        print(f"photocull: {exc}; nothing was moved", file=sys.stderr)
+        return 2
     if not rejects:
         print(f"photocull: no rejected photos in {folder}", file=sys.stderr)
         return 0

@@ -11,8 +11,21 @@ of it.
 
 WAL mode and short transactions let two photocull windows share one catalog.  Each
 thread gets its own connection.  A catalog file that SQLite cannot read is moved aside
-(``catalog.sqlite.corrupt-<time>``) and a fresh one is made: scores are a cache, and
-ratings live in the XMP sidecars as well.
+(``catalog.sqlite.corrupt-<time>``, ``-1``, ``-2``... when one of that second exists: an
+earlier copy is never overwritten) and a fresh one is made: scores are a cache, and
+ratings live in the XMP sidecars as well.  Setting aside holds the catalog's lock (see
+:meth:`Catalog.exclusive`) and checks the file again first: when two photocull processes
+find the same damaged file, one sets it aside and the other opens the fresh catalog.
+
+A catalog that cannot be used at all (a folder in its place, a read-only file system, a
+folder photocull may not write to) raises :class:`CatalogError`, whose text says what is
+wrong and where; so does any SQLite failure later on (disk full, file removed).
+
+:meth:`Catalog.exclusive` is a lock shared by every photocull process and thread using
+this catalog (``flock`` on ``catalog.sqlite.lock``; released by the system if the
+process dies).  Saving marks (:func:`photocull.cull.marks.save_marks`) and the last step
+of moving a photo (:func:`photocull.cull.export.export`) hold it, so a photo never moves
+away between the check that it is there and its sidecar being written.
 
 The schema grows by :data:`MIGRATIONS`, applied in order on opening; a catalog made by a
 newer photocull is used as it is.  Use it as a context manager (``with Catalog(p) as cat``)
@@ -20,15 +33,18 @@ to close this thread's connection when done.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -89,6 +105,10 @@ MIGRATIONS: list[str] = [
         result TEXT NOT NULL
     );
     """,
+    # 4: marks whose sidecars are not yet known to hold them (see photocull.cull.marks)
+    """
+    ALTER TABLE marks ADD COLUMN sidecar_pending INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -128,7 +148,49 @@ def migrate(con: sqlite3.Connection) -> int:
     return found
 
 
-_INSERT_MARKS = "INSERT OR REPLACE INTO marks (path, folder, flag, rating, label, updated) VALUES (?,?,?,?,?,?)"
+_INSERT_MARKS = ("INSERT OR REPLACE INTO marks (path, folder, flag, rating, label, updated, sidecar_pending) "
+                 "VALUES (?,?,?,?,?,?,?)")
+
+
+class CatalogError(Exception):
+    """The catalog cannot be used; ``str(exc)`` says what is wrong and where, for the user."""
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    """What is wrong with the catalog at ``path``, in words a photographer can act on."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    if path.is_dir():
+        return f"the catalog {path} is a folder, not a catalog file: move it away or use --home"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"cannot create the catalog's folder {folder}: {reason}"
+    hint = ""
+    try:  # the folder's permission bits say little (root, ACLs, read-only mounts): try it
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as probe:
+        hint = f" (photocull cannot write in {folder}: {probe.strerror or probe}; a read-only disk or folder?)"
+    else:
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            hint = " (photocull may not read and write that file)"
+        elif isinstance(exc, sqlite3.Error) and _busy(exc):
+            hint = " (another program keeps it locked)"
+    return f"cannot use the catalog {path}: {reason}{hint}"
+
+
+def _reports_errors(method):
+    """Turn SQLite's failures in a public :class:`Catalog` method into :class:`CatalogError`."""
+    @functools.wraps(method)
+    def wrapper(self, *a, **kw):
+        try:
+            return method(self, *a, **kw)
+        except sqlite3.Error as exc:
+            raise CatalogError(_explain(self.path, exc)) from exc
+    return wrapper
 
 FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
 
@@ -201,62 +263,157 @@ def _folder(key: str) -> str:
 class Catalog:
     def __init__(self, path: os.PathLike | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        deadline = time.monotonic() + 60.0
-        while True:
-            try:
-                self._open_checked()
-                break
-            except sqlite3.OperationalError as exc:
-                # another photocull is creating or switching the file to WAL right now
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self._lock = threading.RLock()  # the in-process half of exclusive()
+        self._lock_depth = 0
+        self._lock_fd = -1
+        self.recovered_from: Path | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "is a folder", str(self.path))
+            deadline = time.monotonic() + 60.0
+            while True:
+                try:
+                    self._open_checked()
+                    break
+                except sqlite3.OperationalError as exc:
+                    # another photocull is creating or switching the file to WAL right now
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        except (OSError, sqlite3.Error) as exc:
+            raise CatalogError(_explain(self.path, exc)) from exc
 
     # -- connections ---------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        con.execute("PRAGMA busy_timeout = 30000")
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("PRAGMA synchronous = NORMAL")
+        try:
+            con.execute("PRAGMA busy_timeout = 30000")
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            con.close()
+            raise
         return con
 
-    def _open_checked(self) -> None:
+    def _checked_connection(self) -> sqlite3.Connection:
+        """A connection to a catalog that passed SQLite's quick check and is migrated;
+        sqlite3.DatabaseError (not Operational) when the file is damaged."""
+        con = self._connect()
         try:
-            con = self._connect()
             rows = con.execute("PRAGMA quick_check").fetchall()  # fetch all: no read left open
             if rows != [("ok",)]:
                 raise sqlite3.DatabaseError(rows[0][0] if rows else "quick_check failed")
             migrate(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open_checked(self) -> None:
+        # busy/locked (another photocull is writing) or no permission (OperationalError) is
+        # never a reason to set the catalog aside: the caller sees it
+        try:
+            con = self._checked_connection()
         except sqlite3.OperationalError:
-            # busy/locked (another photocull is writing) or no permission: never a reason to
-            # set the catalog aside; let the caller see it
             raise
         except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed", quick_check
-            try:
-                con.close()
-            except Exception:  # noqa: BLE001
-                pass
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh", self.path, exc, aside)
-            os.replace(self.path, aside)
-            for ext in ("-wal", "-shm"):
-                side = Path(str(self.path) + ext)
-                if side.exists():
-                    os.replace(side, Path(str(aside) + ext))
-            self.recovered_from = aside
-            con = self._connect()
-            migrate(con)
-        else:
-            self.recovered_from = None
+            with self.exclusive():
+                try:
+                    # another photocull may have set it aside and made a fresh one meanwhile
+                    con = self._checked_connection()
+                except sqlite3.OperationalError:
+                    raise
+                except sqlite3.DatabaseError:
+                    aside = self._set_aside()
+                    log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh",
+                              self.path, exc, aside)
+                    self.recovered_from = aside
+                    con = self._connect()
+                    migrate(con)
         self._local.con = con
+
+    def _set_aside(self) -> Path:
+        """Move the damaged catalog (and its -wal, -shm) to a name no earlier copy has;
+        called with the lock held.  Returns the new name."""
+        base = f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        for i in range(10_000):
+            aside = self.path.with_name(base if i == 0 else f"{base}-{i}")
+            if any(os.path.lexists(f"{aside}{ext}") for ext in ("-wal", "-shm")):
+                continue
+            try:  # claim the name: never replace a file someone else made
+                os.close(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise OSError(f"no free name to set the damaged catalog {self.path} aside")
+        # its -wal and -shm first: once the main file has gone, another photocull may make a
+        # fresh catalog (and its -wal) there at any moment, and those must stay where they are
+        for ext in ("-wal", "-shm"):
+            side = Path(f"{self.path}{ext}")
+            if side.exists():
+                os.replace(side, Path(f"{aside}{ext}"))
+        try:
+            os.replace(self.path, aside)  # onto the empty file just claimed
+        except FileNotFoundError:  # gone meanwhile: nothing to keep
+            os.unlink(aside)
+        return aside
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator["Catalog"]:
+        """Hold the catalog's lock: one holder at a time among every photocull process and
+        thread using this catalog.  Re-entrant in one thread.  Holders take it before any
+        SQLite transaction, never inside one.  :class:`CatalogError` if the lock file
+        cannot be made."""
+        with self._lock:
+            if self._lock_depth == 0:
+                self._lock_fd = self._acquire_file_lock()
+            self._lock_depth += 1
+            try:
+                yield self
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    fd, self._lock_fd = self._lock_fd, -1
+                    os.close(fd)  # closing the file releases the lock
+
+    def _acquire_file_lock(self) -> int:
+        lock_path = f"{self.path}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CatalogError(f"cannot lock the catalog {self.path}: {exc.strerror or exc} ({lock_path})") from exc
+        try:
+            try:
+                import fcntl
+            except ImportError:  # Windows
+                import msvcrt
+
+                while True:
+                    try:
+                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # gives up after ~10 s: try again
+                        break
+                    except OSError:
+                        continue
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks (some network shares): go on, as before locks
+            log.warning("cannot lock the catalog %s (%s): two photocull processes are not kept apart", self.path, exc)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     @property
     def con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = self._connect()
+            try:
+                con = self._local.con = self._connect()
+            except sqlite3.Error as exc:
+                raise CatalogError(_explain(self.path, exc)) from exc
         return con
 
     def close(self) -> None:
@@ -273,6 +430,7 @@ class Catalog:
         self.close()
 
     # -- scores --------------------------------------------------------------------
+    @_reports_errors
     def store_results(self, results: Iterable, model_id: str) -> None:
         """Store ScoreResults (scored or failed) for ``model_id`` in one transaction."""
         rows = []
@@ -293,6 +451,7 @@ class Catalog:
             con.executemany(f"INSERT OR REPLACE INTO scores ({','.join(_SCORE_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_SCORE_COLUMNS))})", rows)
 
+    @_reports_errors
     def lookup(self, paths: Sequence, model_id: str) -> dict[str, StoredScore]:
         """Stored scores for the paths whose size and mtime still match; keyed by absolute path."""
         keys = [path_key(p) for p in paths]
@@ -314,6 +473,7 @@ class Catalog:
                                          row[5], row[6], row[7], row[8], row[9])
         return out
 
+    @_reports_errors
     def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:
         by_db = {_db(k): k for k in map(path_key, paths)}
         keys = list(by_db)
@@ -325,6 +485,7 @@ class Catalog:
                 out[by_db[k]] = _unblob(b, np.float16).astype(np.float32)
         return out
 
+    @_reports_errors
     def any_features(self, paths: Sequence, dtype=np.float32) -> dict[str, np.ndarray]:
         """Backbone features stored under any model (they only depend on the backbone).
         ``dtype=np.float16`` gives them as stored, at half the memory."""
@@ -345,6 +506,7 @@ class Catalog:
         return out
 
     # -- tiny greys (burst grouping) -------------------------------------------------
+    @_reports_errors
     def tiny_gray(self, path, side: int) -> np.ndarray | None:
         """The stored ``side`` x ``side`` uint8 grey of ``path`` if the file is unchanged
         (same size and mtime) since it was stored; else None."""
@@ -358,6 +520,7 @@ class Catalog:
             return None
         return np.frombuffer(row[3], dtype=np.uint8).reshape(side, side)
 
+    @_reports_errors
     def store_tiny_grays(self, items: Iterable[tuple[object, np.ndarray]]) -> None:
         """Remember ``(path, square uint8 grey)`` pairs (one transaction), under the
         files' current size and mtime; files gone meanwhile are skipped."""
@@ -378,6 +541,7 @@ class Catalog:
             con.executemany("INSERT OR REPLACE INTO grays (path, size, mtime, side, gray) VALUES (?,?,?,?,?)", rows)
 
     # -- burst groups found (whole folders) --------------------------------------------
+    @_reports_errors
     def grouping(self, signature: str) -> list | None:
         """The groups stored for :func:`photocull.cull.bursts.grouping_signature`, or None."""
         row = self.con.execute("SELECT result FROM groupings WHERE signature=?", (signature,)).fetchone()
@@ -389,6 +553,7 @@ class Catalog:
             return None
         return out if isinstance(out, list) else None
 
+    @_reports_errors
     def store_grouping(self, signature: str, result: list) -> None:
         """Remember a folder's groups (JSON-able rows); only the newest GROUPINGS_KEPT stay."""
         text = json.dumps(result)
@@ -399,27 +564,54 @@ class Catalog:
                         "(SELECT signature FROM groupings ORDER BY stored DESC, rowid DESC LIMIT ?)", (GROUPINGS_KEPT,))
 
     # -- marks ---------------------------------------------------------------------
+    @_reports_errors
     def get_marks(self, paths: Sequence) -> dict[str, Marks]:
+        """The marks stored for ``paths``, keyed by :func:`path_key`.  Consumers read marks
+        through :func:`photocull.cull.marks.load_marks`, which adds the sidecars' say."""
+        return {k: m for k, (m, _) in self.stored_marks(paths).items()}
+
+    @_reports_errors
+    def sidecars_pending(self, paths: Sequence) -> set[str]:
+        """The :func:`path_key` of each of ``paths`` whose marks were stored but whose
+        sidecars are not known to hold them yet (a save interrupted, or a sidecar that
+        could not be written): for these the catalog's marks win."""
+        return {k for k, (_, pending) in self.stored_marks(paths).items() if pending}
+
+    @_reports_errors
+    def stored_marks(self, paths: Sequence) -> dict[str, tuple[Marks, bool]]:
+        """(marks, sidecar pending) stored for ``paths``, keyed by :func:`path_key`: one
+        query per folder for :meth:`get_marks` and :meth:`sidecars_pending` at once."""
         by_db = {_db(k): k for k in map(path_key, paths)}
         out = {}
         for folder in {_folder(k) for k in by_db.values()}:
-            for path, flag, rating, label in self.con.execute(
-                    "SELECT path, flag, rating, label FROM marks WHERE folder=?", (folder,)):
+            for path, flag, rating, label, pending in self.con.execute(
+                    "SELECT path, flag, rating, label, sidecar_pending FROM marks WHERE folder=?", (folder,)):
                 if path in by_db:
-                    out[by_db[path]] = Marks(flag, rating, label)
+                    out[by_db[path]] = (Marks(flag, rating, label), bool(pending))
         return out
 
     def set_marks(self, path, marks: Marks) -> None:
-        k = path_key(path)
-        with self._tx() as con:
-            con.execute(_INSERT_MARKS,
-                        (_db(k), _folder(k), int(marks.flag), int(marks.rating), marks.label, time.time()))
+        self.set_many_marks([(path, marks)])
 
-    def set_many_marks(self, items: Iterable[tuple[object, Marks]]) -> None:
-        rows = [(_db(path_key(p)), _folder(path_key(p)), int(m.flag), int(m.rating), m.label, time.time()) for p, m in items]
+    @_reports_errors
+    def set_many_marks(self, items: Iterable[tuple[object, Marks]], *, sidecar_pending: bool = False) -> None:
+        """Store marks (one transaction).  ``sidecar_pending``: their sidecars are about to
+        be written (:meth:`sidecars_written` says when they are)."""
+        now = time.time()
+        rows = [(_db(path_key(p)), _folder(path_key(p)), int(m.flag), int(m.rating), m.label, now, int(sidecar_pending))
+                for p, m in items]
         with self._tx() as con:
             con.executemany(_INSERT_MARKS, rows)
 
+    @_reports_errors
+    def sidecars_written(self, paths: Iterable) -> None:
+        """The sidecars of ``paths`` now hold the marks stored for them."""
+        keys = [(_db(path_key(p)),) for p in paths]
+        if keys:
+            with self._tx() as con:
+                con.executemany("UPDATE marks SET sidecar_pending=0 WHERE path=?", keys)
+
+    @_reports_errors
     def rename_path(self, old, new) -> None:
         """Keep marks and scores when photocull itself moves a file."""
         o, n = _db(path_key(old)), path_key(new)
@@ -438,8 +630,21 @@ class Catalog:
             return self.con
 
         def __exit__(self, et, ev, tb):
-            self.con.execute("COMMIT" if et is None else "ROLLBACK")
+            if et is None:
+                try:
+                    self.con.execute("COMMIT")
+                    return False
+                except sqlite3.Error:
+                    self._rollback()
+                    raise
+            self._rollback()
             return False
+
+        def _rollback(self):
+            try:
+                self.con.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite already rolled back (disk full, I/O error...)
+                pass
 
     def _tx(self):
         return Catalog._Tx(self.con)

@@ -3,11 +3,24 @@
 Never overwrite, never lose a photo: every file goes through
 :func:`photocull.media.fileops.safe_copy`; a move removes the source only after its copy
 has been verified; a name clash gets a suffix (``IMG_1-1.jpg``), shared by the photo's
-companions; names come from the source's base name only: nothing can escape the
-destination.
+companions, the stem shortened first when the name would not fit (255 bytes); names come
+from the source's base name only: nothing can escape the destination, and a photo that is
+already inside the destination is never exported into it again.
+
+A move ends, for each photo, with one step under the catalog's lock
+(:meth:`photocull.cull.catalog.Catalog.exclusive`, which every save of marks holds too): a
+sidecar saved since it was copied is copied again, a companion that appeared (a first
+sidecar) joins, then the sources are removed and the catalog's rows follow the photo.  So a
+rating given while a photo moves lands with the photo, or is refused because the photo has
+gone: it is never left behind in the source.  An original that cannot be removed (a
+read-only card) stops the move with that reason; its verified copy is kept and reported.
+
+Exports start by sweeping stale ``.photocull-partial-*`` files a killed export left in the
+destination (:mod:`photocull.cull.leftovers`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import logging
@@ -18,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from photocull.cull import ranking
+from photocull.cull import leftovers, ranking
+from photocull.cull.catalog import Catalog, CatalogError
 from photocull.media.fileops import TMP_PREFIX, CopyError, safe_copy
 from photocull.media.listing import companions_of
 
@@ -26,7 +40,12 @@ log = logging.getLogger(__name__)
 
 
 class ExportError(Exception):
-    """Export could not go on; ``str(exc)`` is the reason for the user."""
+    """Export could not go on; ``str(exc)`` is the reason for the user, ``report`` (when
+    set) what was done before it stopped."""
+
+    def __init__(self, message: str, report: "ExportReport | None" = None):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -83,32 +102,110 @@ class ExportReport:
     cancelled: bool = False
 
 
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, APFS, NTFS (UTF-16 units), exFAT
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return min(NAME_MAX, os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):
+        return NAME_MAX
+
+
+def _nbytes(text: str) -> int:
+    return len(os.fsencode(text))
+
+
+def _fit(stem: str, tails: Sequence[str], suffix: str, name_max: int = NAME_MAX) -> str:
+    """``stem`` cut (whole characters, from the end) so that ``stem + suffix + tail`` fits in
+    ``name_max`` bytes for every tail."""
+    budget = name_max - _nbytes(suffix) - max((_nbytes(t) for t in tails), default=0)
+    while stem and _nbytes(stem) > budget:
+        stem = stem[:-1]
+    return stem
+
+
 def _names_free(dest: Path, names: list[str]) -> bool:
     return not any(os.path.lexists(dest / n) for n in names)
 
 
-def _plan_names(dest: Path, photo: Path, comps: list[Path]) -> list[str]:
-    """Final names for the photo and its companions, with one shared suffix on a clash."""
-    stem = photo.stem
-    def renamed(p: Path, suffix: str) -> str:
-        n = p.name
-        return (stem + suffix + n[len(stem):]) if n.lower().startswith(stem.lower()) else Path(n).stem + suffix + Path(n).suffix
-    names = [photo.name] + [c.name for c in comps]
-    i = 0
+def _renamed(photo: Path, p: Path, suffix: str, name_max: int, shared_tails: Sequence[str]) -> str:
+    """``p``'s name in the destination with ``suffix`` after the photo's stem (shortened to fit)."""
+    stem, n = photo.stem, p.name
+    if not suffix:
+        return n
+    if n.lower().startswith(stem.lower()):
+        return _fit(stem, [*shared_tails, n[len(stem):]], suffix, name_max) + suffix + n[len(stem):]
+    own = Path(n)
+    return _fit(own.stem, [own.suffix], suffix, name_max) + suffix + own.suffix
+
+
+def _plan_names(dest: Path, photo: Path, comps: list[Path], name_max: int = NAME_MAX) -> tuple[list[str], str]:
+    """Final names for the photo and its companions, with one shared suffix on a clash (the
+    photo's stem shortened the same way for all of them when a name would not fit);
+    and that suffix."""
+    files = [photo, *comps]
+    shared = [p.name[len(photo.stem):] for p in files if p.name.lower().startswith(photo.stem.lower())]
+    i, suffix = 0, ""
+    names = [p.name for p in files]
     while not _names_free(dest, names):
         i += 1
-        names = [renamed(photo, f"-{i}")] + [renamed(c, f"-{i}") for c in comps]
-    return names
+        suffix = f"-{i}"
+        names = [_renamed(photo, p, suffix, name_max, shared) for p in files]
+    return names, suffix
+
+
+def _copy_new(src: Path, dest: Path, name: str, name_max: int) -> Path:
+    """safe_copy under ``name``, or a free variant of it when another process took the name."""
+    n = name
+    for attempt in range(100):
+        try:
+            return safe_copy(src, dest, n)
+        except FileExistsError:  # appeared meanwhile (another process)
+            tail = Path(name).suffix
+            n = _fit(Path(name).stem, [tail], f"-x{attempt}", name_max) + f"-x{attempt}" + tail
+    raise ExportError(f"no free name for {src.name} in {dest}")
+
+
+def _identity(p: Path) -> tuple | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
+
+
+def is_within(path: os.PathLike | str, folder: os.PathLike | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (links resolved)."""
+    p, f = os.path.realpath(path), os.path.realpath(folder)
+    return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
+
+
+def _companions(c: Candidate, src: Path, exported: set[str]) -> list[Path]:
+    """Regular files that travel with ``src``: never the photo itself under another
+    spelling, never one already exported."""
+    by_real: dict[str, Path] = {}
+    for p in sorted({*map(Path, c.companions), *companions_of(src)}):
+        if p.is_file() and os.path.realpath(p) not in exported | {os.path.realpath(src)}:
+            by_real.setdefault(os.path.realpath(p), p)
+    return sorted(by_real.values())
+
+
+_SOURCE_LOCKED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool = False,
            with_companions: bool = True, write_report: bool = True,
            cancelled: Callable[[], bool] = lambda: False,
            progress: Callable[[int, int], None] | None = None,
-           on_moved: Callable[[Path, Path], None] | None = None) -> ExportReport:
+           on_moved: Callable[[Path, Path], None] | None = None,
+           catalog: Catalog | None = None) -> ExportReport:
     """Copy (or move) ``chosen`` into ``dest``.  Per-file problems are collected in the
-    report; a full or read-only destination stops the export with :class:`ExportError`
-    after writing the report of what was done."""
+    report; a full or read-only destination, or originals that cannot be removed, stop the
+    export with :class:`ExportError` after writing the report of what was done.
+
+    ``catalog``: its lock guards the last step of each move and its rows follow each moved
+    file (what ``on_moved`` is also told)."""
     dest = Path(dest).expanduser()
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -116,6 +213,10 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
         raise ExportError(f"cannot create destination {dest}: {exc.strerror or exc}") from None
     if not os.access(dest, os.W_OK | os.X_OK):
         raise ExportError(f"destination is not writable: {dest}")
+    leftovers.remove_stale(dest, leftovers.PARTIAL_COPY)
+    name_max = _name_max(dest)
+    hooks = [h for h in (catalog.rename_path if catalog is not None else None, on_moved) if h is not None]
+    lock = catalog.exclusive if catalog is not None else contextlib.nullcontext
     report = ExportReport()
     fatal: str | None = None
     exported: set[str] = set()  # real paths already copied (a RAW chosen beside its JPEG travels once)
@@ -128,35 +229,53 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             if progress:
                 progress(rank, len(chosen))
             continue
-        comps = []
-        if with_companions:
-            # only regular files, never the photo itself under another spelling, never twice
-            by_real: dict[str, Path] = {}
-            for p in sorted({*map(Path, c.companions), *companions_of(src)}):
-                if p.is_file() and os.path.realpath(p) not in exported | {os.path.realpath(src)}:
-                    by_real.setdefault(os.path.realpath(p), p)
-            comps = sorted(by_real.values())
+        if is_within(src, dest):
+            report.errors.append((src, "already in the destination folder: not exported into it again"))
+            if progress:
+                progress(rank, len(chosen))
+            continue
+        comps = _companions(c, src, exported) if with_companions else []
         try:
             if not src.is_file():
                 raise FileNotFoundError(errno.ENOENT, "source not found", str(src))
-            names = _plan_names(dest, src, comps)
-            done: list[tuple[Path, Path]] = []
+            names, suffix = _plan_names(dest, src, comps, name_max)
+            done: list[tuple[Path, Path, tuple | None]] = []  # (source, copy, source's identity when copied)
             for s, n in zip([src] + comps, names):
-                for attempt in range(100):
-                    try:
-                        done.append((s, safe_copy(s, dest, n)))
-                        break
-                    except FileExistsError:  # appeared meanwhile (another process)
-                        n = f"{Path(n).stem}-x{attempt}{Path(n).suffix}"
-            exported.update(os.path.realpath(s) for s, _ in done)
+                before = _identity(s)
+                done.append((s, _copy_new(s, dest, n, name_max), before))
+            kept: list[tuple[Path, OSError]] = []
             if move:
-                for s, d in done:
-                    os.unlink(s)
-                    if on_moved:
-                        on_moved(s, d)
-            report.items.append(ExportedItem(src, done[0][1], done[1:], c.mean, c.std, rank, move))
+                try:
+                    with lock():
+                        done += _catch_up(src, done, suffix, dest, name_max, with_companions, exported)
+                        removed, kept = _remove_sources(done)
+                        for s, d in removed:
+                            for hook in hooks:
+                                try:
+                                    hook(s, d)
+                                except CatalogError as exc:
+                                    report.errors.append((s, f"moved to {d}, but the catalog did not follow: {exc}"))
+                except CatalogError as exc:  # the lock could not be taken: nothing was removed
+                    kept = [(s, OSError(errno.ENOLCK, str(exc))) for s, _, _ in done]
+                    fatal = f"export stopped: {exc}; the copies in {dest} are kept, the originals untouched"
+            exported.update(os.path.realpath(s) for s, _, _ in done)
+            pairs = [(s, d) for s, d, _ in done]
+            report.items.append(ExportedItem(src, pairs[0][1], pairs[1:], c.mean, c.std, rank,
+                                             move and not any(s == src for s, _ in kept)))
+            if fatal:
+                break
+            if move and kept:
+                for s, exc in kept:
+                    report.errors.append((s, f"copied, but the original could not be removed: {exc.strerror or exc}"))
+                if any(exc.errno in _SOURCE_LOCKED for _, exc in kept):
+                    fatal = (f"export stopped: the originals cannot be removed from {src.parent} "
+                             f"({kept[0][1].strerror}); their verified copies are kept in {dest}, "
+                             "the originals that were not removed are untouched")
+                    break
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+            where = exc.filename or ""
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or (
+                    exc.errno in (errno.EROFS, errno.EACCES) and (not where or is_within(where, dest))):
                 fatal = f"export stopped: {exc.strerror} ({dest})"
                 report.errors.append((src, fatal))
                 break
@@ -171,8 +290,51 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
         except OSError as exc:
             log.error("could not write the export report: %s", exc)
     if fatal:
-        raise ExportError(fatal)
+        raise ExportError(fatal, report)
     return report
+
+
+def _catch_up(src: Path, done: list[tuple[Path, Path, tuple | None]], suffix: str, dest: Path, name_max: int,
+              with_companions: bool, exported: set[str]) -> list[tuple[Path, Path, tuple | None]]:
+    """Before the sources of a move go (lock held): copy again a companion that changed since
+    it was copied (a sidecar saved meanwhile), and copy a companion that appeared.  Returns
+    the new (source, copy, identity)."""
+    for i, (s, d, before) in enumerate(done):
+        now = _identity(s)
+        if s != src and now is not None and now != before:
+            fresh = _copy_new(s, dest, f"{TMP_PREFIX}{uuid.uuid4().hex}{s.suffix}", name_max)
+            os.replace(fresh, d)  # our own copy, made moments ago
+            done[i] = (s, d, now)
+    if not with_companions:
+        return []
+    known = {os.path.realpath(s) for s, _, _ in done}
+    photo = Path(src)
+    shared = [s.name[len(photo.stem):] for s, _, _ in done if s.name.lower().startswith(photo.stem.lower())]
+    new = []
+    for p in companions_of(src):
+        if p.is_file() and os.path.realpath(p) not in known | exported:
+            before = _identity(p)
+            new.append((p, _copy_new(p, dest, _renamed(photo, p, suffix, name_max, shared), name_max), before))
+    return new
+
+
+def _remove_sources(done: list[tuple[Path, Path, tuple | None]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, OSError]]]:
+    """Remove the sources of verified copies, the photo first; when the photo cannot be
+    removed, its companions stay with it.  Returns (removed (source, copy), kept (source, why))."""
+    removed, kept = [], []
+    for i, (s, d, _) in enumerate(done):
+        if i > 0 and kept and kept[0][0] == done[0][0]:
+            kept.append((s, kept[0][1]))
+            continue
+        try:
+            os.unlink(s)
+        except FileNotFoundError:
+            pass  # gone meanwhile: its copy is all there is
+        except OSError as exc:
+            kept.append((s, exc))
+            continue
+        removed.append((s, d))
+    return removed, kept
 
 
 def write_csv_report(report: ExportReport, dest: Path) -> Path:

@@ -3,6 +3,30 @@
 XMP has one field for this, ``xmp:Rating``: -1 means rejected (the XMP spec, and what
 Lightroom, darktable and digiKam read), 0..5 are stars.  A pick has no standard XMP
 field; photocull keeps it as ``photocull:Pick`` and leaves the stars as they are.
+
+Every consumer reads marks through :func:`load_marks` and writes them through
+:func:`save_marks`, so the window, ``photocull rate``, ``export --picks`` and
+``trash-rejects`` always agree.
+
+Which one wins when catalog and sidecar disagree
+------------------------------------------------
+:func:`save_marks` writes in this order, holding the catalog's lock
+(:meth:`~photocull.cull.catalog.Catalog.exclusive`): (1) the catalog, marked "sidecar
+pending"; (2) the sidecars; (3) the catalog again, "sidecar written".  A save killed at
+any point leaves either nothing new, or new marks in the catalog still marked pending.
+:func:`load_marks` then reads, for each photo:
+
+1. the catalog's marks when its sidecar is pending (even "no marks": un-rating a photo
+   is a mark too); the photo's next save writes its sidecar again;
+2. else the catalog's marks when there are any;
+3. else what the sidecar says (Lightroom, darktable, digiKam, a rebuilt catalog).
+
+So after a crash the photo shows what was last saved, on every open, whatever was left
+in the sidecar.  A photo that is not there when its marks are saved (moved or removed
+meanwhile, e.g. by ``export --move``) gets neither a catalog row nor a sidecar: it is
+reported as a problem, never saved beside a photo that has gone.  Stale temporary files
+of interrupted sidecar saves are swept from the folders written to
+(:mod:`photocull.cull.leftovers`).
 """
 from __future__ import annotations
 
@@ -11,10 +35,14 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from photocull.cull.catalog import Catalog, Marks, path_key
+from photocull.cull import leftovers
+from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
 from photocull.media import sidecar
 
 log = logging.getLogger(__name__)
+
+# what reading or writing one sidecar may raise: a per-file problem, never the end of the work
+SIDECAR_PROBLEMS = (sidecar.SidecarError, OSError, ValueError, LookupError, RecursionError, MemoryError)
 
 LABEL_NAMES = ("Red", "Yellow", "Green", "Blue", "Purple")
 
@@ -35,34 +63,47 @@ def marks_from_sidecar(sd: sidecar.SidecarData) -> Marks:
 
 
 def load_marks(paths: Sequence, catalog: Catalog) -> dict[str, Marks]:
-    """Marks for each path: the catalog's, else what a sidecar (Lightroom, darktable...) says."""
-    known = catalog.get_marks(paths)
+    """Marks for each path, keyed by ``os.path.abspath``: the catalog's, else what a sidecar
+    (Lightroom, darktable...) says; the rule is in the module's docstring."""
+    stored = catalog.stored_marks(paths)
     out: dict[str, Marks] = {}
     xmp_names: dict[str, set[str]] = {}  # folder -> lower-cased names of its .xmp files (one listing each)
     for p in paths:
         k = os.path.abspath(p)
-        m = known.get(k)
-        folder = os.path.dirname(k)
-        if folder not in xmp_names:
-            try:
-                with os.scandir(folder) as it:
-                    xmp_names[folder] = {e.name.lower() for e in it if e.name.lower().endswith(".xmp")}
-            except OSError:
-                xmp_names[folder] = set()
-        name = os.path.basename(k).lower()
-        has_sidecar = (name + ".xmp") in xmp_names[folder] or (os.path.splitext(name)[0] + ".xmp") in xmp_names[folder]
-        if (m is None or m.is_empty) and has_sidecar:
+        ck = path_key(p)
+        m, pending = stored.get(ck, (None, False))
+        if not pending and (m is None or m.is_empty) and _has_sidecar(k, xmp_names):
             try:
                 sd = sidecar.read_sidecar(Path(p))
                 if sd.rating is not None or sd.label or sd.pick:
                     m = marks_from_sidecar(sd)
-            except sidecar.SidecarError as exc:
-                log.warning("sidecar of %s: %s", p, exc)
-            except OSError as exc:
-                log.warning("sidecar of %s unreadable: %s", p, exc)
+            except SIDECAR_PROBLEMS as exc:
+                log.warning("sidecar of %s: %s", p, _reason(exc))
         if m is not None:
             out[k] = m
     return out
+
+
+def _has_sidecar(k: str, xmp_names: dict[str, set[str]]) -> bool:
+    folder = os.path.dirname(k)
+    if folder not in xmp_names:
+        try:
+            with os.scandir(folder) as it:
+                xmp_names[folder] = {e.name.lower() for e in it if e.name.lower().endswith(".xmp")}
+        except OSError:
+            xmp_names[folder] = set()
+    name = os.path.basename(k).lower()
+    return (name + ".xmp") in xmp_names[folder] or (os.path.splitext(name)[0] + ".xmp") in xmp_names[folder]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, LookupError):
+        return f"unreadable ({exc})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "too big to read"
+    return str(exc)
 
 
 def sidecar_figures(mean: float | None, std: float | None, why: str | None,
@@ -102,19 +143,46 @@ def write_marks_sidecar(path: Path, m: Marks, figures: dict[str, str | None] | N
 
 def save_marks(catalog: Catalog, items: Iterable[tuple[Path, Marks, list[Path], dict | None]], *,
                write_sidecars: bool = True, style: str = "adobe") -> list[tuple[Path, str]]:
-    """Store marks in the catalog at once and in each photo's (and companion's) sidecar.
+    """Store marks in the catalog and in each photo's (and companion's) sidecar.
 
-    ``items``: (photo, marks, companions, photocull figures).  Returns the sidecar
-    problems as (path, reason); the catalog is written regardless.
+    ``items``: (photo, marks, companions, photocull figures).  Returns the problems as
+    (path, reason): a photo that is not there (its marks are not saved anywhere), a
+    sidecar that could not be written (the catalog keeps the marks, pending: they win).
+    The order of the writes and the rule that reads them back are in the module's
+    docstring.  Raises :class:`~photocull.cull.catalog.CatalogError` before writing any
+    sidecar when the catalog cannot store the marks.
     """
     items = list(items)
-    catalog.set_many_marks([(p, m) for p, m, _, _ in items])
-    problems = []
-    if write_sidecars:
-        for p, m, comps, figs in items:
+    problems: list[tuple[Path, str]] = []
+    with catalog.exclusive():  # export --move waits: no photo leaves between the check and the write
+        present = []
+        for it in items:
+            if os.path.isfile(it[0]):
+                present.append(it)
+            else:
+                problems.append((Path(it[0]), "not found (moved or removed meanwhile?): its marks were not saved"))
+        if not present:
+            return problems
+        catalog.set_many_marks([(p, m) for p, m, _, _ in present], sidecar_pending=write_sidecars)
+        if not write_sidecars:
+            return problems
+        for folder in sorted({os.path.dirname(os.path.abspath(p)) for p, _, _, _ in present}):
+            leftovers.sweep_once_in_a_while(folder, leftovers.SIDECAR_TEMP)
+        written = []
+        for p, m, comps, figs in present:
+            ok = True
             for target in [Path(p), *[Path(c) for c in comps if Path(c).suffix.lower() != ".xmp"]]:
+                if target != Path(p) and not os.path.isfile(target):
+                    continue  # a companion that has gone: no sidecar beside nothing
                 try:
                     write_marks_sidecar(target, m, figs, style)
-                except (sidecar.SidecarError, OSError, ValueError) as exc:
-                    problems.append((target, str(exc)))
+                except SIDECAR_PROBLEMS as exc:
+                    problems.append((target, _reason(exc)))
+                    ok = False
+            if ok:
+                written.append(p)
+        try:
+            catalog.sidecars_written(written)
+        except CatalogError as exc:  # the sidecars hold the marks; the catalog says pending: same marks win
+            log.warning("%s", exc)
     return problems

@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from photocull.cull.catalog import FLAG_REJECT, Catalog
+from photocull.cull.catalog import FLAG_REJECT, Catalog, path_key
 from photocull.cull.marks import load_marks
 from photocull.media.listing import companions_of
 
@@ -31,7 +31,7 @@ def find_rejects(files: list[Path], catalog: Catalog) -> list[tuple[Path, list[P
         m = marks.get(os.path.abspath(f))
         if m is None or m.flag != FLAG_REJECT:
             continue
-        known = in_catalog.get(os.path.abspath(f))
+        known = in_catalog.get(path_key(f))
         if known is None or known.is_empty:
             # rejected by a sidecar only: ``IMG_1.xmp`` is shared by every photo named IMG_1.*;
             # when another photo (not a RAW/JPEG twin) shares the stem, whose reject is it?  Keep both.
