@@ -652,3 +652,15 @@ def test_marks_are_written_off_the_gui_thread_in_order(qtbot, win, photo_folder,
     with qtbot.waitSignal(win.marksProblem, timeout=10_000):
         qtbot.keyClick(win.grid, Qt.Key.Key_5)
     qtbot.waitUntil(lambda: "disk full" in win.status_label.text(), timeout=5_000)
+
+
+def test_unusable_catalog_is_a_message_not_a_traceback(qtbot, tmp_path, monkeypatch):
+    from photocull.config import AppPaths
+    from photocull.gui import app
+
+    paths = AppPaths.default(tmp_path / "home").ensure()
+    paths.catalog_path.mkdir(parents=True)  # a folder where the catalog file should be
+    shown = []
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda parent, title, text: shown.append(text))
+    assert app.run_gui(None, paths, quit_after_ms=0) == 2
+    assert shown and "is a folder, not a catalog file" in shown[0]

@@ -165,7 +165,7 @@ def _explain(path: Path, exc: BaseException) -> str:
     """What is wrong with the catalog at ``path``, in words a photographer can act on."""
     reason = getattr(exc, "strerror", None) or str(exc)
     if path.is_dir():
-        return f"the catalog {path} is a folder, not a catalog file: move it away or use --home"
+        return f"the catalog {path} is a folder, not a catalog file: move it away or choose another photocull home folder (PHOTOCULL_HOME)"
     folder = path.parent
     if not folder.is_dir():
         return f"cannot create the catalog's folder {folder}: {reason}"

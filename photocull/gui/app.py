@@ -39,7 +39,15 @@ def run_gui(folder: str | None, paths: AppPaths, *, quit_after_ms: int | None = 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("photocull")
     app.setOrganizationName("photocull")
-    win = MainWindow(paths, Settings.load(paths.settings_path))
+    from photocull.cull.catalog import CatalogError
+
+    try:
+        win = MainWindow(paths, Settings.load(paths.settings_path))
+    except CatalogError as exc:  # nothing can be remembered: say why instead of a traceback
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "photocull", f"photocull cannot open its catalog.\n\n{exc}")
+        return 2
     win.show()
     if folder:
         QTimer.singleShot(0, lambda: win.open_folder(folder))

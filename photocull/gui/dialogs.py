@@ -33,11 +33,8 @@ from .workers import GeneratorWorker, error_text
 def _export_job(chosen, dest, move, catalog_path, cancelled=lambda: False):
     from photocull.cull.catalog import Catalog
 
-    cat = Catalog(catalog_path)
-    try:
-        return export(chosen, dest, move=move, cancelled=cancelled, on_moved=cat.rename_path)
-    finally:
-        cat.close()
+    with Catalog(catalog_path) as cat:  # a move takes the catalog's lock; marks and scores follow the photo
+        return export(chosen, dest, move=move, cancelled=cancelled, catalog=cat)
 
 
 class ExportDialog(QDialog):
