@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 from pathlib import Path
 
 from photocull.config import AppPaths
+from photocull.training.metrics import format_metric
 
 
 def collect(paths: list[str], recursive: bool, exclude: os.PathLike | str | None = None
@@ -54,7 +54,8 @@ def load_model(spec: str | None, paths: AppPaths):
 
 
 def fmt(x: float | None, nd: int = 3) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+    """A score for a table or CSV cell: ``nd`` decimals, empty when there is none."""
+    return format_metric(x, nd, missing="")
 
 
 def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool = True, batch_size: int = 8,
