@@ -162,3 +162,139 @@ def fast_model(input_size: int = 64):
     torch.manual_seed(0)
     net = FastNet(ModelConfig(input_size=input_size)).eval()
     return LoadedModel(net, f"fast-test-{input_size}", "fast test", trained=False, meta={"kind": "test"})
+
+
+# --------------------------------------------------------------------------- hostile model files
+
+def _crc32_of_zeros(n_chunks: int, chunk: int) -> int:
+    """zlib.crc32 of ``n_chunks * chunk`` zero bytes without feeding them all: the CRC of a
+    fixed run of zeros is an affine map of the starting CRC (32 columns + a constant)."""
+    zeros = bytes(chunk)
+    b = zlib.crc32(zeros, 0)
+    cols = [zlib.crc32(zeros, 1 << i) ^ b for i in range(32)]
+    crc = 0
+    for _ in range(n_chunks):
+        out = b
+        for i in range(32):
+            if crc >> i & 1:
+                out ^= cols[i]
+        crc = out
+    return crc
+
+
+def deflated_zeros(mib: int) -> tuple[bytes, int]:
+    """(raw deflate stream, CRC-32) of ``mib`` MiB of zeros, ~1000:1, built in milliseconds:
+    one fully flushed 1 MiB segment repeated, then an empty final block."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    seg = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    tail = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+    return seg * mib + tail, _crc32_of_zeros(mib, 1 << 20)
+
+
+def write_zip(path: Path, entries: list[tuple[str, int, int, int, bytes]]) -> None:
+    """A zip from (name, method, crc, inflated size, stored bytes) entries, exactly as given
+    (zipfile would recompute what a hostile archive lies about)."""
+    body, central = bytearray(), bytearray()
+    for name, method, crc, size, data in entries:
+        n = name.encode()
+        offset = len(body)
+        body += struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc, len(data), size, len(n), 0)
+        body += n + data
+        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc, len(data), size,
+                               len(n), 0, 0, 0, 0, 0, offset) + n
+    eocd = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(body), 0)
+    path.write_bytes(bytes(body + central + eocd))
+
+
+class _CallsOs:
+    """Pickles to a call of os.system (a marker file): it must never run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def build_hostile_models(d: Path, marker: Path) -> dict[str, str]:
+    """Write the issue's hostile model files into ``d`` (each from the shipped checkpoint);
+    returns {file name: a word the refusal must contain}.  ``marker`` is created if the
+    pickle payload ever runs."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    from photocull.model.spec import default_model_path
+
+    d.mkdir(parents=True, exist_ok=True)
+    base = torch.load(default_model_path(), map_location="cpu", weights_only=True)
+    out: dict[str, str] = {}
+    config_cases = {
+        "hidden-300000.pt": ({"hidden": 300000}, "hidden"),
+        "input-size-20000.pt": ({"input_size": 20000}, "input_size"),
+        "input-size-0.pt": ({"input_size": 0}, "input_size"),
+        "input-size-text.pt": ({"input_size": "224"}, "input_size"),
+        # 1.8 MB of pickle: refused from the archive's directory, before torch unpickles it
+        "families-x100000.pt": ({"families": list(base["config"]["families"]) * 100000}, "data.pkl"),
+        "dropout-5.pt": ({"dropout": 5}, "dropout"),
+        "std-zero.pt": ({"std": [0, 0, 0]}, "std"),
+    }
+    for name, (change, word) in config_cases.items():
+        ckpt = dict(base, config={**base["config"], **change})
+        torch.save(ckpt, d / name)
+        out[name] = word
+    # a zip bomb: the shipped archive with data/0 deflated from 2 GiB of zeros (2 MB on disk)
+    with zipfile.ZipFile(default_model_path()) as zf:
+        entries = [(i.filename, zipfile.ZIP_STORED, i.CRC, i.file_size, zf.read(i)) for i in zf.infolist()]
+    bomb, crc = deflated_zeros(2048)
+    entries = [(n, zipfile.ZIP_DEFLATED, crc, 2 << 30, bomb) if n.endswith("/data/0") else (n, m, c, s, b)
+               for n, m, c, s, b in entries]
+    write_zip(d / "zip-bomb.pt", entries)
+    out["zip-bomb.pt"] = "compressed"
+    # a plain pickle (not a torch archive) whose payload calls os.system
+    (d / "reduce-pickle.pt").write_bytes(pickle.dumps({"format": base["format"], "x": _CallsOs(marker)}))
+    out["reduce-pickle.pt"] = "contains code"
+    return out
+
+
+_REFUSAL_PROBE = r"""
+import json, resource, sys, tracemalloc
+from photocull.model import checkpoint
+from photocull.model.spec import ModelError
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+for path in sys.argv[1:]:
+    tracemalloc.reset_peak()
+    try:
+        checkpoint.load_model(path)
+        outcome = "accepted"
+    except ModelError as exc:
+        outcome = "ModelError: " + str(exc)
+    except BaseException as exc:
+        outcome = "escaped: " + type(exc).__name__ + ": " + str(exc)[:200]
+    peak = tracemalloc.get_traced_memory()[1]
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    print(json.dumps({"path": path, "outcome": outcome, "rss_growth_mb": grown / 1024,
+                      "python_peak_mb": peak / 2**20}), flush=True)
+"""
+
+
+def model_refusal_cost(paths: list[Path], timeout: float = 300) -> list[dict]:
+    """Load each of ``paths`` in turn with :func:`checkpoint.load_model` in one fresh process:
+    its outcome, the growth of the process's peak RSS since torch and photocull were
+    imported (cumulative: a peak stays a peak; one file per call for separate figures), and
+    the peak of Python allocations during that load (tracemalloc), in MB."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", _REFUSAL_PROBE, *map(str, paths)], capture_output=True,
+                         text=True, timeout=timeout, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    out = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    if run.returncode:
+        out.append({"path": None, "outcome": f"crashed (exit {run.returncode}): {run.stderr.strip()[-300:]}",
+                    "rss_growth_mb": float("nan"), "python_peak_mb": float("nan")})
+    return out

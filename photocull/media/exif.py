@@ -1,7 +1,9 @@
 """EXIF: capture time, exposure bias, camera and upright size; the embedded thumbnail.
 
 Best effort everywhere: a photo never fails because of its EXIF.  RAW files are read from
-their TIFF IFDs, else from the embedded preview's EXIF, else LibRaw's own timestamp.
+their TIFF IFDs, else from the embedded preview's EXIF, else LibRaw's own timestamp.  Every
+reader makes :func:`~photocull.media.loaders.check_readable`'s check before opening the file
+(a FIFO named ``x.jpg`` must not block a loader thread) and gives its empty answer if it fails.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import rawpy
 from PIL import ExifTags, Image, ImageOps
 
-from photocull.media.loaders import RAW_EXTENSIONS, to_rgb
+from photocull.media.loaders import RAW_EXTENSIONS, ImageError, check_readable, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def info_from_exif(exif: Image.Exif, w: int | None, h: int | None, rotate: bool 
 def read_exif(path: os.PathLike | str) -> ExifInfo:
     """Capture time, exposure bias and camera from EXIF; empty on any problem."""
     try:
+        check_readable(path)
         with Image.open(path) as im:
             return info_from_exif(im.getexif(), *im.size)
     except Exception as exc:  # noqa: BLE001 - EXIF is optional; never fail a photo for it
@@ -86,6 +89,7 @@ def read_exif(path: os.PathLike | str) -> ExifInfo:
 def exif_thumbnail(path: os.PathLike | str) -> Image.Image | None:
     """The JPEG thumbnail embedded in EXIF (IFD1), upright, or None.  Very fast."""
     try:
+        check_readable(path)
         with Image.open(path) as im:
             if im.format not in ("JPEG", "MPO"):
                 return None
@@ -153,6 +157,11 @@ def read_raw_exif(path: os.PathLike | str) -> ExifInfo:
     LibRaw's own (whole-second) timestamp is the last resort.  Empty on any problem.
     """
     path = Path(path)
+    try:
+        check_readable(path)
+    except ImageError as exc:
+        log.debug("no EXIF for %s: %s", path, exc)
+        return ExifInfo()
     info: ExifInfo | None = None
     try:
         info = _tiff_exif(path)

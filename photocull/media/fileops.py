@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Iterable
@@ -54,6 +55,8 @@ def safe_copy(src: Path, dest_dir: Path, final_name: str) -> Path:
         raise CopyError(f"refusing to write outside the destination: {final_name!r}")
     if os.path.lexists(final):
         raise FileExistsError(errno.EEXIST, "exists", str(final))
+    if not stat.S_ISREG(os.stat(src).st_mode):  # open() on a FIFO would block for ever
+        raise CopyError(f"refusing to copy {src.name}: not a regular file")
     tmp = dest_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}{src.suffix}"
     try:
         h = hashlib.sha256()
@@ -99,6 +102,21 @@ def trash(paths: Iterable[os.PathLike | str]) -> list[tuple[Path, str]]:
     return failed
 
 
+_NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS in UTF-16 units: at least this)
+
+
+def _tmp_stem(path: Path) -> str:
+    """``path``'s name, its stem shortened when needed so that ``.{name}.{8 hex}.tmp`` fits
+    in one file name (a 255-byte photo name has a 255-byte Adobe sidecar name)."""
+    room = _NAME_MAX - len(".") - len(".01234567.tmp")
+    name = path.name
+    if len(os.fsencode(name)) <= room:
+        return name
+    suffix = path.suffix if len(os.fsencode(path.suffix)) < room // 2 else ""
+    stem = os.fsencode(name[: len(name) - len(suffix)])[: room - len(os.fsencode(suffix))]
+    return os.fsdecode(stem) + suffix  # a character cut in two stays as its bytes
+
+
 def atomic_write(path: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a hidden temporary file beside it, fsync,
     ``os.replace`` (keeping an existing file's permissions), then fsync of the folder.  The
@@ -107,7 +125,7 @@ def atomic_write(path: os.PathLike | str, data: bytes) -> None:
     tmp = None
     fd = -1
     for _ in range(100):
-        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        candidate = path.with_name(f".{_tmp_stem(path)}.{secrets.token_hex(4)}.tmp")
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             tmp = candidate

@@ -96,10 +96,33 @@ def load_pillow(path: Path, max_side: int | None = None) -> Image.Image:
             # draft() picks the largest 1/2, 1/4, 1/8 DCT scale that keeps the image
             # at least this big: a 24 MP JPEG decodes 5-6x faster at 1/8.
             im.draft("RGB", (max_side, max_side))
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)  # animated GIF/WebP, MPO: the first frame is the photo
+        # Pillow opens every multi-frame file (animated GIF/WebP, MPO, multi-page TIFF) at its
+        # first frame, which is the photo.  Asking for n_frames would walk every frame
+        # (a 20,000-page TIFF: seconds), so it is never asked.
         im.load()
         return finish(im, max_side)
+
+
+def check_readable(path: os.PathLike | str) -> os.stat_result:
+    """The one check made before anything opens a photo: it exists and is a non-empty
+    regular file (following a symlink).  ``open()`` on a FIFO or a device named ``x.jpg``
+    blocks for ever, so nothing in photocull opens a photo before this.  Raises
+    :class:`ImageError` with the reason; returns the file's ``stat``."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        raise ImageError("file not found (moved or deleted?)") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as exc:  # a symlink loop, a name too long ...
+        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the name
+        raise ImageError(f"cannot read file: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError("not a regular file")
+    if st.st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    return st
 
 
 def open_image(path: os.PathLike | str, max_side: int | None = None) -> Image.Image:
@@ -111,18 +134,7 @@ def open_image(path: os.PathLike | str, max_side: int | None = None) -> Image.Im
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise ImageError(f"unsupported file type {path.suffix or '(none)'}")
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ImageError("file not found (moved or deleted?)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError("not a regular file")
-    if st.st_size == 0:
-        raise ImageError("empty file (0 bytes)")
+    check_readable(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -51,7 +51,12 @@ foreign element and attribute of the old one, else :class:`SidecarError`.
 
 Parsing uses defusedxml with DTDs forbidden: entity bombs ("billion laughs") and
 external entities are refused with :class:`SidecarError`, and so is anything that is
-not well-formed XMP.  A sidecar we cannot parse is never overwritten.
+not well-formed XMP.  So are, before any tree is built, a sidecar larger than
+:data:`MAX_SIDECAR_BYTES`, nested deeper than :data:`MAX_SIDECAR_DEPTH` or holding more
+than :data:`MAX_SIDECAR_ELEMENTS` elements (counted by a streaming pass, without
+recursion), and one in an encoding Python cannot decode.  Every
+problem reading or parsing a sidecar is a :class:`SidecarError` with the reason (one
+message per file for the caller).  A sidecar we cannot read or parse is never overwritten.
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -100,7 +106,19 @@ COMMON_PREFIXES: dict[str, str] = {
 
 SIDECAR_EXTS = (".xmp", ".XMP", ".Xmp")
 STYLES = ("adobe", "darktable")
-MAX_SIDECAR_BYTES = 64 * 1024 * 1024  # darktable histories are big, but not this big
+# darktable keeps its whole edit history (and one copy of every mask per history step) in
+# the sidecar, as attributes of flat rdf:li items: heavy edits make a few hundred KB, a few
+# MB at most.  Lightroom's are tens of KB.  A 16 MB sidecar of darktable's shape rates in
+# ~2.5 s with ~100 MB; the issue's 48.7 MB one took 50 s and 1.8 GB.
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+# xmpmeta > RDF > Description > darktable:history > Seq > li is 6 levels; Lightroom's
+# deepest structures (crs:Look > crs:Parameters ...) stay under 15.  ElementTree serialises
+# recursively: 1000 levels is a RecursionError.
+MAX_SIDECAR_DEPTH = 64
+# Parsing (defusedxml's parser calls Python per element), checking and writing back cost
+# ~17 us and ~300 bytes per element: 3 million tiny elements in 15 MB took 50 s.  darktable
+# writes one rdf:li per history step and mask form: thousands for the heaviest edits.
+MAX_SIDECAR_ELEMENTS = 100_000
 
 _RATING = f"{{{NS_XMP}}}Rating"
 _LABEL = f"{{{NS_XMP}}}Label"
@@ -149,10 +167,17 @@ class SidecarData:
 
 # --------------------------------------------------------------------------- naming
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:  # a name too long for the file system cannot exist
+        return False
+
+
 def _existing_variant(base: str) -> Path | None:
     for ext in SIDECAR_EXTS:
         p = Path(base + ext)
-        if p.is_file():
+        if _is_file(p):
             return p
     return None
 
@@ -174,7 +199,7 @@ def sidecar_candidates(photo: Path) -> list[Path]:
 
 def find_sidecar(photo: Path) -> Path | None:
     """The sidecar of ``photo`` that exists; the darktable name wins if both do."""
-    existing = [p for p in sidecar_candidates(photo) if p.is_file()]
+    existing = [p for p in sidecar_candidates(photo) if _is_file(p)]
     return existing[-1] if existing else None
 
 
@@ -196,28 +221,60 @@ def _true_case(path: Path) -> Path:
 # --------------------------------------------------------------------------- parsing
 
 def _load_bytes(path: Path) -> bytes:
+    """The sidecar's bytes, refused before reading when it is not a regular file (a FIFO
+    would block) or larger than :data:`MAX_SIDECAR_BYTES`."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SIDECAR_BYTES:
-            raise SidecarError(f"{path}: {size} bytes is too big for an XMP sidecar")
-        return path.read_bytes()
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise SidecarError(f"{path}: refused, not a regular file")
+        if st.st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"{path}: refused, {st.st_size} bytes is far larger than an XMP sidecar "
+                               f"(at most {MAX_SIDECAR_BYTES})")
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIDECAR_BYTES + 1)  # it may have grown since stat
     except OSError as e:
-        raise SidecarError(f"cannot read sidecar {path}: {e}") from e
+        raise SidecarError(f"cannot read sidecar {path}: {e.strerror or e}") from e
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"{path}: refused, larger than an XMP sidecar (over {MAX_SIDECAR_BYTES} bytes)")
+    return data
+
+
+def _namespaces_within_limits(data: bytes, where: Path) -> list[tuple[str, str]]:
+    """The file's (prefix, uri) declarations, from a streaming pass that also refuses
+    elements nested deeper than :data:`MAX_SIDECAR_DEPTH` (a counter, no recursion) or more
+    than :data:`MAX_SIDECAR_ELEMENTS` of them; it stops at the first one over a limit."""
+    ns: list[tuple[str, str]] = []
+    depth = count = 0
+    for event, item in DET.iterparse(io.BytesIO(data), events=("start", "end", "start-ns"), forbid_dtd=True):
+        if event == "start":
+            depth += 1
+            count += 1
+            if depth > MAX_SIDECAR_DEPTH:
+                raise SidecarError(f"{where}: refused, elements nested more than {MAX_SIDECAR_DEPTH} deep "
+                                   f"(real XMP stays under 15)")
+            if count > MAX_SIDECAR_ELEMENTS:
+                raise SidecarError(f"{where}: refused, more than {MAX_SIDECAR_ELEMENTS} elements "
+                                   f"(a heavy darktable history has a few thousand)")
+        elif event == "end":
+            depth -= 1
+        else:
+            ns.append(item)
+    return ns
 
 
 def _parse(data: bytes, where: Path) -> tuple[ET.Element, list[tuple[str, str]]]:
-    """Tree (comments and PIs inside the root kept) and the file's (prefix, uri) declarations."""
+    """Tree (comments and PIs inside the root kept) and the file's (prefix, uri) declarations.
+
+    The one place a sidecar is parsed: whatever goes wrong becomes a :class:`SidecarError`
+    saying why (unsafe, too deep, not well-formed, an unknown encoding, not XMP)."""
     try:
+        # First a streaming pass: the prefixes, and depth and count checked before the tree is built.
+        ns = _namespaces_within_limits(data, where)
         parser = DET.DefusedXMLParser(
             target=ET.TreeBuilder(insert_comments=True, insert_pis=True), forbid_dtd=True
         )
         parser.feed(data)
         root = parser.close()
-        # Second, cheap pass for the prefixes; the bytes are known to be safe now.
-        ns = [
-            item
-            for _, item in DET.iterparse(io.BytesIO(data), events=("start-ns",), forbid_dtd=True)
-        ]
     except defusedxml.DTDForbidden as e:
         raise SidecarError(
             f"{where}: refused, XMP has no business declaring a DTD "
@@ -229,6 +286,12 @@ def _parse(data: bytes, where: Path) -> tuple[ET.Element, list[tuple[str, str]]]
         raise SidecarError(f"{where}: refused unsafe XML: {e}") from e
     except ET.ParseError as e:
         raise SidecarError(f"{where}: not well-formed XML: {e}") from e
+    except LookupError as e:  # <?xml encoding="x-klingon"?>
+        raise SidecarError(f"{where}: unreadable, it declares a text encoding Python does not know ({e})") from e
+    except ValueError as e:  # UnicodeError included; "multi-byte encodings are not supported"
+        raise SidecarError(f"{where}: unreadable text ({e})") from e
+    except RecursionError as e:  # not expected within the depth limit; never a traceback
+        raise SidecarError(f"{where}: refused, nested too deeply to read") from e
     if root.tag != _RDF and root.tag not in _XMPMETA:
         raise SidecarError(f"{where}: not an XMP packet (root element {root.tag!r})")
     return root, ns
@@ -489,6 +552,8 @@ def write_sidecar(
     else:
         cands = sidecar_candidates(photo)
         path = cands[0] if style == "adobe" else cands[-1]
+        if os.path.lexists(path):  # a FIFO, a folder, a dangling link: not ours to replace
+            raise SidecarError(f"{path}: refused, it exists and is not a regular file")
         before = None
         old = None
 
@@ -513,6 +578,9 @@ def write_sidecar(
     for k, v in figures.items():
         _set(descs, f"{{{NS_PHOTOCULL}}}{k}", v)
     data = _serialize(root, file_ns, old)
+    if len(data) > MAX_SIDECAR_BYTES:  # what we would write must read back
+        raise SidecarError(f"{path}: refused, the updated sidecar would be {len(data)} bytes, "
+                           f"over the {MAX_SIDECAR_BYTES} an XMP sidecar may have")
 
     if before is not None:
         now = path.stat()

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,11 @@ def _cached_header(path: Path, header_dir: Path | None) -> dict | None:
     if header_dir is None:
         return None
     try:
-        model_id = hashlib.sha256(path.read_bytes()).hexdigest()[:12]  # as read_checkpoint names it
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > modelspec.MAX_MODEL_BYTES:
+            return None  # read_checkpoint refuses it, and says why
+        with open(path, "rb") as f:
+            model_id = hashlib.file_digest(f, "sha256").hexdigest()[:12]  # as read_checkpoint names it
         h = json.loads(_header_path(header_dir, model_id).read_text(encoding="utf-8"))
         if h.get("model_id") == model_id and isinstance(h.get("meta"), dict) and isinstance(h.get("config"), dict):
             ModelConfig.from_dict(h["config"])

@@ -7,6 +7,9 @@ exported for ONNX Runtime (:mod:`photocull.model.onnx_cache`) never needs it.
 """
 from __future__ import annotations
 
+import math
+import re
+import reprlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +40,66 @@ class ModelError(Exception):
     """A model file that cannot be used; ``str(exc)`` says why."""
 
 
+# What a model file may ask for.  A config comes from a file someone sent: it is checked
+# against these bounds before anything is built from it, since the network's size follows
+# from it (hidden=300000 alone is a 2.7 GB layer; input_size=20000 an 8 GB activation).
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2")  # = nima.BACKBONES (checked by a test)
+POOLINGS = ("last", "multilevel", "multilevel_cs")  # = nima.Backbone.POOLINGS (checked by a test)
+MAX_MODEL_BYTES = 256 << 20  # a model file; real ones: 200 KB (heads) to ~60 MB (backbone, hidden layer)
+MAX_HIDDEN = 4096  # 2224 x 4096 floats: a 36 MB layer; the shipped model has none
+MAX_FAMILIES = 32  # the shipped model reports 9
+INPUT_SIZES = (32, 1024)  # the paper's 224; tests train at 64
+MAX_NORM = 1000.0  # |mean| and std beyond this are not a normalisation of 0..1 pixels
+MIN_STD = 1e-4
+_FAMILY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}\Z")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_config(d: dict) -> None:
+    """Raise :class:`ModelError` unless ``d`` (the fields present) is a sane model config."""
+    def bad(field: str, why: str):
+        return ModelError(f"model config: {field} = {reprlib.repr(d[field])} refused, {why}")
+
+    if "backbone" in d and d["backbone"] not in BACKBONES:
+        raise bad("backbone", f"known backbones: {', '.join(BACKBONES)}")
+    if "pooling" in d and d["pooling"] not in POOLINGS:
+        raise bad("pooling", f"known poolings: {', '.join(POOLINGS)}")
+    if d.get("backbone") == "mobilenet_v2" and d.get("pooling", "multilevel_cs") != "last":
+        raise ModelError("model config: mobilenet_v2 supports pooling 'last' only")
+    if "hidden" in d and not (_is_int(d["hidden"]) and 0 <= d["hidden"] <= MAX_HIDDEN):
+        raise bad("hidden", f"it must be a whole number from 0 to {MAX_HIDDEN}")
+    if "dropout" in d and not (_is_number(d["dropout"]) and 0 <= d["dropout"] < 1):
+        raise bad("dropout", "it must be a number from 0 up to (not including) 1")
+    if "input_size" in d:
+        lo, hi = INPUT_SIZES
+        if not (_is_int(d["input_size"]) and lo <= d["input_size"] <= hi):
+            raise bad("input_size", f"it must be a whole number of pixels from {lo} to {hi}")
+    if "families" in d:
+        fam = d["families"]
+        if not isinstance(fam, (list, tuple)) or len(fam) > MAX_FAMILIES:
+            raise bad("families", f"it must be a list of at most {MAX_FAMILIES} names")
+        if not all(isinstance(f, str) and _FAMILY_NAME.match(f) for f in fam):
+            raise bad("families", "every name must be a short word (letters, digits, _ or -)")
+        if len(set(fam)) != len(fam):
+            raise bad("families", "a name appears twice")
+    for k in ("mean", "std"):
+        if k in d:
+            v = d[k]
+            if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_number(x) for x in v)):
+                raise bad(k, "it must be 3 finite numbers (red, green, blue)")
+            if k == "mean" and not all(abs(x) <= MAX_NORM for x in v):
+                raise bad(k, f"each value must lie within +-{MAX_NORM:g}")
+            if k == "std" and not all(MIN_STD <= x <= MAX_NORM for x in v):
+                raise bad(k, f"each value must lie from {MIN_STD:g} to {MAX_NORM:g} (the pixels are divided by it)")
+
+
 @dataclass
 class ModelConfig:
     backbone: str = "efficientnet_lite0"
@@ -55,10 +118,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """The config a model file carries, checked against sane bounds (:class:`ModelError`
+        says which field is wrong and why; nothing is built from a config before this)."""
+        if not isinstance(d, dict):
+            raise ModelError(f"model config must be a mapping, not {type(d).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
-            raise ModelError(f"model config has unknown fields: {sorted(unknown)}")
+            names = sorted(str(k)[:40] for k in unknown)
+            raise ModelError(f"model config has unknown fields: {names[:10]}{' ...' if len(names) > 10 else ''}")
+        _check_config(d)
         d = dict(d)
         for k in ("families", "mean", "std"):
             if k in d:
