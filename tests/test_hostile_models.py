@@ -184,6 +184,8 @@ def test_config_within_bounds_round_trips():
         ModelConfig.from_dict([1, 2])
 
 
-def test_spec_names_the_backbones_nima_builds():
-    assert modelspec.BACKBONES == nima.BACKBONES
-    assert modelspec.POOLINGS == nima.Backbone.POOLINGS
+def test_nima_refuses_what_spec_does_not_name():
+    with pytest.raises(ModelError, match="unknown backbone"):
+        nima.Backbone("resnet50", pretrained=False)
+    with pytest.raises(ModelError, match="unknown pooling"):
+        nima.Backbone("efficientnet_lite0", pooling="max", pretrained=False)

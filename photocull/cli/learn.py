@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from photocull.config import AppPaths, Settings
+from photocull.model.spec import BACKBONES, MAX_HIDDEN
+from photocull.training.datasets import DATASETS
 from photocull.training.metrics import format_metric, without_nan
-
-BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2")  # = nima.BACKBONES (checked by a test)
-DATASET_CHOICES = ("ava", "koniq", "livec", "csv")  # = datasets.DATASETS (checked by a test)
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ def cmd_train_technical(args, paths: AppPaths) -> int:
 # --- argparse -------------------------------------------------------------------------------
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--labels", required=True,
                    help="AVA.txt, a KonIQ-10k CSV, the folder of LIVE's All*_release.mat, or a CSV")
     p.add_argument("--images", help="image folder (default: beside the labels)")
@@ -248,7 +247,7 @@ def add_parsers(subparsers) -> None:
                               description="Train NIMA on AVA, KonIQ-10k, LIVE In the Wild or a labelled CSV "
                                           "(70/15/15 split, early stopping on the validation part).")
     _dataset_args(p)
-    p.add_argument("--backbone", choices=BACKBONE_CHOICES, default="efficientnet_lite0")
+    p.add_argument("--backbone", choices=BACKBONES, default="efficientnet_lite0")
     p.add_argument("--base", help="start from this model instead of a fresh head")
     p.add_argument("--unfreeze", choices=("none", "last", "all"), default="none",
                    help="backbone layers to train too (default none: head only)")
@@ -285,6 +284,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--feature-minutes", type=float, default=None,
                    help="stop extracting new training references after this many minutes")
     p.add_argument("--eval-refs", type=int, default=12, help="held-out references to evaluate on")
-    p.add_argument("--hidden", type=int, default=0, help="hidden units in the score head (0: linear)")
+    p.add_argument("--hidden", type=int, default=0, choices=range(MAX_HIDDEN + 1), metavar=f"0..{MAX_HIDDEN}",
+                   help="hidden units in the score head (0: linear)")
     p.add_argument("--metrics-json", type=Path, default=None, help="also write the metrics here")
     p.set_defaults(func=cmd_train_technical)

@@ -17,9 +17,8 @@ from torch import nn
 
 from photocull.model import devices
 from photocull.model.losses import dist_mean, dist_std
-from photocull.model.spec import ModelConfig, ModelError
+from photocull.model.spec import BACKBONES, POOLINGS, ModelConfig, ModelError
 
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
 _STAGE_SIZES_LITE0 = (1, 2, 2, 3, 3, 4, 1)
 
 
@@ -95,7 +94,7 @@ class Backbone(nn.Module):
     :func:`photocull.training.personal.feature_blocks`).
     """
 
-    POOLINGS = ("last", "multilevel", "multilevel_cs")
+    POOLINGS = POOLINGS
     CS_EPS = 1e-3
 
     def __init__(self, name: str = "efficientnet_lite0", pooling: str = "multilevel", pretrained: bool = True):

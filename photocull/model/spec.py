@@ -43,8 +43,8 @@ class ModelError(Exception):
 # What a model file may ask for.  A config comes from a file someone sent: it is checked
 # against these bounds before anything is built from it, since the network's size follows
 # from it (hidden=300000 alone is a 2.7 GB layer; input_size=20000 an 8 GB activation).
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2")  # = nima.BACKBONES (checked by a test)
-POOLINGS = ("last", "multilevel", "multilevel_cs")  # = nima.Backbone.POOLINGS (checked by a test)
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2")  # the networks model.nima builds
+POOLINGS = ("last", "multilevel", "multilevel_cs")  # model.nima.Backbone's global poolings
 MAX_MODEL_BYTES = 256 << 20  # a model file; real ones: 200 KB (heads) to ~60 MB (backbone, hidden layer)
 MAX_HIDDEN = 4096  # 2224 x 4096 floats: a 36 MB layer; the shipped model has none
 MAX_FAMILIES = 32  # the shipped model reports 9
