@@ -116,11 +116,18 @@ def rank_results(results):
     return ranking.best_first(r for r in results if r.probs is not None), [r for r in results if r.probs is None]
 
 
-def positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number from ``lo`` to ``hi`` (no upper bound: None)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, not {n}" if hi is None
+                                             else f"must be from {lo} to {hi}, not {n}")
+        return n
+    return parse
+
+
+positive_int = int_in(1)

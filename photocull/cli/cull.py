@@ -83,7 +83,12 @@ def cmd_rate(args, paths: AppPaths) -> int:
     """Flag, rate or label photos; written to the catalog and to XMP sidecars, with
     photocull's figures for the photos the active model has scored (as the window does)."""
     from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
-    from photocull.cull.marks import load_marks, normalise_label, save_marks, stored_figures
+    from photocull.cull.marks import (
+        load_marks,
+        normalise_label,
+        save_marks,
+        stored_figures,
+    )
     from photocull.media.listing import companions_of
     from photocull.media.loaders import RAW_EXTENSIONS, is_supported
 

@@ -26,6 +26,8 @@ from photocull.model.spec import BACKBONES, MAX_HIDDEN
 from photocull.training.datasets import DATASETS
 from photocull.training.metrics import format_metric, without_nan
 
+from .common import int_in
+
 log = logging.getLogger(__name__)
 
 DATASET_KIND = {
@@ -284,7 +286,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--feature-minutes", type=float, default=None,
                    help="stop extracting new training references after this many minutes")
     p.add_argument("--eval-refs", type=int, default=12, help="held-out references to evaluate on")
-    p.add_argument("--hidden", type=int, default=0, choices=range(MAX_HIDDEN + 1), metavar=f"0..{MAX_HIDDEN}",
-                   help="hidden units in the score head (0: linear)")
+    p.add_argument("--hidden", type=int_in(0, MAX_HIDDEN), default=0, metavar="N",
+                   help=f"hidden units in the score head (0: linear; at most {MAX_HIDDEN})")
     p.add_argument("--metrics-json", type=Path, default=None, help="also write the metrics here")
     p.set_defaults(func=cmd_train_technical)
