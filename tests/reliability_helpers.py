@@ -298,3 +298,152 @@ def model_refusal_cost(paths: list[Path], timeout: float = 300) -> list[dict]:
         out.append({"path": None, "outcome": f"crashed (exit {run.returncode}): {run.stderr.strip()[-300:]}",
                     "rss_growth_mb": float("nan"), "python_peak_mb": float("nan")})
     return out
+
+
+# --------------------------------------------------------------------------- links
+
+SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nphotocull-test-secret-not-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def build_link_shoot(root: Path) -> dict:
+    """A shoot under ``root/shoot`` whose links point everywhere, and ``root/outside`` they
+    point into.  Returns a dict:
+
+    ``source``, ``outside``: the two folders; ``secret``: the bytes of ``outside/id_rsa``
+    (which must never reach a destination); ``outside_hashes``: {path: sha256} of every file
+    outside; ``exported``: the photos (relative to ``source``) whose bytes an export of
+    every photo (recursive) brings, as regular files (``album/best.jpg`` links to
+    ``day1/IMG_5.jpg``: those bytes travel once); ``refused``: the files (relative to
+    ``source``) it refuses with a reason, photos and companions alike."""
+    import hashlib
+
+    src, out = root / "shoot", root / "outside"
+    src.mkdir(parents=True)
+    out.mkdir(parents=True)
+    (out / "id_rsa").write_bytes(SECRET)
+    make_photo(out / "elsewhere.jpg", seed=40, size=(48, 32))
+    make_photo(out / "IMG_9.jpg", seed=41, size=(48, 32))
+    for i in (1, 3, 4, 6):
+        make_photo(src / f"IMG_{i}.jpg", seed=i, size=(48, 32))
+    os.symlink(out / "id_rsa", src / "IMG_1.CR2")            # a companion out of the folder (absolute)
+    os.symlink("../outside/id_rsa", src / "IMG_6.xmp")       # a sidecar out of the folder (relative)
+    os.symlink(out / "elsewhere.jpg", src / "IMG_2.jpg")     # a photo out of the folder
+    os.symlink("nowhere.CR2", src / "IMG_3.CR2")             # a broken companion, inside
+    os.symlink("/nonexistent-photocull/IMG_3.xmp", src / "IMG_3.xmp")  # a broken one, outside
+    os.symlink("IMG_4.DNG", src / "IMG_4.CR2")               # companions that loop
+    os.symlink("IMG_4.CR2", src / "IMG_4.DNG")
+    os.symlink("loop-b.jpg", src / "loop-a.jpg")             # photos that loop
+    os.symlink("loop-a.jpg", src / "loop-b.jpg")
+    os.symlink(out, src / "linked-folder")                   # a folder out of the shoot: not listed
+    (src / "day1").mkdir()
+    make_photo(src / "day1" / "IMG_5.jpg", seed=5, size=(48, 32))
+    (src / "album").mkdir()
+    os.symlink("../day1/IMG_5.jpg", src / "album" / "best.jpg")  # inside the shoot: exported as a file
+    os.symlink("../linked-folder/IMG_9.jpg", src / "album" / "IMG_9.jpg")  # inside by name, outside for real
+    return {
+        "source": src, "outside": out, "secret": SECRET,
+        "outside_hashes": {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()},
+        "exported": ["IMG_1.jpg", "IMG_3.jpg", "IMG_4.jpg", "IMG_6.jpg", "album/best.jpg", "day1/IMG_5.jpg"],
+        "refused": ["IMG_1.CR2", "IMG_6.xmp", "IMG_2.jpg", "IMG_3.CR2", "IMG_3.xmp", "IMG_4.CR2", "IMG_4.DNG",
+                    "loop-a.jpg", "loop-b.jpg", "album/IMG_9.jpg"],
+    }
+
+
+def leaked_from_outside(dest: Path, outside_hashes: dict[Path, str], secret: bytes = SECRET) -> list[Path]:
+    """Files under ``dest`` holding the secret, or the very bytes of a file outside the source."""
+    import hashlib
+
+    known = set(outside_hashes.values())
+    return [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink()
+            and (secret in p.read_bytes() or hashlib.sha256(p.read_bytes()).hexdigest() in known)]
+
+
+# --------------------------------------------------------------------------- sidecars, FIFOs, catalogs
+
+XMP_PACKET = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2">{inner}'
+              '</rdf:Description></rdf:RDF></x:xmpmeta>')
+_LAUGHS = ('<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+           + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 7))
+           + ']>\n' + XMP_PACKET.replace('xmp:Rating="2"', 'xmp:Rating="&lol6;"').format(inner=""))
+_XXE = ('<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+        + XMP_PACKET.replace('xmp:Rating="2"', 'xmp:Label="&xxe;"').format(inner=""))
+
+
+def build_hostile_sidecars(d: Path) -> dict[str, str]:
+    """Photos in ``d``, most of them with a hostile XMP sidecar (the issue's cases: an unknown
+    encoding, 1000 nested elements, too many elements, over the size limit, entity bombs,
+    not XML, a FIFO, a folder); returns {photo name: what its sidecar is} ("good" for the
+    photos without one, which must rate normally)."""
+    d.mkdir(parents=True, exist_ok=True)
+    nested = '<n xmlns="http://example.com/a/">' + "<n>" * 999 + "</n>" * 1000
+    cases: dict[str, bytes | str] = {
+        "unknown-encoding": '<?xml version="1.0" encoding="x-klingon"?>\n' + XMP_PACKET.format(inner=""),
+        "nested-1000": XMP_PACKET.format(inner=nested),
+        "elements-150000": XMP_PACKET.format(inner='<e xmlns="http://example.com/e/">' + "<i/>" * 150_000 + "</e>"),
+        "oversize-17MB": XMP_PACKET.format(inner="<!--" + "x" * (17 << 20) + "-->"),
+        "billion-laughs": _LAUGHS,
+        "external-entity": _XXE,
+        "random-bytes": np.random.default_rng(11).bytes(4000),
+        "not-utf8": XMP_PACKET.format(inner="").encode().replace(b'Rating="2"', b'Label="\xff\xfe\xe9"'),
+        "fifo": "",
+        "folder": "",
+    }
+    out = {}
+    for i, (kind, body) in enumerate(cases.items()):
+        photo = make_photo(d / f"IMG_{i:02d}.jpg", seed=i, size=(48, 32))
+        sc = photo.with_suffix(".xmp")
+        if kind == "fifo":
+            os.mkfifo(sc)
+        elif kind == "folder":
+            sc.mkdir()
+        else:
+            sc.write_bytes(body.encode() if isinstance(body, str) else body)
+        out[photo.name] = kind
+    for i in range(len(cases), len(cases) + 3):
+        out[make_photo(d / f"IMG_{i:02d}.jpg", seed=i, size=(48, 32)).name] = "good"
+    return out
+
+
+def build_fifo_folder(d: Path) -> dict[str, str]:
+    """FIFOs where photocull reads or copies: a FIFO named like a photo, a FIFO as a RAW
+    companion and one as a sidecar, beside good photos.  Returns {name: role}."""
+    d.mkdir(parents=True, exist_ok=True)
+    for n in ("good.jpg", "IMG_1.jpg", "IMG_2.jpg"):
+        make_photo(d / n, seed=len(n), size=(48, 32))
+    roles = {"fifo.jpg": "photo", "fifo.heic": "photo", "IMG_1.CR2": "companion", "IMG_2.xmp": "sidecar"}
+    for n in roles:
+        os.mkfifo(d / n)
+    return roles
+
+
+def unblock_fifos(paths) -> None:
+    """Open each FIFO for writing without blocking, which releases a reader stuck in open()."""
+    for p in paths:
+        try:
+            os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+
+CATALOG_DAMAGE = ("garbage", "truncated", "zeroed-pages")
+
+
+def damage_catalog(cat_path: Path, damage: str) -> None:
+    """Damage a catalog the way a crash or a bad disk does (``CATALOG_DAMAGE``)."""
+    import sqlite3
+
+    con = sqlite3.connect(cat_path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("CREATE TABLE IF NOT EXISTS padding(x)")  # a few pages to damage
+    con.executemany("INSERT INTO padding VALUES (?)", [(os.urandom(500),) for _ in range(200)])
+    con.commit()
+    con.close()
+    data = bytearray(cat_path.read_bytes())
+    if damage == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    elif damage == "truncated":
+        data = data[: len(data) // 3]
+    else:
+        data[4096: 4096 * 6] = bytes(4096 * 5)
+    cat_path.write_bytes(bytes(data))

@@ -363,3 +363,59 @@ def test_cancel_and_progress(src, tmp_path):
                  cancelled=cancelled, progress=lambda i, n: seen.append((i, n)))
     assert rep.cancelled and len(rep.items) == 2
     assert seen == [(1, 4), (2, 4)]
+
+
+# --- names that differ only by case (issue 2/7): another photo is never a companion ---------
+
+@pytest.fixture
+def case_twins(tmp_path):
+    d = tmp_path / "twins"
+    make_photo(d / "img_3.jpg", seed=3, size=(48, 32))
+    if (d / "IMG_3.JPG").exists():
+        pytest.skip("case-insensitive file system: such twins cannot exist")
+    make_photo(d / "IMG_3.JPG", seed=4, size=(48, 32))
+    (d / "IMG_3.CR2").write_bytes(b"raw of IMG_3.JPG")
+    (d / "img_3.jpg.xmp").write_text("<x:xmpmeta darktable lower/>")
+    (d / "IMG_3.JPG.xmp").write_text("<x:xmpmeta darktable upper/>")
+    make_photo(d / "IMG_7.jpg", seed=7, size=(48, 32))
+    make_photo(d / "IMG_7.png", seed=8, size=(48, 32))  # same stem, another rendered photo
+    (d / "IMG_7.xmp").write_text("<x:xmpmeta adobe/>")
+    return d
+
+
+def test_a_rendered_photo_is_never_the_companion_of_another(case_twins):
+    d = case_twins
+    assert [p.name for p in companions_of(d / "img_3.jpg")] == ["img_3.jpg.xmp"]
+    assert [p.name for p in companions_of(d / "IMG_3.JPG")] == ["IMG_3.CR2", "IMG_3.JPG.xmp"]
+    assert [p.name for p in companions_of(d / "IMG_7.jpg")] == ["IMG_7.xmp"]
+    assert [p.name for p in companions_of(d / "IMG_7.png")] == ["IMG_7.xmp"]
+    # a RAW still takes its rendered twins along
+    assert {"IMG_3.JPG", "img_3.jpg"} <= {p.name for p in companions_of(d / "IMG_3.CR2")}
+
+
+def test_case_twins_export_as_two_photos_each_with_its_own_companions(case_twins, tmp_path):
+    d, dest = case_twins, tmp_path / "dest"
+    rep = export([cand(d / "img_3.jpg", 7.0), cand(d / "IMG_3.JPG", 6.0)], dest, write_report=False)
+    assert rep.errors == []
+    assert [(it.source.name, sorted(s.name for s, _ in it.companions)) for it in rep.items] == [
+        ("img_3.jpg", ["img_3.jpg.xmp"]), ("IMG_3.JPG", ["IMG_3.CR2", "IMG_3.JPG.xmp"])]
+    for p in dest.iterdir():
+        assert p.read_bytes() == (d / p.name).read_bytes()
+
+
+@pytest.mark.parametrize("top, copied", [("10", 4), ("1", 1)])
+def test_cli_export_counts_case_twins_as_photos(case_twins, tmp_path, capsys, monkeypatch, top, copied):
+    from photocull.cli import main
+    from reliability_helpers import fast_model
+
+    m = fast_model()
+    monkeypatch.setattr("photocull.model.registry.resolve_lazy", lambda spec, paths: m)
+    (case_twins / "IMG_3.CR2").unlink()  # not a decodable RAW: keep the count to the four photos
+    dest = tmp_path / "dest"
+    assert main(["export", str(case_twins), str(dest), "--top", top, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"copied {copied} of 4 photos" in err
+    photos = sorted(p.name for p in dest.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    assert len(photos) == copied
+    rows = list(csv.DictReader(next(dest.glob("photocull-export-*.csv")).open(encoding="utf-8")))
+    assert len(rows) == copied and all(r["action"] == "copy" and r["note"] == "" for r in rows)

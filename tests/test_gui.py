@@ -589,7 +589,7 @@ def test_export_failure_and_cancel(qtbot, win, photo_folder, tmp_path, monkeypat
 
     open_and_score(qtbot, win, photo_folder)
 
-    def full(chosen, dest, move, catalog_path, cancelled=lambda: False):
+    def full(chosen, dest, move, catalog_path, source=None, cancelled=lambda: False):
         raise OSError("disk full")
 
     monkeypatch.setattr("photocull.gui.dialogs._export_job", full)
@@ -603,7 +603,7 @@ def test_export_failure_and_cancel(qtbot, win, photo_folder, tmp_path, monkeypat
     assert dlg.summary.text() == "Export failed: OSError: disk full"
     assert dlg.buttons.isEnabled() and dlg.report is None and dlg.result() == 0
 
-    def slow(chosen, dest, move, catalog_path, cancelled=lambda: False):
+    def slow(chosen, dest, move, catalog_path, source=None, cancelled=lambda: False):
         while not cancelled():
             time.sleep(0.005)
         return "half an export"

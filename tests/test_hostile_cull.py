@@ -292,8 +292,8 @@ def test_a_rating_saved_while_the_photo_is_copied_lands_with_it(app_paths, tmp_p
     real = cull_export.safe_copy
     fired = []
 
-    def copy_then_rate(src, dest, name):
-        out = real(src, dest, name)
+    def copy_then_rate(src, dest, name, **kw):
+        out = real(src, dest, name, **kw)
         if Path(src) == hook_after and not fired:  # copied; the move has not finished: rate it now
             fired.append(src)
             t, res = _rate_in_thread(app_paths.catalog_path, target, 5)

@@ -45,7 +45,8 @@ def cmd_export(args, paths: AppPaths) -> int:
         chosen = choose(cands, **selection)
         stopped = None
         try:
-            rep = export(chosen, args.dest, move=args.move, catalog=cat)
+            # nothing that resolves outside SRC (a linked companion, say) is exported: a row says so
+            rep = export(chosen, args.dest, move=args.move, catalog=cat, source=src if src.is_dir() else src.parent)
         except ExportError as exc:
             if exc.report is None:
                 print(f"photocull: {exc}", file=sys.stderr)
@@ -125,7 +126,7 @@ def cmd_rate(args, paths: AppPaths) -> int:
                 flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
                 new = Marks(flag, m.rating if args.stars is None else args.stars,
                             m.label if args.label is None else label)
-                comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS]
+                comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS and c.is_file()]
                 writes.append((f, new, comps, figures.get(path_key(f))))
             problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
     except CatalogError as exc:
@@ -201,6 +202,9 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
     for photo, comps in rejects:
         extra = f" (+ {', '.join(c.name for c in comps)})" if comps else ""
         print(f"{verb}: {photo}{extra}")
+        for p in [photo, *comps]:  # the link goes to the trash, never what it points to
+            if os.path.islink(p):
+                print(f"  ({p.name} is a link to {os.path.realpath(p)}: only the link goes to the trash)")
     if not args.yes:
         print(f"photocull: {len(rejects)} rejected photo{'s' * (len(rejects) != 1)}, {len(targets)} files; "
               "nothing was moved (add --yes to move them to the trash)", file=sys.stderr)

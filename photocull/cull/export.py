@@ -15,6 +15,17 @@ rating given while a photo moves lands with the photo, or is refused because the
 gone: it is never left behind in the source.  An original that cannot be removed (a
 read-only card) stops the move with that reason; its verified copy is kept and reported.
 
+Links.  ``export`` is told the source tree (the folder being culled; by default each
+photo's own folder).  A photo or companion that resolves outside it (a link such as
+``IMG_1.CR2 -> ~/.ssh/id_rsa``, a path through a linked folder), a link loop and a broken
+link are never copied, moved or removed through: each gets a row of its own in the report
+("a link to ..., outside the source folder ...: not followed") and the rest of the photo
+travels.  A link that stays inside the tree (an album folder linking to a photo of the same
+shoot) is exported as a regular file with its target's bytes, once per real file (the first
+of the link and its target to come carries the bytes, the other is skipped); a move removes
+the link, never its target, which leaves the source only when it travels under its own name.
+See :mod:`photocull.media.fileops`.
+
 Exports start by sweeping stale ``.photocull-partial-*`` files a killed export left in the
 destination (:mod:`photocull.cull.leftovers`).
 """
@@ -33,7 +44,7 @@ from typing import Callable, Sequence
 
 from photocull.cull import leftovers, ranking
 from photocull.cull.catalog import Catalog, CatalogError
-from photocull.media.fileops import TMP_PREFIX, CopyError, safe_copy
+from photocull.media.fileops import TMP_PREFIX, CopyError, is_within, outside_reason, safe_copy
 from photocull.media.listing import companions_of
 
 log = logging.getLogger(__name__)
@@ -155,12 +166,12 @@ def _plan_names(dest: Path, photo: Path, comps: list[Path], name_max: int = NAME
     return names, suffix
 
 
-def _copy_new(src: Path, dest: Path, name: str, name_max: int) -> Path:
+def _copy_new(src: Path, dest: Path, name: str, name_max: int, tree: os.PathLike | str) -> Path:
     """safe_copy under ``name``, or a free variant of it when another process took the name."""
     n = name
     for attempt in range(100):
         try:
-            return safe_copy(src, dest, n)
+            return safe_copy(src, dest, n, within=tree)
         except FileExistsError:  # appeared meanwhile (another process)
             tail = Path(name).suffix
             n = _fit(Path(name).stem, [tail], f"-x{attempt}", name_max) + f"-x{attempt}" + tail
@@ -175,20 +186,21 @@ def _identity(p: Path) -> tuple | None:
     return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
 
 
-def is_within(path: os.PathLike | str, folder: os.PathLike | str) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (links resolved)."""
-    p, f = os.path.realpath(path), os.path.realpath(folder)
-    return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
-
-
-def _companions(c: Candidate, src: Path, exported: set[str]) -> list[Path]:
-    """Regular files that travel with ``src``: never the photo itself under another
-    spelling, never one already exported."""
+def _companions(c: Candidate, src: Path, exported: set[str], tree: os.PathLike | str
+                ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files that travel with ``src``: never the photo itself under another spelling, never
+    one already exported; and the links refused (outside ``tree``, loops, broken), with why."""
     by_real: dict[str, Path] = {}
+    refused = []
     for p in sorted({*map(Path, c.companions), *companions_of(src)}):
-        if p.is_file() and os.path.realpath(p) not in exported | {os.path.realpath(src)}:
+        if not os.path.islink(p) and not p.is_file():
+            continue  # gone, a folder, a FIFO: not a companion
+        why = outside_reason(p, tree)
+        if why:
+            refused.append((p, why))
+        elif p.is_file() and os.path.realpath(p) not in exported | {os.path.realpath(src)}:
             by_real.setdefault(os.path.realpath(p), p)
-    return sorted(by_real.values())
+    return sorted(by_real.values()), refused
 
 
 _SOURCE_LOCKED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -199,10 +211,13 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
            cancelled: Callable[[], bool] = lambda: False,
            progress: Callable[[int, int], None] | None = None,
            on_moved: Callable[[Path, Path], None] | None = None,
-           catalog: Catalog | None = None) -> ExportReport:
+           catalog: Catalog | None = None, source: os.PathLike | str | None = None) -> ExportReport:
     """Copy (or move) ``chosen`` into ``dest``.  Per-file problems are collected in the
     report; a full or read-only destination, or originals that cannot be removed, stop the
     export with :class:`ExportError` after writing the report of what was done.
+
+    ``source``: the folder tree the photos come from; a photo or companion that resolves
+    outside it is not exported (a row in the report says why).  None: each photo's own folder.
 
     ``catalog``: its lock guards the last step of each move and its rows follow each moved
     file (what ``on_moved`` is also told)."""
@@ -220,11 +235,25 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
     report = ExportReport()
     fatal: str | None = None
     exported: set[str] = set()  # real paths already copied (a RAW chosen beside its JPEG travels once)
+    refusals: set[Path] = set()  # links refused (one row each, however many photos they go with)
+
+    def refuse(found: list[tuple[Path, str]]) -> None:
+        for p, why in found:
+            if p not in refusals:
+                refusals.add(p)
+                report.errors.append((p, why))
     for rank, c in enumerate(chosen, 1):
         if cancelled():
             report.cancelled = True
             break
         src = Path(c.path)
+        tree = Path(source).expanduser() if source is not None else src.parent
+        why = outside_reason(src, tree)
+        if why:
+            refuse([(src, why)])
+            if progress:
+                progress(rank, len(chosen))
+            continue
         if os.path.realpath(src) in exported:
             if progress:
                 progress(rank, len(chosen))
@@ -234,7 +263,8 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             if progress:
                 progress(rank, len(chosen))
             continue
-        comps = _companions(c, src, exported) if with_companions else []
+        comps, refused = _companions(c, src, exported, tree) if with_companions else ([], [])
+        refuse(refused)
         try:
             if not src.is_file():
                 raise FileNotFoundError(errno.ENOENT, "source not found", str(src))
@@ -242,12 +272,14 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             done: list[tuple[Path, Path, tuple | None]] = []  # (source, copy, source's identity when copied)
             for s, n in zip([src] + comps, names):
                 before = _identity(s)
-                done.append((s, _copy_new(s, dest, n, name_max), before))
+                done.append((s, _copy_new(s, dest, n, name_max, tree), before))
             kept: list[tuple[Path, OSError]] = []
             if move:
                 try:
                     with lock():
-                        done += _catch_up(src, done, suffix, dest, name_max, with_companions, exported)
+                        new, late = _catch_up(src, done, suffix, dest, name_max, with_companions, exported, tree)
+                        done += new
+                        refuse(late)
                         removed, kept = _remove_sources(done)
                         for s, d in removed:
                             for hook in hooks:
@@ -284,7 +316,7 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             report.errors.append((src, str(exc)))
         if progress:
             progress(rank, len(chosen))
-    if write_report and report.items:
+    if write_report and (report.items or refusals):  # a refused link gets its row even when nothing was exported
         try:
             report.report_path = write_csv_report(report, dest)
         except OSError as exc:
@@ -295,27 +327,30 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
 
 
 def _catch_up(src: Path, done: list[tuple[Path, Path, tuple | None]], suffix: str, dest: Path, name_max: int,
-              with_companions: bool, exported: set[str]) -> list[tuple[Path, Path, tuple | None]]:
+              with_companions: bool, exported: set[str], tree: os.PathLike | str
+              ) -> tuple[list[tuple[Path, Path, tuple | None]], list[tuple[Path, str]]]:
     """Before the sources of a move go (lock held): copy again a companion that changed since
     it was copied (a sidecar saved meanwhile), and copy a companion that appeared.  Returns
-    the new (source, copy, identity)."""
+    the new (source, copy, identity), and the links refused among the new companions."""
     for i, (s, d, before) in enumerate(done):
         now = _identity(s)
         if s != src and now is not None and now != before:
-            fresh = _copy_new(s, dest, f"{TMP_PREFIX}{uuid.uuid4().hex}{s.suffix}", name_max)
+            fresh = _copy_new(s, dest, f"{TMP_PREFIX}{uuid.uuid4().hex}{s.suffix}", name_max, tree)
             os.replace(fresh, d)  # our own copy, made moments ago
             done[i] = (s, d, now)
     if not with_companions:
-        return []
+        return [], []
     known = {os.path.realpath(s) for s, _, _ in done}
     photo = Path(src)
     shared = [s.name[len(photo.stem):] for s, _, _ in done if s.name.lower().startswith(photo.stem.lower())]
-    new = []
+    new, refused = [], []
     for p in companions_of(src):
-        if p.is_file() and os.path.realpath(p) not in known | exported:
+        if os.path.islink(p) and (why := outside_reason(p, tree)):
+            refused.append((p, why))
+        elif p.is_file() and os.path.realpath(p) not in known | exported:
             before = _identity(p)
-            new.append((p, _copy_new(p, dest, _renamed(photo, p, suffix, name_max, shared), name_max), before))
-    return new
+            new.append((p, _copy_new(p, dest, _renamed(photo, p, suffix, name_max, shared), name_max, tree), before))
+    return new, refused
 
 
 def _remove_sources(done: list[tuple[Path, Path, tuple | None]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, OSError]]]:
@@ -338,6 +373,9 @@ def _remove_sources(done: list[tuple[Path, Path, tuple | None]]) -> tuple[list[t
 
 
 def write_csv_report(report: ExportReport, dest: Path) -> Path:
+    """The export's CSV in ``dest``: a row per exported photo (``action`` copy or move, its
+    companions' copies), then a row per file with a problem (``action`` "problem", the
+    reason in ``note``: a link refused, an original that could not be removed...)."""
     name = f"photocull-export-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     path = dest / name
     i = 0
@@ -347,10 +385,12 @@ def write_csv_report(report: ExportReport, dest: Path) -> Path:
     tmp = dest / f"{TMP_PREFIX}{uuid.uuid4().hex}.csv"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "source", "destination", "mean", "std", "action", "companions"])
+        w.writerow(["rank", "source", "destination", "mean", "std", "action", "companions", "note"])
         for it in report.items:
             w.writerow([it.rank, it.source, it.destination,
                         "" if it.mean is None else f"{it.mean:.4f}", "" if it.std is None else f"{it.std:.4f}",
-                        "move" if it.moved else "copy", ";".join(str(d) for _, d in it.companions)])
+                        "move" if it.moved else "copy", ";".join(str(d) for _, d in it.companions), ""])
+        for p, why in report.errors:
+            w.writerow(["", p, "", "", "", "problem", "", why])
     os.replace(tmp, path)
     return path

@@ -3,6 +3,10 @@
 A photo is rejected when the catalog flags it (-1) or its XMP sidecar says
 ``xmp:Rating=-1`` (Lightroom, darktable, digiKam agree).  Its companions travel with it:
 the RAW or JPEG twin and the sidecars.
+
+Links are never followed out of the folder: a rejected photo or companion that is a link is
+listed as the link itself (:func:`photocull.media.fileops.trash` sends the link, never its
+target, to the trash); a broken link or a link loop beside a reject is left alone.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ def find_rejects(files: list[Path], catalog: Catalog) -> list[tuple[Path, list[P
         twins = set(RAW_EXTENSIONS) | ({*JPEG_EXTENSIONS, *HEIF_EXTENSIONS} if f.suffix.lower() in RAW_EXTENSIONS else set())
         comps = []
         for c in companions_of(f):
+            if not c.exists():
+                continue  # a broken link or a loop: nothing of the photo's there
             ext = c.suffix.lower()
             if ext != ".xmp" and ext not in twins:
                 continue  # IMG_1.png beside IMG_1.jpg is another photo, not a companion

@@ -30,11 +30,12 @@ from .notify import notify
 from .workers import GeneratorWorker, error_text
 
 
-def _export_job(chosen, dest, move, catalog_path, cancelled=lambda: False):
+def _export_job(chosen, dest, move, catalog_path, source=None, cancelled=lambda: False):
     from photocull.cull.catalog import Catalog
 
     with Catalog(catalog_path) as cat:  # a move takes the catalog's lock; marks and scores follow the photo
-        return export(chosen, dest, move=move, cancelled=cancelled, catalog=cat)
+        # nothing that resolves outside the open folder is exported (a row of the report says so)
+        return export(chosen, dest, move=move, cancelled=cancelled, catalog=cat, source=source)
 
 
 class ExportDialog(QDialog):
@@ -135,7 +136,7 @@ class ExportDialog(QDialog):
             return
         self.buttons.setEnabled(False)
         self.summary.setText(f"Exporting {len(chosen)} photos…")
-        w = GeneratorWorker(_export_job, chosen, dest, self.move_box.isChecked(), self.win.paths.catalog_path)
+        w = GeneratorWorker(_export_job, chosen, dest, self.move_box.isChecked(), self.win.paths.catalog_path, src)
         w.returned.connect(self._done)
         w.errored.connect(self._failed)
         w.aborted.connect(self.reject)

@@ -130,20 +130,55 @@ def pair_raw_jpeg(paths: Iterable[os.PathLike | str]) -> list[Item]:
     return [it for _, it in items]
 
 
+def _travels(e: os.DirEntry) -> bool:
+    """A regular file, or a link that is not a link to a folder (a broken link, a loop, a
+    link out of the folder: the caller decides, and says why it does not copy it)."""
+    try:
+        if e.is_symlink():
+            try:
+                return not e.is_dir()
+            except OSError:  # a loop
+                return True
+        return e.is_file(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _is_rendered(name: str) -> bool:
+    """A photo that is not a RAW: JPEG, HEIF, PNG, TIFF..."""
+    return is_supported(name) and _label(Path(name)) != "RAW"
+
+
+def _owns(photo_name: str, name: str) -> bool:
+    """Whether ``name`` goes with ``photo_name`` letter for letter (case included)."""
+    return Path(name).stem == Path(photo_name).stem or name.startswith(photo_name + ".")
+
+
 def companions_of(photo: Path) -> list[Path]:
     """Files that travel with a photo: same stem, other extension (RAW/JPEG twins,
-    Adobe ``IMG_1.xmp``), and darktable's ``IMG_1.JPG.xmp``."""
+    Adobe ``IMG_1.xmp``), and darktable's ``IMG_1.JPG.xmp``; stems match in any case.
+
+    Another rendered photo never travels with a rendered photo (``IMG_1.png`` or, on a
+    case-sensitive file system, ``IMG_1.JPG`` beside ``img_1.jpg`` is a photo of its own);
+    a RAW twin and the sidecars do.  When such case twins share a folder, a file whose name
+    matches one of them letter for letter (``IMG_1.JPG.xmp``, ``IMG_1.CR2``) goes with that
+    one only.  Links are listed as they are, unresolved, unless they lead to a folder: a
+    link may point anywhere, and the caller decides (an export refuses one that leads out
+    of its source folder, see :func:`photocull.media.fileops.outside_reason`)."""
     photo = Path(photo)
     out = []
+    stem, name = photo.stem.lower(), photo.name.lower()
     try:
-        entries = list(photo.parent.iterdir())
+        with os.scandir(photo.parent) as it:
+            same = [e for e in it if e.name != photo.name
+                    and (Path(e.name.lower()).stem == stem or e.name.lower().startswith(name + "."))]
     except OSError:
         return out
-    stem, name = photo.stem.lower(), photo.name.lower()
-    for e in entries:
-        el = e.name.lower()
-        if e == photo or not e.is_file():
+    twins = [e.name for e in same if _is_rendered(e.name)] if _is_rendered(photo.name) else []
+    for e in same:
+        if e.name in twins or not _travels(e):
             continue
-        if Path(el).stem == stem or el.startswith(name + "."):
-            out.append(e)
+        if any(_owns(t, e.name) for t in twins) and not _owns(photo.name, e.name):
+            continue  # a case twin's own sidecar or RAW
+        out.append(photo.parent / e.name)
     return sorted(out)
