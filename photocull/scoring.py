@@ -12,7 +12,9 @@ being taken from it.
 Decoding runs in a thread pool ahead of the model (Pillow releases the GIL while it
 decodes), so the model never waits for the disk when it need not.  JPEGs are decoded
 at reduced size (DCT scaling, ``draft``): a 6000x4000 file comes out at 750x500, which
-is all a 224 px model needs; the same decode gives the grid its 256 px thumbnail.  On
+is all a 224 px model needs; the same decode gives the grid its 256 px thumbnail.  A model
+resized with NEAREST (the aesthetic model) scores the sharpness of its view, so its input is
+made from a larger decode (:data:`NEAREST_DECODE_SIDE`), not from the 448 px one.  On
 a CPU the cores are shared between decoding and torch (:func:`thread_plan`): with two
 cores, two decode threads and one torch thread keep both busy without torch's
 OpenMP threads spinning against the decoders.  The caller passes
@@ -50,6 +52,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DECODE_SIDE = 448  # decode (draft) at least this big, then resize to the model input
+# A model resized with NEAREST (idealo's NIMA: its config's ``resize``) picks single pixels of
+# its view, so the view's own sharpness is what it scores: from the 448 px view a 640 px AVA
+# photo scores up to 0.46 lower than idealo's published score.  Its view is a decode this big:
+# web-size photos (up to 896 px) are the file's own pixels, as idealo scored them.
+NEAREST_DECODE_SIDE = 2 * DECODE_SIDE
 # a second model lane joins only after this long: the first moments belong to whatever
 # started the job (the GUI's first screen of thumbnails came 0.3 s later with it at once)
 SECOND_LANE_AFTER_S = 0.6
@@ -134,26 +141,35 @@ class Decoded:
     seconds: float
 
 
-def decode_side(analyses: Sequence[Analysis]) -> int:
-    """How big the one decode must be for the model and these analyses."""
-    return max([DECODE_SIDE, *(a.side for a in analyses)])
+def model_side(cfg=None) -> int:
+    """The long side of the view a model's input is made from: ``DECODE_SIDE``, or
+    ``NEAREST_DECODE_SIDE`` for a model resized with NEAREST."""
+    return NEAREST_DECODE_SIDE if getattr(cfg, "resize", "bilinear") == "nearest" else DECODE_SIDE
+
+
+def decode_side(analyses: Sequence[Analysis], cfg=None) -> int:
+    """How big the one decode must be for the model (``cfg``; None: a bilinear one) and these analyses."""
+    return max([model_side(cfg), *(a.side for a in analyses)])
 
 
 def decode(path: Path, cfg, analyses: Sequence[Analysis] = ()) -> Decoded:
     """Decode ``path`` once; make the model's input and run ``analyses`` on the decode."""
     t0 = time.perf_counter()
-    side = decode_side(analyses)
+    side, m_side = decode_side(analyses, cfg), model_side(cfg)
     try:
         im = open_image(path, max_side=side)
         # the same two resizes (to DECODE_SIDE, then the model input) as the features the
         # shipped model was trained on; going straight to 224 px saves ~5 ms but moves the
         # inputs enough to change the severity head's answers
-        model_view = im if side == DECODE_SIDE else shrink(im.copy(), DECODE_SIDE)
+        model_view = im if side == m_side else shrink(im.copy(), m_side)
         arr = to_model_input(model_view, cfg)
+        # the analyses' usual view (side 0): DECODE_SIDE, whatever the model's
+        view = (im if side == DECODE_SIDE else model_view if m_side == DECODE_SIDE
+                else shrink(im.copy(), DECODE_SIDE) if any(not a.side for a in analyses) else None)
         found = {}
         for a in analyses:
             try:
-                found[a.field] = a.run(im if a.side or side == DECODE_SIDE else model_view)
+                found[a.field] = a.run(im if a.side else view)
             except Exception:  # noqa: BLE001 - an analysis never costs the photo its score
                 log.exception("analysis %s failed on %s", a.field, path)
                 found[a.field] = None

@@ -168,6 +168,8 @@ def test_shipped_model_still_reads():
     ({"std": ["a", "b", "c"]}, "std"),
     ({"backbone": "resnet9000"}, "backbone"), ({"backbone": ["x"]}, "backbone"), ({"pooling": "max"}, "pooling"),
     ({"backbone": "mobilenet_v2"}, "mobilenet_v2"),  # with the default multilevel_cs pooling
+    ({"backbone": "mobilenet_v1"}, "mobilenet_v1"),
+    ({"resize": "lanczos"}, "resize"), ({"resize": 1}, "resize"), ({"resize": ["nearest"]}, "resize"),
 ])
 def test_config_out_of_bounds_is_a_model_error(change, field):
     d = {**ModelConfig().to_dict(), **change}
@@ -178,6 +180,7 @@ def test_config_out_of_bounds_is_a_model_error(change, field):
 def test_config_within_bounds_round_trips():
     for cfg in (ModelConfig(), ModelConfig(input_size=64), ModelConfig(hidden=modelspec.MAX_HIDDEN, dropout=0.0),
                 ModelConfig(families=()), ModelConfig(backbone="mobilenet_v2", pooling="last"),
+                ModelConfig(backbone="mobilenet_v1", pooling="last", families=(), resize="nearest"),
                 ModelConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))):
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ModelError, match="mapping"):

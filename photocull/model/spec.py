@@ -19,6 +19,7 @@ from photocull.config import resource_path
 
 CHECKPOINT_FORMAT = "photocull-nima/1"
 DEFAULT_MODEL_FILE = "models/technical.pt"
+AESTHETIC_MODEL_FILE = "models/aesthetic.pt"  # idealo's NIMA (AVA), converted: scripts/convert_idealo_nima.py
 
 
 # Degradation families the severity head reports, with the word shown to the user.
@@ -43,8 +44,14 @@ class ModelError(Exception):
 # What a model file may ask for.  A config comes from a file someone sent: it is checked
 # against these bounds before anything is built from it, since the network's size follows
 # from it (hidden=300000 alone is a 2.7 GB layer; input_size=20000 an 8 GB activation).
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2")  # the networks model.nima builds
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "mobilenet_v1")  # the networks model.nima builds
 POOLINGS = ("last", "multilevel", "multilevel_cs")  # model.nima.Backbone's global poolings
+# those with ImageNet weights to train a new model on (mobilenet_v1 comes whole from a model file)
+PRETRAINED_BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
+LAST_ONLY = ("mobilenet_v2", "mobilenet_v1")  # backbones with the last layer's global average only
+# How the decoded photo is resized to the model's square input (:func:`to_model_input`).
+# "bilinear": photocull's own models; "nearest": as Keras' ``load_img`` did for idealo's NIMA
+RESIZES = ("bilinear", "nearest")
 MAX_MODEL_BYTES = 256 << 20  # a model file; real ones: 200 KB (heads) to ~60 MB (backbone, hidden layer)
 MAX_HIDDEN = 4096  # 2224 x 4096 floats: a 36 MB layer; the shipped model has none
 MAX_FAMILIES = 32  # the shipped model reports 9
@@ -71,8 +78,10 @@ def _check_config(d: dict) -> None:
         raise bad("backbone", f"known backbones: {', '.join(BACKBONES)}")
     if "pooling" in d and d["pooling"] not in POOLINGS:
         raise bad("pooling", f"known poolings: {', '.join(POOLINGS)}")
-    if d.get("backbone") == "mobilenet_v2" and d.get("pooling", "multilevel_cs") != "last":
-        raise ModelError("model config: mobilenet_v2 supports pooling 'last' only")
+    if d.get("backbone") in LAST_ONLY and d.get("pooling", "multilevel_cs") != "last":
+        raise ModelError(f"model config: {d['backbone']} supports pooling 'last' only")
+    if "resize" in d and d["resize"] not in RESIZES:
+        raise bad("resize", f"known resize filters: {', '.join(RESIZES)}")
     if "hidden" in d and not (_is_int(d["hidden"]) and 0 <= d["hidden"] <= MAX_HIDDEN):
         raise bad("hidden", f"it must be a whole number from 0 to {MAX_HIDDEN}")
     if "dropout" in d and not (_is_number(d["dropout"]) and 0 <= d["dropout"] < 1):
@@ -110,10 +119,15 @@ class ModelConfig:
     input_size: int = 224
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    resize: str = "bilinear"  # the filter to the input size (RESIZES)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["families"], d["mean"], d["std"] = list(self.families), list(self.mean), list(self.std)
+        if self.resize == "bilinear":
+            # the default is left out: a bilinear model's config (its file, its ONNX export's
+            # digest) is what it was before the field existed, and older versions read it
+            del d["resize"]
         return d
 
     @classmethod
@@ -139,12 +153,19 @@ def default_model_path() -> Path:
     return resource_path(DEFAULT_MODEL_FILE)
 
 
+def aesthetic_model_path() -> Path:
+    return resource_path(AESTHETIC_MODEL_FILE)
+
+
 def to_model_input(im, cfg: ModelConfig) -> np.ndarray:
     """PIL RGB image -> uint8 array of the model's input size (the whole frame, squashed,
-    as in the NIMA paper's test-time transform)."""
+    as in the NIMA paper's test-time transform), with the config's resize filter:
+    bilinear (photocull's models), or nearest neighbour (idealo's NIMA: Keras ``load_img``)."""
     from PIL import Image
 
     s = cfg.input_size
+    if cfg.resize == "nearest":
+        return np.asarray(im.resize((s, s), Image.Resampling.NEAREST), dtype=np.uint8)
     return np.asarray(im.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
 
 
