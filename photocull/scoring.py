@@ -39,7 +39,7 @@ import numpy as np
 from photocull.media.exif import ExifInfo, read_any_exif
 from photocull.media.loaders import ImageError, open_image, shrink
 from photocull.model.devices import device_name, pin_memory_for, thread_plan
-from photocull.model.losses import dist_mean, dist_std
+from photocull.model.losses import DistributionStats
 from photocull.model.reasons import explain
 from photocull.model.spec import to_model_input
 
@@ -64,7 +64,7 @@ THUMB_SIDE = 256
 
 
 @dataclass
-class ScoreResult:
+class ScoreResult(DistributionStats):
     path: Path
     probs: np.ndarray | None = None
     severities: np.ndarray | None = None
@@ -78,14 +78,6 @@ class ScoreResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-    @property
-    def mean(self) -> float | None:
-        return None if self.probs is None else float(dist_mean(self.probs))
-
-    @property
-    def std(self) -> float | None:
-        return None if self.probs is None else float(dist_std(self.probs))
 
 
 @dataclass

@@ -48,7 +48,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from photocull.model.losses import dist_mean, dist_std
+from photocull.model.losses import DistributionStats
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ FLAG_REJECT, FLAG_NONE, FLAG_PICK = -1, 0, 1
 
 
 @dataclass
-class StoredScore:
+class StoredScore(DistributionStats):
     path: str
     size: int
     mtime: float
@@ -207,14 +207,6 @@ class StoredScore:
     capture_time: float | None
     exposure_bias: float | None
     camera: str | None
-
-    @property
-    def mean(self) -> float | None:
-        return None if self.probs is None else float(dist_mean(self.probs))
-
-    @property
-    def std(self) -> float | None:
-        return None if self.probs is None else float(dist_std(self.probs))
 
 
 @dataclass

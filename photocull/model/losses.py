@@ -60,6 +60,21 @@ def dist_std(p) -> "np.ndarray | torch.Tensor":
     return np.sqrt(np.clip(p @ (SCORES**2) - m * m, 0, None))
 
 
+class DistributionStats:
+    """``mean`` and ``std`` of a result's 10-bucket ``probs`` (None when it has none): one
+    definition for scoring's results and the catalog's stored scores."""
+
+    probs: np.ndarray | None
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.probs is None else float(dist_mean(self.probs))
+
+    @property
+    def std(self) -> float | None:
+        return None if self.probs is None else float(dist_std(self.probs))
+
+
 def max_std(mean: float) -> float:
     """Largest std a distribution on 1..10 can have with this mean."""
     mean = float(np.clip(mean, 1.0, 10.0))
