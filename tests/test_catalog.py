@@ -434,3 +434,54 @@ def test_a_damaged_catalog_starts_afresh_with_every_migration(app_paths, monkeyp
     with Catalog(path) as c:
         assert c.recovered_from is not None
     assert _user_version(path) == catalog.SCHEMA_VERSION + 1 and "fake_ran" in _tables(path)
+
+
+def test_any_features_keeps_one_kind_of_features(tmp_path):
+    """Features stored by models with different backbones (2224-d technical, 1024-d
+    aesthetic) are never mixed: one size asked for, or the size most photos have."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from photocull.cull.catalog import Catalog
+
+    photos = []
+    for i in range(3):
+        p = tmp_path / f"p{i}.jpg"
+        p.write_bytes(b"x" * (i + 1))
+        photos.append(p)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        def store(paths, dim, model_id):
+            cat.store_results([SimpleNamespace(path=p, probs=np.full(10, 0.1), severities=None,
+                                               features=np.ones(dim, np.float16), why="", error=None,
+                                               exif=SimpleNamespace(capture_time=None, exposure_bias=None,
+                                                                    camera=None)) for p in paths], model_id)
+        store(photos, 2224, "technical")
+        store(photos[:1], 1024, "aesthetic")
+        assert {v.shape for v in cat.any_features(photos, dim=2224).values()} == {(2224,)}
+        assert len(cat.any_features(photos, dim=2224)) == 3
+        assert {v.shape for v in cat.any_features(photos, dim=1024).values()} == {(1024,)}
+        assert {v.shape for v in cat.any_features(photos).values()} == {(2224,)}
+
+
+def test_a_lock_held_too_long_is_a_clear_error(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    import pytest
+
+    from photocull.cull import catalog as catalog_mod
+    from photocull.cull.catalog import Catalog, CatalogError, Marks
+
+    monkeypatch.setattr(catalog_mod, "LOCK_TIMEOUT_S", 0.3)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        fd = os.open(f"{cat.path}.lock", os.O_RDWR | os.O_CREAT)  # another photocull holding it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with pytest.raises(CatalogError, match="locked by another photocull"):
+                with cat.exclusive():
+                    cat.set_marks(tmp_path / "a.jpg", Marks(1, 0, None))
+        finally:
+            os.close(fd)
+        with cat.exclusive():  # free again: goes on
+            pass

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from photocull.config import AppPaths, Settings
-from photocull.cull.catalog import SCHEMA_VERSION, Catalog
+from photocull.cull.catalog import SCHEMA_VERSION, Catalog, Marks
 
 V0 = Path(__file__).parent / "fixtures" / "v0"
 EXPECTED = json.loads((V0 / "expected.json").read_text())
@@ -83,3 +83,20 @@ def test_old_personal_model_resolves_and_scores(tmp_path):
     res = score_all(photos, loaded, batch_size=4)
     assert all(r.ok for r in res)
     assert all(np.isclose(r.probs.sum(), 1.0, atol=1e-4) for r in res)
+
+
+def test_catalog_opened_by_the_old_version_in_between_still_opens(old_catalog):
+    """The previous photocull sets user_version back to 3 whenever it differs: a catalog
+    opened by new, then old, then new photocull must migrate again without failing."""
+    path, photos = old_catalog
+    with Catalog(path) as cat:
+        cat.set_many_marks([(photos[2], Marks(0, 3, None))])
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA user_version = 3")  # what the old version's open does
+    finally:
+        con.close()
+    with Catalog(path) as cat:
+        assert cat.recovered_from is None
+        marks = cat.get_marks(photos)
+        assert marks[str(photos[2])].rating == 3 and marks[str(photos[0])].rating == 5

@@ -133,3 +133,16 @@ def test_unreadable_ratings_file_is_a_clear_error(tmp_path, capsys):
 
     rc = main(["--home", str(tmp_path / "home"), "learn", str(tmp_path / "missing.csv"), "--name", "x"])
     assert rc == 1 and "cannot read" in capsys.readouterr().err
+
+
+def test_personal_models_never_take_a_shipped_name(tmp_path):
+    from types import SimpleNamespace
+
+    from photocull.training.personal import save_personal_model
+    from photocull.training.ratings import TrainingError
+
+    fake = SimpleNamespace(model=None, meta=lambda name, base: {})
+    for name in ("default", "Aesthetic", "aesthetic"):
+        with pytest.raises(TrainingError, match="shipped model"):
+            save_personal_model(fake, name, tmp_path)
+    assert not list(tmp_path.iterdir())

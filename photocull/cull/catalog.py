@@ -38,6 +38,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -111,6 +112,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+LOCK_TIMEOUT_S = 120.0  # a locked step (one photo of a move, one save of marks) takes well under a second
 
 _SCORE_COLUMNS = ("path", "model_id", "folder", "size", "mtime", "probs", "severities", "features", "why",
                   "error", "capture_time", "exposure_bias", "camera")
@@ -122,6 +124,19 @@ def _statements(script: str) -> list[str]:
 
 def _version(con: sqlite3.Connection) -> int:
     return con.execute("PRAGMA user_version").fetchone()[0]
+
+
+_ADD_COLUMN = re.compile(r"\s*ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.I)
+
+
+def _apply(con: sqlite3.Connection, stmt: str) -> None:
+    """One migration statement, safe to run again: photocull before schema 4 set
+    ``user_version`` back to 3 on every open, so a catalog it opened may already have what a
+    migration adds (tables use ``IF NOT EXISTS``; a column that is there is not added again)."""
+    m = _ADD_COLUMN.match(stmt)
+    if m and m.group(2).lower() in {row[1].lower() for row in con.execute(f"PRAGMA table_info({m.group(1)})")}:
+        return
+    con.execute(stmt)
 
 
 def migrate(con: sqlite3.Connection) -> int:
@@ -136,7 +151,7 @@ def migrate(con: sqlite3.Connection) -> int:
         found = _version(con)  # another photocull may have migrated it while we waited
         for script in MIGRATIONS[found:]:
             for stmt in _statements(script):
-                con.execute(stmt)
+                _apply(con, stmt)
         if found < len(MIGRATIONS):
             con.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     except BaseException:
@@ -377,20 +392,31 @@ class Catalog:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise CatalogError(f"cannot lock the catalog {self.path}: {exc.strerror or exc} ({lock_path})") from exc
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
         try:
             try:
                 import fcntl
+
+                def try_lock() -> bool:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        return True
+                    except BlockingIOError:
+                        return False
             except ImportError:  # Windows
                 import msvcrt
 
-                while True:
+                def try_lock() -> bool:
                     try:
-                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # gives up after ~10 s: try again
-                        break
-                    except OSError:
-                        continue
-            else:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                        return True
+                    except PermissionError:  # held by another process
+                        return False
+            while not try_lock():
+                if time.monotonic() > deadline:  # (the fd is closed below)
+                    raise CatalogError(f"the catalog {self.path} has been locked by another photocull for over "
+                                       f"{LOCK_TIMEOUT_S:g} s (a stopped or stuck export?); nothing was written")
+                time.sleep(0.02)
         except OSError as exc:  # a file system without locks (some network shares): go on, as before locks
             log.warning("cannot lock the catalog %s (%s): two photocull processes are not kept apart", self.path, exc)
         except BaseException:
@@ -478,15 +504,19 @@ class Catalog:
         return out
 
     @_reports_errors
-    def any_features(self, paths: Sequence, dtype=np.float32) -> dict[str, np.ndarray]:
-        """Backbone features stored under any model (they only depend on the backbone).
+    def any_features(self, paths: Sequence, dtype=np.float32, dim: int | None = None) -> dict[str, np.ndarray]:
+        """Backbone features stored under any model (they only depend on the backbone), of
+        ``dim`` values each; without ``dim``, of the size most photos have (models with other
+        backbones store other features: only features of one kind can be compared).
         ``dtype=np.float16`` gives them as stored, at half the memory."""
         by_db = {_db(k): k for k in map(path_key, paths)}
         keys = list(by_db)
-        out = {}
+        found: dict[int, dict[str, bytes]] = {}  # feature bytes -> {path: blob}
+        size_sql = "" if dim is None else f" AND length(features) = {2 * int(dim)}"
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            q = f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL AND path IN ({','.join('?' * len(chunk))})"
+            q = (f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL{size_sql} "
+                 f"AND path IN ({','.join('?' * len(chunk))})")
             for k, b, size, mtime in self.con.execute(q, chunk):
                 k = by_db[k]
                 try:
@@ -494,8 +524,11 @@ class Catalog:
                 except OSError:
                     continue
                 if (st.st_size, st.st_mtime) == (size, mtime):
-                    out[k] = _unblob(b, np.float16).astype(dtype, copy=False)
-        return out
+                    found.setdefault(len(b), {})[k] = b
+        if not found:
+            return {}
+        rows = max(found.values(), key=len)  # (with dim: the one size asked for)
+        return {k: _unblob(b, np.float16).astype(dtype, copy=False) for k, b in rows.items()}
 
     # -- tiny greys (burst grouping) -------------------------------------------------
     @_reports_errors

@@ -122,6 +122,7 @@ class ExportDialog(QDialog):
                              "and a CSV report. Nothing is ever overwritten.")
 
     def start_export(self) -> None:
+        self.win.flush_marks()  # a mark made just before travels with the photo
         dest = self.dest.text().strip()
         if not dest:
             notify(self, "Export", "Choose a destination folder.")

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
@@ -347,6 +348,7 @@ class MainWindow(QMainWindow):
             self.open_folder(self.folder)
 
     def open_folder(self, folder) -> bool:
+        self.flush_marks()  # the marks read below include the last keys pressed
         folder = Path(folder).expanduser()
         try:
             files = list_images(folder, self.settings.recursive)
@@ -581,11 +583,18 @@ class MainWindow(QMainWindow):
     def _on_marks_problem(self, msg: str) -> None:
         self.status_label.setText(msg)
 
-    def flush_marks(self, timeout: float | None = 60.0) -> None:
-        """Wait until every mark made so far is written (tests, closing the window)."""
+    def flush_marks(self, timeout: float = 60.0) -> bool:
+        """Wait (at most ``timeout`` s) until every mark made so far is written: before
+        reading marks again, exporting, closing.  False (and says so) if they are not."""
+        deadline = time.monotonic() + timeout
         for f in list(self._marks_pending):
-            f.result(timeout)
+            try:
+                f.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                self.status_label.setText("Still saving marks (the catalog is busy)…")
+                return False
         self._marks_pending = []
+        return True
 
     def set_flag(self, flag: int) -> None:
         items = self.selected_items()

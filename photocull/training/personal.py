@@ -58,6 +58,8 @@ from photocull.cull.catalog import Catalog, path_key
 from photocull.model.checkpoint import save_checkpoint
 from photocull.model.losses import dist_mean, rating_to_distribution
 from photocull.model.nima import NIMA, LoadedModel
+from photocull.model.registry import SHIPPED
+from photocull.model.spec import PRETRAINED_BACKBONES
 from photocull.scoring import iter_scores
 from photocull.training.datasets import stratified_indices
 from photocull.training.heads import (
@@ -388,12 +390,15 @@ def save_personal_model(result: FineTuneResult, name: str, models_dir: os.PathLi
                         base_id: str | None = None, overwrite: bool = False) -> tuple[Path, str]:
     """Save to ``models_dir/<slug>.pt``; returns (path, model id).  Refuses to overwrite
     an existing file unless ``overwrite``."""
-    if slug(name) == "default":
-        raise TrainingError('"default" is the shipped model\'s name; choose another name')
+    if slug(name) in SHIPPED:
+        raise TrainingError(f'"{slug(name)}" is a shipped model\'s name; choose another name')
     path = Path(models_dir) / f"{slug(name)}.pt"
     if path.exists() and not overwrite:
         raise TrainingError(f"a model named {path.stem!r} already exists ({path}); choose another name")
-    mid = save_checkpoint(result.model, path, result.meta(name, base_id), include_backbone=False)
+    # heads only when the backbone can be rebuilt from its package; else (the aesthetic
+    # model's MobileNet) the file carries the whole network, or it could not be loaded
+    whole = result.model.cfg.backbone not in PRETRAINED_BACKBONES
+    mid = save_checkpoint(result.model, path, result.meta(name, base_id), include_backbone=whole)
     return path, mid
 
 
@@ -435,7 +440,7 @@ def learn_from_ratings(
     t0 = time.perf_counter()
     dim = base.model.backbone.feature_dim
     # features stored by an older backbone/pooling (e.g. 2144-d "multilevel") are recomputed
-    feats = {k: v for k, v in catalog.any_features(paths).items() if v.shape[-1] == dim}
+    feats = catalog.any_features(paths, dim=dim)  # features stored by another backbone are not these
     missing = [p for p in paths if path_key(p) not in feats]
     unreadable: list[tuple[Path, str]] = []
     for prog in iter_scores(missing, base, batch_size=batch_size, cancelled=cancelled) if missing else ():
