@@ -119,16 +119,18 @@ def cmd_rate(args, paths: AppPaths) -> int:
                 model_id = _active_model_id(settings, paths)
                 if model_id is not None:
                     figures = stored_figures(cat, files, model_id)
-            current = load_marks(files, cat)
-            writes = []
-            for f in files:
-                m = current.get(os.path.abspath(f)) or Marks()
-                flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
-                new = Marks(flag, m.rating if args.stars is None else args.stars,
-                            m.label if args.label is None else label)
-                comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS and c.is_file()]
-                writes.append((f, new, comps, figures.get(path_key(f))))
-            problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar, style=settings.sidecar_style)
+            with cat.exclusive():  # read and write the marks as one step: a window or another rate can't interleave
+                current = load_marks(files, cat)
+                writes = []
+                for f in files:
+                    m = current.get(path_key(f)) or Marks()
+                    flag = 1 if args.pick else -1 if args.reject else 0 if args.unflag else m.flag
+                    new = Marks(flag, m.rating if args.stars is None else args.stars,
+                                m.label if args.label is None else label)
+                    comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS and c.is_file()]
+                    writes.append((f, new, comps, figures.get(path_key(f))))
+                problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar,
+                                      style=settings.sidecar_style)
     except CatalogError as exc:
         # the catalog is written first: when it cannot be, no sidecar is touched either, so
         # the two never disagree (a sidecar-only rating would lose to the catalog's next time)

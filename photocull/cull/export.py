@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 from photocull.cull import leftovers, ranking
 from photocull.cull.catalog import Catalog, CatalogError
-from photocull.media.fileops import TMP_PREFIX, CopyError, is_within, outside_reason, safe_copy
+from photocull.media.fileops import NAME_MAX, TMP_PREFIX, CopyError, fit_stem, is_within, outside_reason, safe_copy
 from photocull.media.listing import companions_of
 
 log = logging.getLogger(__name__)
@@ -113,27 +113,11 @@ class ExportReport:
     cancelled: bool = False
 
 
-NAME_MAX = 255  # bytes in one file name: ext4, XFS, APFS, NTFS (UTF-16 units), exFAT
-
-
 def _name_max(folder: Path) -> int:
     try:
         return min(NAME_MAX, os.pathconf(folder, "PC_NAME_MAX"))
     except (AttributeError, OSError, ValueError):
         return NAME_MAX
-
-
-def _nbytes(text: str) -> int:
-    return len(os.fsencode(text))
-
-
-def _fit(stem: str, tails: Sequence[str], suffix: str, name_max: int = NAME_MAX) -> str:
-    """``stem`` cut (whole characters, from the end) so that ``stem + suffix + tail`` fits in
-    ``name_max`` bytes for every tail."""
-    budget = name_max - _nbytes(suffix) - max((_nbytes(t) for t in tails), default=0)
-    while stem and _nbytes(stem) > budget:
-        stem = stem[:-1]
-    return stem
 
 
 def _names_free(dest: Path, names: list[str]) -> bool:
@@ -146,9 +130,9 @@ def _renamed(photo: Path, p: Path, suffix: str, name_max: int, shared_tails: Seq
     if not suffix:
         return n
     if n.lower().startswith(stem.lower()):
-        return _fit(stem, [*shared_tails, n[len(stem):]], suffix, name_max) + suffix + n[len(stem):]
+        return fit_stem(stem, [*shared_tails, n[len(stem):]], suffix, name_max) + suffix + n[len(stem):]
     own = Path(n)
-    return _fit(own.stem, [own.suffix], suffix, name_max) + suffix + own.suffix
+    return fit_stem(own.stem, [own.suffix], suffix, name_max) + suffix + own.suffix
 
 
 def _plan_names(dest: Path, photo: Path, comps: list[Path], name_max: int = NAME_MAX) -> tuple[list[str], str]:
@@ -174,7 +158,7 @@ def _copy_new(src: Path, dest: Path, name: str, name_max: int, tree: os.PathLike
             return safe_copy(src, dest, n, within=tree)
         except FileExistsError:  # appeared meanwhile (another process)
             tail = Path(name).suffix
-            n = _fit(Path(name).stem, [tail], f"-x{attempt}", name_max) + f"-x{attempt}" + tail
+            n = fit_stem(Path(name).stem, [tail], f"-x{attempt}", name_max) + f"-x{attempt}" + tail
     raise ExportError(f"no free name for {src.name} in {dest}")
 
 

@@ -577,7 +577,7 @@ class MainWindow(QMainWindow):
         if problems:
             p, why = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            self.marksProblem.emit(f"Could not write the sidecar of {p.name}: {why}{more}")
+            self.marksProblem.emit(f"Could not save the marks of {p.name}: {why}{more}")
 
     @Slot(str)
     def _on_marks_problem(self, msg: str) -> None:

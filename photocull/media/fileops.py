@@ -160,19 +160,27 @@ def trash(paths: Iterable[os.PathLike | str]) -> list[tuple[Path, str]]:
     return failed
 
 
-_NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS in UTF-16 units: at least this)
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, APFS, NTFS (UTF-16 units), exFAT
+
+
+def fit_stem(stem: str, tails, suffix: str = "", name_max: int = NAME_MAX) -> str:
+    """``stem`` cut (whole characters, from the end) so that ``stem + suffix + tail`` fits in
+    ``name_max`` bytes (as the file system stores them) for every tail."""
+    budget = name_max - len(os.fsencode(suffix)) - max((len(os.fsencode(t)) for t in tails), default=0)
+    while stem and len(os.fsencode(stem)) > budget:
+        stem = stem[:-1]
+    return stem
 
 
 def _tmp_stem(path: Path) -> str:
     """``path``'s name, its stem shortened when needed so that ``.{name}.{8 hex}.tmp`` fits
     in one file name (a 255-byte photo name has a 255-byte Adobe sidecar name)."""
-    room = _NAME_MAX - len(".") - len(".01234567.tmp")
+    extra = ".01234567.tmp"
     name = path.name
-    if len(os.fsencode(name)) <= room:
+    if len(os.fsencode("." + name + extra)) <= NAME_MAX:
         return name
-    suffix = path.suffix if len(os.fsencode(path.suffix)) < room // 2 else ""
-    stem = os.fsencode(name[: len(name) - len(suffix)])[: room - len(os.fsencode(suffix))]
-    return os.fsdecode(stem) + suffix  # a character cut in two stays as its bytes
+    suffix = path.suffix if len(os.fsencode(path.suffix)) < NAME_MAX // 4 else ""
+    return fit_stem(name[: len(name) - len(suffix)], ["." + extra], suffix) + suffix
 
 
 def atomic_write(path: os.PathLike | str, data: bytes) -> None:
