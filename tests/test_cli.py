@@ -111,9 +111,32 @@ def test_score_json_and_table_say_top_x_percent_in_the_windows_words(shoot, caps
     assert len(rows) == n
     for ln in rows:
         rank, top, pct, *_ = ln.split()
-        path = ln[ln.index(str(folder)):]
+        path = ln[ln.index(str(folder)):].split("  ")[0].rstrip()  # the path, then the reasons
         assert int(rank) == by_path[path]["rank"] and f"{top} {pct}" == by_path[path]["top"]
     assert [f"{ln.split()[1]} {ln.split()[2]}" for ln in rows[:3]] == ["top 5%", "top 10%", "top 15%"]
+
+
+def test_score_table_shows_every_reason_whole_after_the_path(shoot, capsys):
+    """The table's reasons are the JSON's, whole (no cut at a column width), in a last
+    column that starts at the same place on every line; CSV keeps its columns."""
+    folder, home = shoot
+    _, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
+    photos = json.loads(out)["photos"]
+    why = {p["path"]: p["why"] for p in photos if p["error"] is None}
+    errors = {p["path"]: p["error"] for p in photos if p["error"]}
+    assert max(map(len, why.values())) > 28  # the old table cut these
+    _, out, _ = run(capsys, "--home", home, "score", folder, "-q")
+    header, *lines = out.splitlines()
+    col = header.index("why")
+    assert header.index("path") < col and header.rstrip().endswith("why")
+    assert len(lines) == len(why) + len(errors)
+    for ln in lines:
+        path = ln[ln.index(str(folder)):col].rstrip()
+        assert ln[col - 2:col] == "  " and ln == ln.rstrip()
+        if path in why:
+            assert ln[col:] == why[path]
+        else:
+            assert ln[col:] == f"ERROR: {errors[path]}"
 
 
 def test_score_missing_path_is_an_error_row(shoot, tmp_path, capsys):
@@ -264,3 +287,97 @@ def test_warm_catalog_never_builds_the_network(tmp_path, capsys, monkeypatch):
     make_photo(tmp_path / "f" / "new.jpg", seed=9)
     with pytest.raises(AssertionError, match="network built"):
         main(["--home", home, "score", str(tmp_path / "f"), "-q"])
+
+
+# --- a RAW+JPEG pair is one photo, as in the window --------------------------------------
+
+@pytest.fixture
+def raw_shoot(tmp_path):
+    """Three JPEGs, the RAW of the second (a pair), and a lone RAW that cannot be decoded."""
+    d = tmp_path / "raw_shoot"
+    for i in range(3):
+        make_photo(d / f"IMG_{i}.JPG", seed=40 + i, size=(160, 120))
+    (d / "IMG_1.CR2").write_bytes(b"raw data of IMG_1" * 50)
+    (d / "IMG_9.NEF").write_bytes(b"a lone raw" * 50)
+    return d, tmp_path / "home"
+
+
+def test_score_counts_a_raw_jpeg_pair_as_one_photo(raw_shoot, capsys):
+    folder, home = raw_shoot
+    _, out, _ = run(capsys, "--home", home, "score", folder, "--format", "json", "-q")
+    photos = {Path(p["path"]).name: p for p in json.loads(out)["photos"]}
+    assert set(photos) == {"IMG_0.JPG", "IMG_1.JPG", "IMG_2.JPG", "IMG_9.NEF"}  # the pair's RAW is no row
+    assert [Path(c).name for c in photos["IMG_1.JPG"]["companions"]] == ["IMG_1.CR2"]
+    assert photos["IMG_0.JPG"]["companions"] == [] and photos["IMG_9.NEF"]["error"]  # a lone RAW: its own photo
+    ranked = [p for p in photos.values() if p["error"] is None]
+    assert sorted(p["rank"] for p in ranked) == [1, 2, 3]
+    assert {p["top"] for p in ranked} == {"top 33%", "top 67%", "top 100%"}  # of 3 photos, not 4
+
+    _, out, _ = run(capsys, "--home", home, "score", folder, "-q")
+    pair = [ln for ln in out.splitlines() if "IMG_1.JPG" in ln]
+    assert len(pair) == 1 and "(+IMG_1.CR2)" in pair[0]
+    assert not any("IMG_1.CR2" in ln and "IMG_1.JPG" not in ln for ln in out.splitlines())
+
+    # CSV: the same columns; the RAW travels silently (the same bytes as without it)
+    _, with_raw, _ = run(capsys, "--home", home, "score", folder, "--format", "csv", "-q")
+    (folder / "IMG_1.CR2").unlink()
+    _, without, _ = run(capsys, "--home", home, "score", folder, "--format", "csv", "-q")
+    assert with_raw == without
+    assert list(csv.reader(io.StringIO(with_raw)))[0] == CSV_HEADER
+
+
+def test_export_counts_a_raw_jpeg_pair_as_one_photo_and_takes_the_raw_along(raw_shoot, tmp_path, capsys):
+    folder, home = raw_shoot
+    dest = tmp_path / "keepers"
+    rc, out, err = run(capsys, "--home", home, "export", folder, dest, "--top-percent", "100", "-q")
+    assert rc == 0, err
+    assert "copied 3 of 4 photos" in err  # 3 JPEGs (one with its RAW) and the lone RAW, unscored
+    assert sorted(p.name for p in dest.iterdir() if p.suffix != ".csv") == [
+        "IMG_0.JPG", "IMG_1.CR2", "IMG_1.JPG", "IMG_2.JPG"]
+    assert (dest / "IMG_1.CR2").read_bytes() == (folder / "IMG_1.CR2").read_bytes()
+    pair = [ln for ln in out.splitlines() if "IMG_1" in ln]
+    assert len(pair) == 1 and "IMG_1.JPG ->" in pair[0] and "(+1 companion)" in pair[0]
+
+
+# --- the ONNX exporter's chatter stays out of photocull's log ----------------------------
+
+def test_quiet_exporter_logs_drops_the_exporters_info_and_puts_levels_back(caplog):
+    import logging
+
+    from photocull.model.onnx_cache import EXPORTER_LOGGERS, quiet_exporter_logs
+
+    noisy = logging.getLogger("onnxscript.optimizer._constant_folding")
+    mine = logging.getLogger("photocull.model.onnx_cache")
+    before = {n: logging.getLogger(n).level for n in EXPORTER_LOGGERS}
+    with caplog.at_level(logging.DEBUG):
+        with quiet_exporter_logs():
+            noisy.info("folded a constant")
+            noisy.debug("looked at a node")
+            noisy.warning("something the user may need")
+            mine.info("exported ONNX model in 1.0 s")
+        noisy.info("after the export")
+    got = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("onnxscript.optimizer._constant_folding", "WARNING", "something the user may need") in got
+    assert ("photocull.model.onnx_cache", "INFO", "exported ONNX model in 1.0 s") in got
+    assert not any(m in ("folded a constant", "looked at a node") for _, _, m in got)
+    assert {n: logging.getLogger(n).level for n in EXPORTER_LOGGERS} == before
+    assert ("onnxscript.optimizer._constant_folding", "INFO", "after the export") in got
+
+
+def test_an_export_leaves_no_exporter_info_in_photocull_log(tmp_path, capsys, monkeypatch):
+    """``photocull prepare`` (a real export of the stand-in model): photocull's own INFO line
+    is in photocull.log, none of torch.onnx's / onnxscript's / onnx_ir's INFO or DEBUG."""
+    from photocull.model import onnx_cache
+    from photocull.model import spec as modelspec
+
+    if not onnx_cache.onnx_available():
+        pytest.skip("onnxruntime/onnxscript not installed")
+    monkeypatch.setattr(modelspec, "default_model_path", lambda: tmp_path / "missing.pt")  # the stand-in
+    home = tmp_path / "home"
+    rc, _, err = run(capsys, "--home", home, "prepare", "--batch-size", "2", "-q")
+    assert rc == 0, err
+    log = (home / "logs" / "photocull.log").read_text(encoding="utf-8").splitlines()
+    assert any("INFO photocull.model.onnx_cache: exported ONNX model" in ln for ln in log)
+    chatter = [ln for ln in log if ln.split(" ")[2:3] in (["INFO"], ["DEBUG"])
+               and ln.split(" ")[3].startswith(onnx_cache.EXPORTER_LOGGERS)]
+    assert chatter == []

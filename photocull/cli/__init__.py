@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="photocull", description="Cull a photo shoot: score, rank, flag, export.")
     ap.add_argument("--version", action="version", version=f"photocull {__version__}")
     ap.add_argument("--home", help="keep catalog, models and logs under this folder (env PHOTOCULL_HOME)")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    sub = ap.add_subparsers(dest="command")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="log everything (debug messages too) on stderr, not only warnings")
+    sub = ap.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                            description="photocull COMMAND --help describes each one; no command opens the window")
     for mod in COMMAND_MODULES:
         mod.add_parsers(sub)
     return ap

@@ -12,6 +12,11 @@ from photocull.config import AppPaths
 from photocull.training.metrics import format_metric
 
 
+MODEL_HELP = ('"default" (technical quality; the default), "aesthetic" (trained on AVA), '
+              'a personal model\'s name, or a .pt file')
+"""The help of every ``--model`` option that scores."""
+
+
 def collect(paths: list[str], recursive: bool, exclude: os.PathLike | str | None = None
             ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Files named directly plus the photos in named folders; problems as (path, reason).
@@ -40,6 +45,17 @@ def collect(paths: list[str], recursive: bool, exclude: os.PathLike | str | None
             seen.add(k)
             uniq.append(f)
     return uniq, problems
+
+
+def collect_photos(paths: list[str], recursive: bool, exclude: os.PathLike | str | None = None):
+    """:func:`collect`, then the files as the window shows them
+    (:func:`photocull.media.listing.pair_raw_jpeg`): a RAW+JPEG pair is one photo, the JPEG
+    (scored, shown, ranked) with the RAW as its companion; a lone RAW is a photo of its own.
+    Returns (the photos as listing ``Item``s, in the files' order; the problems)."""
+    from photocull.media.listing import pair_raw_jpeg
+
+    files, problems = collect(paths, recursive, exclude)
+    return pair_raw_jpeg(files), problems
 
 
 def load_model(spec: str | None, paths: AppPaths):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from photocull.config import AppPaths, Settings
 
-from .common import collect, fmt, load_model, run_scoring
+from .common import MODEL_HELP, collect_photos, fmt, load_model, run_scoring
 
 
 def cmd_export(args, paths: AppPaths) -> int:
@@ -20,10 +20,11 @@ def cmd_export(args, paths: AppPaths) -> int:
         print(f"photocull: the destination is the source folder ({src}): choose another", file=sys.stderr)
         return 2
     # the destination (a subfolder of the source, say) holds earlier exports: never collected again
-    files, problems = collect([args.src], args.recursive, exclude=dest)
+    # a RAW+JPEG pair is one photo, as in the window: the JPEG is scored, the RAW travels with it
+    items, problems = collect_photos([args.src], args.recursive, exclude=dest)
     for p, why in problems:
         print(f"photocull: {p}: {why}", file=sys.stderr)
-    if problems and not files:
+    if problems and not items:
         return 2
     selection = dict(top=args.top, top_percent=args.top_percent, min_score=args.min_score,
                      picks_only=args.picks, min_stars=args.min_stars)
@@ -36,12 +37,14 @@ def cmd_export(args, paths: AppPaths) -> int:
     with cat:
         loaded = load_model(args.model, paths)
         print(f"photocull: {loaded.notice}", file=sys.stderr)
-        results = run_scoring(files, loaded, paths, progress=not args.quiet, catalog=cat)
+        results = run_scoring([it.primary for it in items], loaded, paths, progress=not args.quiet, catalog=cat)
         marks = load_marks([r.path for r in results], cat)  # the catalog's, else the sidecars' (as everywhere)
+        companions = {os.path.abspath(it.primary): it.companions for it in items}
         cands = []
         for r in results:
             m = marks.get(os.path.abspath(r.path))
-            cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0))
+            cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0,
+                                   list(companions.get(os.path.abspath(r.path), []))))
         chosen = choose(cands, **selection)
         stopped = None
         try:
@@ -64,7 +67,7 @@ def cmd_export(args, paths: AppPaths) -> int:
     n_moved = sum(1 for it in rep.items if it.moved)
     done = (f"moved {n_moved}" + (f" and copied {len(rep.items) - n_moved}" if n_moved < len(rep.items) else "")
             if args.move else f"{verb} {len(rep.items)}")
-    print(f"photocull: {done} of {len(files)} photos to {args.dest}"
+    print(f"photocull: {done} of {len(items)} photos to {args.dest}"
           + (f"; report {rep.report_path}" if rep.report_path else ""), file=sys.stderr)
     return 1 if rep.errors or stopped is not None else 0
 
@@ -220,35 +223,51 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
 
 
 def add_parsers(sub) -> None:
-    e = sub.add_parser("export", help="copy (or move) the best photos to a folder")
-    e.add_argument("src")
-    e.add_argument("dest")
+    e = sub.add_parser("export", help="copy (or move) the best photos to a folder",
+                       description="Score the photos in SRC (the catalog's scores when it has them) and copy "
+                                   "(or move) those chosen, best first, to DEST with what travels with them "
+                                   "(the RAW of a RAW+JPEG pair, XMP sidecars), plus a CSV report.  Choose "
+                                   "with exactly one of --top, --top-percent, --min-score, --picks or "
+                                   "--min-stars; rejected photos are never exported.  A RAW+JPEG pair counts "
+                                   "as one photo, as in the window.  Nothing in DEST is overwritten: a "
+                                   "name taken there gets a suffix.")
+    e.add_argument("src", metavar="SRC", help="the folder of photos (or one photo)")
+    e.add_argument("dest", metavar="DEST", help="the folder to export to (made if missing; never SRC itself)")
     sel = e.add_mutually_exclusive_group(required=True)
-    sel.add_argument("--top", type=int, metavar="N")
-    sel.add_argument("--top-percent", type=float, metavar="P")
-    sel.add_argument("--min-score", type=float, metavar="S")
+    sel.add_argument("--top", type=int, metavar="N", help="the N best-scored photos")
+    sel.add_argument("--top-percent", type=float, metavar="P",
+                     help="the best P %% of the scored photos (0 < P <= 100; the window's \"top P %%\")")
+    sel.add_argument("--min-score", type=float, metavar="S", help="photos whose mean score is at least S (1..10)")
     sel.add_argument("--picks", action="store_true", help="picked photos only")
     sel.add_argument("--min-stars", type=int, metavar="N", help="photos with at least N stars")
     e.add_argument("--move", action="store_true", help="move instead of copy (sources removed after a verified copy)")
-    e.add_argument("-r", "--recursive", action="store_true")
-    e.add_argument("--model")
-    e.add_argument("-q", "--quiet", action="store_true")
+    e.add_argument("-r", "--recursive", action="store_true", help="also the photos in SRC's subfolders")
+    e.add_argument("--model", help=MODEL_HELP)
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_export)
 
-    rt = sub.add_parser("rate", help="flag, rate or colour-label photos (catalog + XMP sidecars)")
-    rt.add_argument("files", nargs="+", metavar="FILE")
+    rt = sub.add_parser("rate", help="flag, rate or colour-label photos (catalog + XMP sidecars)",
+                        description="Set the marks the window's keys set, from a script: a flag (pick, reject "
+                                    "or none), stars and a colour label, written to the catalog and to XMP "
+                                    "sidecars (the RAW twin's too, for a RAW+JPEG pair).  Marks not named "
+                                    "are kept.")
+    rt.add_argument("files", nargs="+", metavar="FILE", help="the photos to mark")
     fl = rt.add_mutually_exclusive_group()
-    fl.add_argument("--pick", action="store_true")
-    fl.add_argument("--reject", action="store_true")
-    fl.add_argument("--unflag", action="store_true")
-    rt.add_argument("--stars", type=int, metavar="N", help="0..5")
-    rt.add_argument("--label", metavar="COLOUR", help="Red, Yellow, Green, Blue, Purple, or none")
+    fl.add_argument("--pick", action="store_true", help="flag as a pick")
+    fl.add_argument("--reject", action="store_true", help="flag as a reject")
+    fl.add_argument("--unflag", action="store_true", help="remove the pick or reject flag")
+    rt.add_argument("--stars", type=int, metavar="N", help="star rating, 0..5 (0: none)")
+    rt.add_argument("--label", metavar="COLOUR", help="colour label: Red, Yellow, Green, Blue, Purple, or none")
     rt.add_argument("--no-sidecar", action="store_true", help="catalog only, don't write XMP")
     rt.set_defaults(func=cmd_rate)
 
     t = sub.add_parser("trash-rejects",
-                       help="send rejected photos and their companions to the OS trash (asks for --yes)")
-    t.add_argument("folder")
-    t.add_argument("-r", "--recursive", action="store_true")
+                       help="send rejected photos and their companions to the OS trash (asks for --yes)",
+                       description="List the rejected photos in FOLDER (flagged in the catalog, or rejected "
+                                   "in their XMP sidecar) with their companions (RAW/JPEG twin, sidecars); "
+                                   "with --yes, send them to the OS trash, from where they can be restored. "
+                                   "photocull never deletes a photo for good.")
+    t.add_argument("folder", metavar="FOLDER", help="the folder whose rejects go")
+    t.add_argument("-r", "--recursive", action="store_true", help="also the rejects in subfolders")
     t.add_argument("--yes", action="store_true", help="really move them (default: only list what would be moved)")
     t.set_defaults(func=cmd_trash_rejects)

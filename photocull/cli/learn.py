@@ -220,14 +220,17 @@ def cmd_train_technical(args, paths: AppPaths) -> int:
 # --- argparse -------------------------------------------------------------------------------
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=DATASETS,
+                   help="the labels' format: AVA, KonIQ-10k, LIVE In the Wild, or a CSV (path,mean[,std] "
+                        "or path,c1..c10 rows)")
     p.add_argument("--labels", required=True,
                    help="AVA.txt, a KonIQ-10k CSV, the folder of LIVE's All*_release.mat, or a CSV")
     p.add_argument("--images", help="image folder (default: beside the labels)")
     p.add_argument("--scale", type=int, choices=(5, 10), default=10, help="scale of a CSV's mean/std (default 10)")
-    p.add_argument("--limit", type=int, default=0, help="use a random N of the images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="use a random N of the images (default: all)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the split and the --limit sample (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (default %(default)s)")
 
 
 def add_parsers(subparsers) -> None:
@@ -235,13 +238,16 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("learn", help="learn your taste from rated photos",
                               description="Train a personal model from a CSV of path,rating rows "
                                           "(stars 1..5, or pick/reject; header optional).")
-    p.add_argument("ratings", help="CSV file: path,rating")
+    p.add_argument("ratings", metavar="RATINGS", help="CSV file: path,rating")
     p.add_argument("--name", required=True, help="name of the personal model")
     p.add_argument("--scale", type=int, choices=(5, 10), default=5, help="rating scale (default 5 stars)")
     p.add_argument("--base", help="model to start from (default: the shipped default)")
-    p.add_argument("--min-ratings", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--min-ratings", type=int, default=20, metavar="N",
+                   help="refuse to learn from fewer rated photos (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the held-out split and the training (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="photos per batch when computing features (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a personal model of the same name")
     p.set_defaults(func=cmd_learn)
 
@@ -249,44 +255,58 @@ def add_parsers(subparsers) -> None:
                               description="Train NIMA on AVA, KonIQ-10k, LIVE In the Wild or a labelled CSV "
                                           "(70/15/15 split, early stopping on the validation part).")
     _dataset_args(p)
-    p.add_argument("--backbone", choices=BACKBONES, default="efficientnet_lite0")
+    p.add_argument("--backbone", choices=BACKBONES, default="efficientnet_lite0",
+                   help="the ImageNet network under the score head (default %(default)s)")
     p.add_argument("--base", help="start from this model instead of a fresh head")
     p.add_argument("--unfreeze", choices=("none", "last", "all"), default="none",
                    help="backbone layers to train too (default none: head only)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, metavar="N",
+                   help="passes over the training part (default %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="head learning rate (backbone: a tenth)")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--no-augment", action="store_true", help="train without the random crops and flips")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="data loader processes (default 0: load in this process)")
     p.add_argument("--name", help="model name (default DATASET-BACKBONE)")
     p.add_argument("--out", help="model file to write (default: the personal models folder)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a model on a labelled dataset",
-                              description="EMD, binary accuracy at 5, LCC/SRCC of means and of stds.")
+                              description="Evaluate a model on a labelled dataset: EMD, binary accuracy at 5, "
+                                          "LCC/SRCC of means and of stds.")
     p.add_argument("--model", default="default", help="'default', a model file, or a personal model's name")
     _dataset_args(p)
     p.add_argument("--split", choices=("all", "test"), default="all",
                    help="all images, or the test part of train's split (same --seed)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("train-technical",
                               help="rebuild the default technical-quality model from a folder of clean photos",
-                              description="Train the technical-quality model from clean photos.")
-    p.add_argument("pristine_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (heads only)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", type=Path, default=None,
+                              description="Rebuild the default technical-quality model from a folder of clean photos: "
+                                          "each is degraded (blur, motion, noise, dark, bright, compression, "
+                                          "contrast, low resolution, colour) and the model's heads learn how "
+                                          "much and what went wrong; metrics on held-out references "
+                                          "are printed.  Features are cached, so a second run is quick.")
+    p.add_argument("pristine_dir", type=Path, metavar="PRISTINE_DIR",
+                   help="a folder of clean, well-exposed photos (the references degraded for training)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="checkpoint to write (heads only)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the split, the degradations and the training (default %(default)s)")
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="where to cache features (default: technical-features/ in photocull's cache folder)")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--max-refs", type=int, default=None, help="cap the training references (quick runs)")
-    p.add_argument("--variants", type=int, default=9, help="single degradations per training reference")
-    p.add_argument("--mixtures", type=int, default=1, help="mixtures of two per training reference")
-    p.add_argument("--feature-minutes", type=float, default=None,
+    p.add_argument("--epochs", type=int, default=60, metavar="N",
+                   help="training epochs of the heads (default %(default)s)")
+    p.add_argument("--max-refs", type=int, default=None, metavar="N", help="cap the training references (quick runs)")
+    p.add_argument("--variants", type=int, default=9, metavar="N",
+                   help="single degradations per training reference (default %(default)s)")
+    p.add_argument("--mixtures", type=int, default=1, metavar="N",
+                   help="mixtures of two degradations per training reference (default %(default)s)")
+    p.add_argument("--feature-minutes", type=float, default=None, metavar="M",
                    help="stop extracting new training references after this many minutes")
-    p.add_argument("--eval-refs", type=int, default=12, help="held-out references to evaluate on")
+    p.add_argument("--eval-refs", type=int, default=12, metavar="N",
+                   help="held-out references to evaluate on (default %(default)s)")
     p.add_argument("--hidden", type=int_in(0, MAX_HIDDEN), default=0, metavar="N",
                    help=f"hidden units in the score head (0: linear; at most {MAX_HIDDEN})")
-    p.add_argument("--metrics-json", type=Path, default=None, help="also write the metrics here")
+    p.add_argument("--metrics-json", type=Path, default=None, metavar="FILE", help="also write the metrics here")
     p.set_defaults(func=cmd_train_technical)

@@ -118,6 +118,26 @@ def _check_input(model, batch_size: int):
     return torch.randn(batch_size, 3, s, s, generator=g)
 
 
+# The exporter's own loggers: at INFO and DEBUG they narrate every pass (hundreds of lines an
+# export); photocull's log keeps their warnings and errors only.
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "onnx")
+
+
+@contextlib.contextmanager
+def quiet_exporter_logs(level: int = logging.WARNING):
+    """While it lasts, :data:`EXPORTER_LOGGERS` pass on ``level`` and up only (a logger set
+    quieter stays so); their levels are put back after."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, level))
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, saved):
+            lg.setLevel(lv)
+
+
 def export_onnx(model, path: Path, batch_size: int) -> Path:
     """Export ``model`` (a CPU copy, eval mode) with a fixed batch size; check it; write atomically."""
     import copy
@@ -134,7 +154,8 @@ def export_onnx(model, path: Path, batch_size: int) -> Path:
     try:
         t0 = time.perf_counter()
         # the exporter prints its steps and warns a lot: keep stdout clean (CSV/JSON go there)
-        with torch.no_grad(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with torch.no_grad(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                quiet_exporter_logs():
             import warnings
 
             with warnings.catch_warnings():
