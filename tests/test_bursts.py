@@ -252,8 +252,73 @@ def test_gui_adapters(frames, scenes):
     for it, g in zip(items, got):  # as the window applies them
         it.group, it.group_size, it.group_kind, it.group_best = g
     changes = best_of_groups_changes(items)
-    # IMG_0 was picked by hand: not rejected; the bracket is left alone
-    assert [(it.path.name, flag) for it, flag in changes] == [("IMG_1.jpg", 1), ("IMG_2.jpg", -1)]
+    # IMG_0 was picked by hand: it is the burst's pick (not rejected, no second pick: the
+    # group's best, IMG_1, is rejected with the rest); the bracket is left alone
+    assert [(it.path.name, flag) for it, flag in changes] == [("IMG_1.jpg", -1), ("IMG_2.jpg", -1)]
+    assert [it.path.name for it in changes.left] == ["IMG_0.jpg"]
+
+
+# --- pick best of each burst: your marks rule ----------------------------------------------------
+
+def _frame(name, group=0, kind="burst", best=False, mean=5.0, flag=0, rating=0, label=None):
+    return SimpleNamespace(path=Path(f"/p/{name}.jpg"), group=group, group_kind=kind, group_best=best, mean=mean,
+                           flag=flag, rating=rating, label=label)
+
+
+def _plan(result):
+    return [(it.path.stem, flag) for it, flag in result]
+
+
+def test_pick_best_unmarked_bursts_pick_the_best_and_reject_the_rest():
+    items = [_frame("a0", best=True, mean=6), _frame("a1", mean=5), _frame("a2", mean=4),
+             _frame("s", group=None, kind="", best=True)]  # a single photo: never touched
+    got = best_of_groups_changes(items)
+    assert _plan(got) == [("a0", 1), ("a1", -1), ("a2", -1)]
+    assert [it.path.stem for it in got.picks] == ["a0"] and [it.path.stem for it in got.rejects] == ["a1", "a2"]
+    assert got.left == [] and len(got) == 3
+    assert got.summary == "1 pick, 2 rejects; 0 photos you marked are left as they are"
+    assert [vars(it)["flag"] for it in items] == [0, 0, 0, 0]  # only a plan: nothing changed
+
+
+def test_pick_best_never_changes_a_frame_you_marked():
+    items = [
+        # you rated a frame that is not the best: it is your pick; the best is rejected, no second pick
+        _frame("a0", best=True, mean=6), _frame("a1", mean=5, rating=5), _frame("a2", mean=4),
+        # you picked one: no second pick
+        _frame("b0", 1, best=True), _frame("b1", 1, flag=1),
+        # you rejected the best: the best unmarked frame is picked instead (never the whole burst rejected)
+        _frame("c0", 2, best=True, mean=7, flag=-1), _frame("c1", 2, mean=5), _frame("c2", 2, mean=6),
+        # a colour label alone keeps a frame as it is, without choosing it
+        _frame("d0", 3, best=True, mean=7, label="Red"), _frame("d1", 3, mean=6), _frame("d2", 3, mean=5),
+        # every frame marked: nothing to do
+        _frame("e0", 4, best=True, flag=-1), _frame("e1", 4, label="Green"),
+        # a rejected frame with stars does not choose the pick
+        _frame("f0", 5, best=True, mean=6), _frame("f1", 5, mean=5, flag=-1, rating=3),
+    ]
+    got = best_of_groups_changes(items)
+    assert _plan(got) == [("a0", -1), ("a2", -1), ("b0", -1), ("c1", -1), ("c2", 1), ("d1", 1), ("d2", -1),
+                          ("f0", 1)]
+    left = [it.path.stem for it in got.left]
+    assert left == ["a1", "b1", "c0", "d0", "e0", "e1", "f1"]
+    assert not {it.path.stem for it, _ in got} & set(left)
+    assert got.summary == "3 picks, 5 rejects; 7 photos you marked are left as they are"
+    one = best_of_groups_changes([_frame("x0", best=True), _frame("x1", rating=2)])
+    assert one.summary == "0 picks, 1 reject; 1 photo you marked is left as it is"
+
+
+def test_pick_best_leaves_brackets_and_panoramas_alone():
+    items = [_frame(f"k{i}", 0, "bracket", best=i == 0) for i in range(3)]
+    items += [_frame(f"p{i}", 1, "panorama", best=i == 0) for i in range(3)]
+    got = best_of_groups_changes(items)
+    assert not got and got.changes == [] and got.left == []
+
+
+def test_pick_best_when_the_best_is_marked_ranks_the_rest():
+    # the best is rejected; the unmarked frames are ranked by score, ties by path, unscored last
+    items = [_frame("z", best=True, mean=9, flag=-1), _frame("c", mean=None), _frame("b", mean=5), _frame("a", mean=5)]
+    assert _plan(best_of_groups_changes(items)) == [("c", -1), ("b", -1), ("a", 1)]
+    items = [_frame("z", best=True, flag=-1), _frame("c", mean=None), _frame("b", mean=None)]
+    assert _plan(best_of_groups_changes(items)) == [("c", 1), ("b", -1)]
 
 
 # --- memory and the catalog's greys -----------------------------------------------------------

@@ -124,3 +124,89 @@ def test_training_failure_and_cancel_reset_the_dialog(qtbot, win, monkeypatch):
     qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
     assert dlg.metrics.text() == "Cancelled."
     assert dlg.train_button.isEnabled() and dlg.result is None
+
+
+# -- the verdict: honest, in plain words -----------------------------------------------------------
+
+def _trained(n_val, personal_quality, seed=0):
+    """A FineTuneResult as training returns it, on ``n_val`` held-out ratings: the default
+    follows the ratings fairly; "yours" follows them closely ("better"), not at all
+    ("worse"), or exactly as the default does ("same")."""
+    from photocull.training import personal
+    from photocull.training.metrics import score_metrics
+
+    rng = np.random.default_rng(seed)
+    stars = np.tile([1, 2, 3, 4, 5], n_val // 5 + 1)[:n_val].astype(float)
+    default = np.clip(stars + rng.normal(0, 1.2, n_val), 1, 5)
+    yours = {"better": np.clip(stars + rng.normal(0, 0.2, n_val), 1, 5),
+             "worse": rng.uniform(1, 5, n_val), "same": default}[personal_quality]
+    t, b, a = (personal.ratings_to_targets(v) for v in (stars, default, yours))
+    return personal.FineTuneResult(None, score_metrics(b, t), score_metrics(a, t), [], 5, 5 * n_val, 4 * n_val,
+                                   n_val, 0.1, "base", False, True, val_targets=t, val_before=b, val_after=a)
+
+
+def _train_with(qtbot, win, monkeypatch, result):
+    from photocull.gui.training_dialog import TrainingDialog
+
+    def job(ratings, holder, catalog_path, cancelled=lambda: False):
+        yield {"phase": "select", "epoch": 1, "epochs": 2, "train_loss": 0.2, "val_loss": 0.3}
+        return result, None
+
+    monkeypatch.setattr("photocull.gui.training_dialog.personal_job", job)
+    dlg = TrainingDialog(win)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.result is result
+    return dlg
+
+
+def test_verdict_better_makes_saving_the_default(qtbot, win, monkeypatch):
+    dlg = _train_with(qtbot, win, monkeypatch, _trained(40, "better"))
+    assert dlg.taste.outcome == "better"
+    assert dlg.verdict.text().startswith("Your model agrees with your 40 held-out ratings better than the default")
+    assert dlg.save_button.isEnabled() and dlg.save_button.isDefault() and dlg.save_button.font().bold()
+    assert "On 40 held-out ratings" in dlg.metrics.text()
+    for label in (dlg.metrics, dlg.verdict):  # the figures explained
+        assert all(w in label.toolTip() for w in ("SRCC", "PLCC", "EMD", "held out"))
+
+
+def test_verdict_worse_says_so_and_does_not_offer_saving_first(qtbot, win, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    res = _trained(40, "worse")
+    assert res.after["srcc"] < res.before["srcc"]
+    dlg = _train_with(qtbot, win, monkeypatch, res)
+    assert dlg.taste.outcome == "worse"
+    text = dlg.verdict.text()
+    assert "agrees with your 40 held-out ratings worse than the default" in text and "not suggested" in text
+    # saving stays possible, but is neither the default action nor bold; "yours" is not bold either
+    assert dlg.save_button.isEnabled() and not dlg.save_button.isDefault() and not dlg.save_button.autoDefault()
+    assert not dlg.save_button.font().bold()
+    srcc_row = next(r for r in dlg.metrics.text().split("<tr>") if "SRCC" in r)
+    assert srcc_row.index("<b>") < srcc_row.index(format(res.after["srcc"], ".2f"))  # the default's figure is bold
+    # Enter does not save, even with the focus on the button
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))  # never modal
+    spec = win.model_spec
+    dlg.save_button.setFocus()
+    qtbot.keyClick(dlg.save_button, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)  # (Enter may retrain, never save)
+    assert dlg.isVisible() and win.model_spec == spec and not list(win.paths.models_dir.glob("*.pt"))
+
+
+@pytest.mark.parametrize("n_val, quality, why", [(8, "worse", "8 held-out ratings are too few"),
+                                                (8, "better", "8 held-out ratings are too few"),
+                                                (40, "same", "could be chance")])
+def test_verdict_cannot_tell(qtbot, win, monkeypatch, n_val, quality, why):
+    dlg = _train_with(qtbot, win, monkeypatch, _trained(n_val, quality))
+    assert dlg.taste.outcome == "unsure"
+    text = dlg.verdict.text()
+    assert f"your {n_val} held-out ratings" in text and why in text and "not suggested" in text
+    assert not dlg.save_button.isDefault() and not dlg.save_button.font().bold()
+    # a new run starts without a verdict
+    dlg.start()
+    assert dlg.verdict.text() == "" and not dlg.save_button.isEnabled()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)

@@ -146,3 +146,94 @@ def test_personal_models_never_take_a_shipped_name(tmp_path):
         with pytest.raises(TrainingError, match="shipped model"):
             save_personal_model(fake, name, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+# --- the verdict: is the personal model better than the default? --------------------------------
+
+def _held_out(n, seed=0):
+    """Ratings and three predictors: one that follows them closely, one unrelated, and one
+    a hair away from the close one."""
+    rng = np.random.default_rng(seed)
+    stars = rng.integers(1, 6, n).astype(float)
+    close = stars + rng.normal(0, 0.4, n)
+    unrelated = rng.normal(3, 1, n)
+    return stars, close, unrelated, close + rng.normal(0, 1e-3, n)
+
+
+def test_srcc_difference_bootstrap():
+    from scipy.stats import spearmanr
+
+    from photocull.training.metrics import srcc_difference
+
+    stars, close, unrelated, twin = _held_out(40)
+    better = srcc_difference(stars, unrelated, close, seed=1)
+    assert better.n == 40 and better.personal == pytest.approx(spearmanr(close, stars)[0])
+    assert better.default == pytest.approx(spearmanr(unrelated, stars)[0])
+    assert 0 < better.low <= better.diff <= better.high and not better.includes_zero  # clearly better: above 0
+    worse = srcc_difference(stars, close, unrelated, seed=1)
+    assert worse.high < 0 and not worse.includes_zero
+    same = srcc_difference(stars, close, close, seed=1)  # identical models
+    assert same.diff == 0 and same.low <= 0 <= same.high and same.includes_zero
+    assert srcc_difference(stars, close, twin, seed=1).includes_zero  # a hair's difference: chance
+    # deterministic with a seed; another seed, another (close) interval
+    assert srcc_difference(stars, unrelated, close, seed=1) == better
+    other = srcc_difference(stars, unrelated, close, seed=2)
+    assert other != better and other.low == pytest.approx(better.low, abs=0.15)
+    # distributions (N, 10) are compared by their means, as scores are
+    targets = personal.ratings_to_targets(stars)
+    assert srcc_difference(targets, personal.ratings_to_targets(np.clip(unrelated, 1, 5)),
+                           personal.ratings_to_targets(np.clip(close, 1, 5)), seed=1).low > 0
+    # undefined: no interval, "can't tell"
+    flat = srcc_difference(stars, np.full(40, 3.0), close)
+    assert np.isnan(flat.default) and np.isnan(flat.low) and flat.includes_zero
+    with pytest.raises(ValueError):
+        srcc_difference(stars, close[:-1], close)
+
+
+def test_resampled_ranks_are_the_ranks_of_the_resample():
+    """The bootstrap ranks each resample in O(n); the same figures as ranking it."""
+    from scipy.stats import spearmanr
+
+    from photocull.training.metrics import _resampled_ranks, _weighted_corr
+
+    rng = np.random.default_rng(3)
+    t = rng.integers(1, 6, 25).astype(float)  # many ties
+    p = np.round(t + rng.normal(0, 1, 25), 1)
+    idx = rng.integers(0, 25, (30, 25))
+    w = np.stack([np.bincount(r, minlength=25) for r in idx]).astype(float)
+    fast = _weighted_corr(_resampled_ranks(t, w), _resampled_ranks(p, w), w)
+    np.testing.assert_allclose(fast, [spearmanr(t[r], p[r])[0] for r in idx], atol=1e-12)
+
+
+def test_taste_verdict_in_plain_words():
+    from photocull.training.metrics import MIN_HELD_OUT, taste_verdict
+
+    stars, close, unrelated, twin = _held_out(40)
+    v = taste_verdict(stars, unrelated, close)
+    assert v.outcome == "better" and v.suggest_saving and v.n == 40
+    assert v.text.startswith("Your model agrees with your 40 held-out ratings better than the default")
+    v = taste_verdict(stars, close, unrelated)
+    assert v.outcome == "worse" and not v.suggest_saving
+    assert "worse than the default" in v.text and "not suggested" in v.text
+    v = taste_verdict(stars, close, twin)  # can't tell: the interval includes 0
+    assert v.outcome == "unsure" and not v.suggest_saving and "could be chance" in v.text
+    few = MIN_HELD_OUT - 1  # can't tell: too few, however clear the difference looks
+    v = taste_verdict(stars[:few], close[:few], unrelated[:few], n_ratings=5 * few)
+    assert v.outcome == "unsure" and f"{few} held-out ratings are too few" in v.text and "worse than" in v.text
+    assert "about 100 rated photos" in v.text
+    v = taste_verdict([], [], [])
+    assert v.outcome == "unsure" and "No ratings were held out" in v.text
+
+
+def test_fine_tune_keeps_the_held_out_predictions(base):
+    """The verdict's inputs: what the before/after figures were measured on."""
+    from photocull.training.metrics import score_metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, base.model.heads.feat_mean.numel())).astype(np.float32)
+    stars = np.tile([1, 2, 3, 4, 5], 6)
+    res = drive(personal.fine_tune(x, personal.ratings_to_targets(stars), base, epochs=3))
+    assert res.val_targets.shape == res.val_before.shape == res.val_after.shape == (res.n_val, 10)
+    assert score_metrics(res.val_before, res.val_targets) == pytest.approx(res.before, nan_ok=True)
+    assert score_metrics(res.val_after, res.val_targets) == pytest.approx(res.after, nan_ok=True)
+    assert "val_targets" not in str(res.meta("x"))  # checkpoint metadata stays small

@@ -12,7 +12,9 @@ Two frames are linked when they were taken close together in time *and* look ali
 
 Kinds of group: ``"burst"`` (same framing, same exposure), ``"bracket"`` (exposure
 bias differs inside the group: frames meant to be merged), ``"panorama"`` (shifted,
-overlapping frames), ``"single"``.  Brackets and panoramas are never auto-rejected.
+overlapping frames), ``"single"``.  Brackets and panoramas are never auto-rejected, and
+*Pick best of each burst* (:func:`best_of_groups_changes`) never changes a frame the user
+marked.
 
 Thresholds (calibrated on 108 distinct photos from kodak24/pixabay640/waterloo/mcmaster,
 5778 pairs, and generated bursts/brackets/panoramas from 20 of them; efficientnet_lite0
@@ -37,7 +39,7 @@ import logging
 import os
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -553,19 +555,91 @@ def _valid_grouping(rows, n: int) -> list[ItemGroup] | None:
     return out
 
 
-def best_of_groups_changes(items: Sequence) -> list[tuple[object, int]]:
-    """``(item, flag)`` changes (1 pick, -1 reject) for items carrying their
-    :class:`ItemGroup` as ``group``, ``group_kind`` and ``group_best`` (the window's photo
-    items): in each burst the best is picked and the rest rejected.  Brackets and
-    panoramas are left alone; a frame the user picked by hand is never rejected; items
-    already carrying the target flag are not listed."""
-    changes: list[tuple[object, int]] = []
-    for it in items:
-        if getattr(it, "group", None) is None or it.group_kind != "burst":
+# --- pick the best of each burst ---------------------------------------------------------------
+
+def marked_by_user(item) -> bool:
+    """Whether ``item`` (duck-typed: ``flag``, ``rating``, ``label``) carries a mark, which
+    automatic actions treat as the user's and never change: a flag (pick or reject), any
+    stars, or a colour label.  photocull does not know who set a mark (the user, Lightroom,
+    an earlier run of an automatic action): every mark counts; undo takes a run back."""
+    return bool(getattr(item, "flag", 0) or getattr(item, "rating", 0) or getattr(item, "label", None))
+
+
+def _settles_the_pick(item) -> bool:
+    """A pick or stars: the user has said which frame of the group to keep.  A reject or a
+    colour label alone does not (a label is often a workflow tag)."""
+    return getattr(item, "flag", 0) == 1 or (getattr(item, "flag", 0) != -1 and getattr(item, "rating", 0) > 0)
+
+
+@dataclass
+class BestOfGroups:
+    """What *Pick best of each burst* would do; nothing is changed until the caller applies
+    it.  ``changes``: ``(item, flag)`` pairs (1 pick, -1 reject); ``picks`` and ``rejects``:
+    the same items; ``left``: the marked frames of the bursts, left as they are.  All in
+    the order the items were given.  Iterating gives ``changes``; its length is theirs."""
+    changes: list[tuple[object, int]] = field(default_factory=list)
+    left: list = field(default_factory=list)
+
+    @property
+    def picks(self) -> list:
+        return [it for it, flag in self.changes if flag > 0]
+
+    @property
+    def rejects(self) -> list:
+        return [it for it, flag in self.changes if flag < 0]
+
+    def __iter__(self):
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    @property
+    def summary(self) -> str:
+        """"1 pick, 5 rejects; 1 photo you marked is left as it is" (no full stop)."""
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}{'s' * (k != 1)}"
+
+        m = len(self.left)
+        kept = f"{n(m, 'photo')} you marked {'is' if m == 1 else 'are'} left as {'it is' if m == 1 else 'they are'}"
+        return f"{n(len(self.picks), 'pick')}, {n(len(self.rejects), 'reject')}; {kept}"
+
+
+def best_of_groups_changes(items: Sequence) -> BestOfGroups:
+    """What picking the best frame of each burst and rejecting the rest would change, for
+    items carrying their :class:`ItemGroup` as ``group``, ``group_kind`` and
+    ``group_best`` and their marks as ``flag``, ``rating``, ``label`` (the window's photo
+    items; only read).
+
+    Your marks rule: a frame with any mark (:func:`marked_by_user`) is never changed.
+    In each burst:
+
+    * when a frame has a pick or stars, the user has chosen: no pick is added, and only
+      the unmarked frames are rejected;
+    * otherwise the best unmarked frame is picked (the group's best or, when the user
+      rejected or labelled that one, the unmarked frame that ranks first) and the other
+      unmarked frames are rejected;
+    * a burst whose frames are all marked is left alone.
+
+    Brackets and panoramas (every frame is needed) and single photos are never touched.
+    """
+    bursts: dict[object, list[int]] = {}
+    for i, it in enumerate(items):
+        if getattr(it, "group", None) is not None and getattr(it, "group_kind", "") == "burst":
+            bursts.setdefault(it.group, []).append(i)
+    flags: dict[int, int] = {}
+    left: set[int] = set()
+    for frames in bursts.values():
+        free = [i for i in frames if not marked_by_user(items[i])]
+        left.update(i for i in frames if marked_by_user(items[i]))
+        if not free:
             continue
-        flag = 1 if it.group_best else -1
-        if flag == -1 and getattr(it, "flag", 0) == 1:
-            continue
-        if getattr(it, "flag", 0) != flag:
-            changes.append((it, flag))
-    return changes
+        if not any(_settles_the_pick(items[i]) for i in frames):
+            best = next((i for i in free if getattr(items[i], "group_best", False)), None)
+            if best is None:
+                best = ranking.best_first(free, mean=lambda i: getattr(items[i], "mean", None),
+                                          path=lambda i: items[i].path)[0]
+            flags[best] = 1
+        for i in free:
+            flags.setdefault(i, -1)
+    return BestOfGroups([(items[i], flags[i]) for i in sorted(flags)], [items[i] for i in sorted(left)])

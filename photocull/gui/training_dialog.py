@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks
 from photocull.media.listing import list_images
-from photocull.training.metrics import format_metric
+from photocull.training.metrics import METRIC_HELP, TasteVerdict, format_metric, taste_verdict
 from photocull.training.ratings import ratings_from_marks
 
 from .notify import notify
@@ -43,6 +43,15 @@ def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda
         learned = yield from learn_from_ratings(dict(sorted(ratings.items())), base, cat,
                                                 min_ratings=MIN_RATINGS, cancelled=cancelled)
     return None if learned is None else (learned.tuned, base)
+
+
+def verdict_of(result) -> TasteVerdict:
+    """The verdict on a trained :class:`~photocull.training.personal.FineTuneResult`
+    (:func:`~photocull.training.metrics.taste_verdict` on its held-out ratings)."""
+    held = [getattr(result, k, None) for k in ("val_targets", "val_before", "val_after")]
+    if any(h is None for h in held):  # a result without its held-out predictions: nothing to compare
+        held = [[], [], []]
+    return taste_verdict(*held, n_ratings=result.n_ratings)
 
 
 class LossCurve(QWidget):
@@ -104,6 +113,7 @@ class TrainingDialog(QDialog):
         lay.addWidget(self.intro)
         row = QHBoxLayout()
         add = QPushButton("Add a folder of rated photos…")
+        add.setAutoDefault(False)  # Enter never opens a folder picker
         add.clicked.connect(self._add_folder)
         row.addWidget(add)
         row.addStretch(1)
@@ -114,7 +124,14 @@ class TrainingDialog(QDialog):
         lay.addWidget(self.curve, 1)
         self.metrics = QLabel()
         self.metrics.setWordWrap(True)
+        self.metrics.setToolTip(METRIC_HELP)
         lay.addWidget(self.metrics)
+        self.verdict = QLabel()  # in plain words: is yours better than the default?
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextFormat(Qt.TextFormat.PlainText)
+        self.verdict.setToolTip(METRIC_HELP)
+        lay.addWidget(self.verdict)
+        self.taste: TasteVerdict | None = None
         self.progress = QProgressBar()
         lay.addWidget(self.progress)
         g = QGridLayout()
@@ -129,6 +146,7 @@ class TrainingDialog(QDialog):
         self.cancel_button.clicked.connect(self._cancel)
         self.save_button = QPushButton("Save, use and rescore")
         self.save_button.setEnabled(False)
+        self._suggest_saving(False)  # until a verdict says the model is better
         self.save_button.clicked.connect(self.save_and_use)
         for b in (self.train_button, self.cancel_button, self.save_button):
             row.addWidget(b)
@@ -174,7 +192,10 @@ class TrainingDialog(QDialog):
         self.curve.train.clear()
         self.curve.val.clear()
         self.result = None
+        self.taste = None
+        self.verdict.clear()
         self.save_button.setEnabled(False)
+        self._suggest_saving(False)
         self.train_button.setEnabled(False)
         self.metrics.setText("Preparing…")
         w = GeneratorWorker(personal_job, dict(self.ratings), self.win.holder, self.win.paths.catalog_path)
@@ -212,18 +233,37 @@ class TrainingDialog(QDialog):
             self.metrics.setText("Cancelled.")
             return
         self.result, self.base = value
-        b, a = self.result.before, self.result.after
-        def f(x):
-            return format_metric(x, nd=2)
+        r = self.result
+        b, a = r.before, r.after
+
+        def row(name: str, key: str, higher_is_better: bool = True) -> str:
+            fb, fa = format_metric(b.get(key), nd=2), format_metric(a.get(key), nd=2)
+            vb, va = b.get(key), a.get(key)
+            if vb is not None and va is not None and math.isfinite(vb) and math.isfinite(va) and vb != va:
+                if (va > vb) == higher_is_better:  # bold marks the better figure, whichever model has it
+                    fa = f"<b>{fa}</b>"
+                else:
+                    fb = f"<b>{fb}</b>"
+            return f"<tr><td>{name}&nbsp;</td><td>{fb}</td><td>{fa}</td></tr>"
 
         self.metrics.setText(
-            f"<b>On {self.result.n_val} held-out ratings</b><table>"
+            f"<b>On {r.n_val} held-out ratings</b> (hover for what the figures mean)<table>"
             f"<tr><td></td><td>default&nbsp;</td><td>yours</td></tr>"
-            f"<tr><td>rank agreement (SRCC)&nbsp;</td><td>{f(b['srcc'])}</td><td><b>{f(a['srcc'])}</b></td></tr>"
-            f"<tr><td>linear (PLCC)</td><td>{f(b['plcc'])}</td><td><b>{f(a['plcc'])}</b></td></tr>"
-            f"<tr><td>EMD (lower is better)</td><td>{f(b['emd'])}</td><td><b>{f(a['emd'])}</b></td></tr></table>"
-            f"trained on {self.result.n_ratings} ratings in {self.result.seconds:.1f} s")
+            + row("rank agreement (SRCC)", "srcc") + row("linear agreement (PLCC)", "plcc")
+            + row("EMD (lower is better)", "emd", higher_is_better=False)
+            + f"</table>trained on {r.n_ratings} ratings in {r.seconds:.1f} s")
+        self.taste = verdict_of(r)
+        self.verdict.setText(self.taste.text)
         self.save_button.setEnabled(True)
+        self._suggest_saving(self.taste.suggest_saving)
+
+    def _suggest_saving(self, yes: bool) -> None:
+        """Saving is the default action (Enter, bold) only for a model that is better."""
+        self.save_button.setDefault(yes)
+        self.save_button.setAutoDefault(yes)
+        font = self.save_button.font()
+        font.setBold(yes)
+        self.save_button.setFont(font)
 
     @Slot(object)
     def _on_failed(self, exc) -> None:

@@ -118,6 +118,11 @@ class FineTuneResult:
     init: str  # "base" or "fresh"
     renormalised: bool  # feature normalisation recomputed from the user's photos
     refit: bool  # final head trained on all ratings
+    # the held-out ratings and both models' predictions for them, (n_val, 10) distributions: what
+    # before/after were measured on, for photocull.training.metrics.taste_verdict
+    val_targets: np.ndarray | None = None
+    val_before: np.ndarray | None = None
+    val_after: np.ndarray | None = None
 
     def meta(self, name: str, base_id: str | None = None) -> dict:
         """Checkpoint metadata for :func:`photocull.model.checkpoint.save_checkpoint`."""
@@ -359,7 +364,9 @@ def fine_tune(
     for p in model.parameters():
         p.requires_grad_(False)
     return FineTuneResult(model, before, after, history, best_epoch, len(y_all), len(tr_idx), len(va_idx),
-                          time.perf_counter() - t0, use, renormalise, did_refit)
+                          time.perf_counter() - t0, use, renormalise, did_refit,
+                          val_targets=np.array(y_all[va_idx]), val_before=np.array(base_probs),
+                          val_after=np.array(after_probs))
 
 
 def _relay(inner, history: list, phase: str):
