@@ -354,7 +354,7 @@ def _burst_folder(tmp_path):
     return d
 
 
-def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path):
+def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path, monkeypatch):
     d = _burst_folder(tmp_path)
     with qtbot.waitSignal(win.groupsDone, timeout=180_000):
         open_and_score(qtbot, win, d)
@@ -369,12 +369,29 @@ def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path):
     win.grid.setCurrentIndex(win.proxy.index(visible.index(best), 0))
     win.toggle_group()
     assert len(win.proxy.visible_items()) == 5
-    # pick the best, reject the rest: explicit, with undo
+    # pick the best, reject the rest: says what it will do and asks; a frame you rated
+    # stays as it is; one undo step
+    from PySide6.QtWidgets import QMessageBox
+
+    from photocull.cull.bursts import best_of_groups_changes
+
+    yours = next(it for it in burst if it is not best)
+    win.grid.setCurrentIndex(win.proxy.index(win.proxy.visible_items().index(yours), 0))
+    win.set_rating(5)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, text, *a, **k: asked.append(text) or QMessageBox.StandardButton.Yes))
+    plan = {it.key: flag for it, flag in best_of_groups_changes(win.model.items)}  # the core's rules
+    assert plan and yours.key not in plan
     win.pick_best_of_groups()
-    assert best.flag == 1 and all(it.flag == -1 for it in burst if it is not best)
+    assert len(asked) == 1 and "1 photo you marked is left as it is" in asked[0]
+    assert {it.key: it.flag for it in burst if it.key in plan} == plan
+    assert (yours.flag, yours.rating) == (0, 5)
     assert all(it.flag == 0 for it in win.model.items if not it.name.startswith("burst"))
     win.undo()
-    assert all(it.flag == 0 for it in burst)
+    assert all(it.flag == 0 for it in burst) and yours.rating == 5
+    win.redo()
+    assert {it.key: it.flag for it in burst if it.key in plan} == plan and yours.flag == 0
 
 
 # -- GeneratorWorker: superqt's signal contract -----------------------------------------------

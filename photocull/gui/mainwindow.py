@@ -7,10 +7,11 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
-from PySide6.QtGui import QActionGroup, QKeySequence, QPixmap, QShortcut
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QActionGroup, QColor, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -38,12 +40,37 @@ from photocull.media.listing import list_images
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
-from .widgets import HistogramWidget, ThumbDelegate
+from .widgets import LABEL_COLOURS, HistogramWidget, ThumbDelegate
 from .workers import GeneratorWorker, ImageLoader, error_text
 
 log = logging.getLogger(__name__)
 
 LABELS = {Qt.Key.Key_6: "Red", Qt.Key.Key_7: "Yellow", Qt.Key.Key_8: "Green", Qt.Key.Key_9: "Blue"}
+
+
+@dataclass
+class MarkStep:
+    """One undoable step: every photo it changed, ``(key, old, new)``, and what it was."""
+
+    changes: list[tuple[str, Marks, Marks]]
+    what: str = ""
+
+    def describe(self) -> str:
+        n = len(self.changes)
+        return self.what or f"{n} change{'s' * (n != 1)}"
+
+
+class _EnterStaysHere(QObject):
+    """Event filter for the filter bar's number boxes: Return / Enter belong to the box
+    (which applies the value), not to the window's Return shortcut (the loupe)."""
+
+    KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+
+    def eventFilter(self, obj, ev) -> bool:
+        if ev.type() == QEvent.Type.ShortcutOverride and ev.key() in self.KEYS:
+            ev.accept()
+            return True
+        return False
 
 
 class DetailPanel(QWidget):
@@ -145,7 +172,8 @@ class MainWindow(QMainWindow):
         self._scoring_error: str | None = None  # what made the current scoring run fail
         self.group_worker: GeneratorWorker | None = None
         self._old_workers: list[GeneratorWorker] = []
-        self.undo_stack: list[list[tuple[str, Marks, Marks]]] = []
+        self.undo_stack: list[MarkStep] = []
+        self.redo_stack: list[MarkStep] = []
 
         self.setWindowTitle("photocull")
         self.resize(1400, 900)
@@ -210,10 +238,12 @@ class MainWindow(QMainWindow):
         self._fill_recent()
 
         e = mb.addMenu("&Edit")
-        a = e.addAction("&Undo Flag/Rating", self.undo)
+        a = e.addAction("&Undo", self.undo)
         a.setShortcut(QKeySequence.StandardKey.Undo)
+        a = e.addAction("&Redo", self.redo)
+        a.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         e.addSeparator()
-        self.auto_advance_action = e.addAction("Auto-&advance after a flag")
+        self.auto_advance_action = e.addAction("Auto-&advance after a flag or stars")
         self.auto_advance_action.setCheckable(True)
         self.auto_advance_action.setChecked(self.settings.auto_advance)
         self.auto_advance_action.toggled.connect(lambda v: setattr(self.settings, "auto_advance", v))
@@ -240,7 +270,7 @@ class MainWindow(QMainWindow):
         self.groups_action.toggled.connect(lambda on: self.proxy.set_filter(collapse_groups=on))
 
         s = mb.addMenu("&Select")
-        s.addAction("Pick best of each burst, reject the rest", self.pick_best_of_groups)
+        s.addAction("Pick best of each burst, reject the rest…", self.pick_best_of_groups)
 
         m = mb.addMenu("&Model")
         m.addAction("Learn My &Taste…", self.show_training_dialog)
@@ -269,6 +299,15 @@ class MainWindow(QMainWindow):
         self.stars_spin.setRange(0, 5)
         self.stars_spin.valueChanged.connect(lambda v: self.proxy.set_filter(min_stars=v))
         tb.addWidget(self.stars_spin)
+        tb.addWidget(QLabel(" Label "))
+        self.label_combo = QComboBox()
+        for name, colour in (("Any", None), *LABEL_COLOURS.items(), ("No label", None)):
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(colour) if colour else Qt.GlobalColor.transparent)
+            self.label_combo.addItem(QIcon(swatch), name, {"Any": "all", "No label": "none"}.get(name, name))
+        self.label_combo.currentIndexChanged.connect(
+            lambda i: self.proxy.set_filter(label=self.label_combo.itemData(i)))
+        tb.addWidget(self.label_combo)
         tb.addWidget(QLabel(" ≥ score "))
         self.score_spin = QDoubleSpinBox()
         self.score_spin.setRange(0, 10)
@@ -276,11 +315,21 @@ class MainWindow(QMainWindow):
         self.score_spin.setSpecialValueText("any")
         self.score_spin.valueChanged.connect(lambda v: self.proxy.set_filter(min_score=v or None))
         tb.addWidget(self.score_spin)
+        # Enter in a number box applies it (the value is live already) and hands the keys
+        # back to the grid; it never reaches the window's Return shortcut (the loupe).
+        # A choice in a list does the same (else the next P or G picks a list entry)
+        self._enter_stays = _EnterStaysHere(self)
+        for box in (self.stars_spin, self.score_spin):
+            box.installEventFilter(self._enter_stays)
+            box.lineEdit().returnPressed.connect(self.grid.setFocus)
+        for combo in (self.sort_combo, self.flag_combo, self.label_combo):
+            combo.activated.connect(self.grid.setFocus)
         tb.addSeparator()
         tb.addWidget(QLabel(" Model "))
         self.model_combo = QComboBox()
         self._fill_models()
         self.model_combo.activated.connect(lambda i: self.set_model(self.model_combo.itemData(i)))
+        self.model_combo.activated.connect(self.grid.setFocus)
         tb.addWidget(self.model_combo)
 
     def _build_statusbar(self) -> None:
@@ -367,6 +416,7 @@ class MainWindow(QMainWindow):
         self.loader.clear()
         self.model.set_items(items)
         self.undo_stack.clear()
+        self.redo_stack.clear()
         self.status_label.setText(f"{len(items)} photos in {folder}")
         if items:
             self.grid.setCurrentIndex(self.proxy.index(0, 0))
@@ -546,7 +596,9 @@ class MainWindow(QMainWindow):
             self.detail.set_preview_error(path, reason)
 
     # -- culling --------------------------------------------------------------------------
-    def _apply(self, changes: list[tuple[PhotoItem, Marks]], record: bool = True) -> None:
+    def _apply(self, changes: list[tuple[PhotoItem, Marks]], record: bool = True, what: str = "") -> None:
+        """Set marks, queue their write, refresh grid, viewers and filter.  With ``record``
+        the changes become one undo step (and the redo history ends)."""
         undo, writes = [], []
         model_id = self.loaded_model.model_id if self.loaded_model is not None else None
         for it, new in changes:
@@ -562,8 +614,12 @@ class MainWindow(QMainWindow):
             self._marks_pending.append(self._marks_writer.submit(
                 self._write_marks, writes, self.settings.write_sidecars, self.settings.sidecar_style))
         if undo and record:
-            self.undo_stack.append(undo)
+            self.undo_stack.append(MarkStep(undo, what))
             del self.undo_stack[:-200]
+            self.redo_stack.clear()
+        for v in (self.loupe, self.compare):
+            if v is not None and undo:
+                v.refresh()  # the panes' overlays show the new marks
         self.proxy.refilter()
 
     def _write_marks(self, writes, write_sidecars: bool, style: str) -> None:
@@ -596,27 +652,71 @@ class MainWindow(QMainWindow):
         self._marks_pending = []
         return True
 
-    def set_flag(self, flag: int) -> None:
-        items = self.selected_items()
-        self._apply([(it, Marks(flag, it.rating, it.label)) for it in items])
-        if flag and self.settings.auto_advance and len(items) == 1:
+    def mark_targets(self) -> list[PhotoItem]:
+        """The photos a mark key applies to: compare's focused pane, the loupe's photo,
+        else the grid's selection."""
+        w = self.stack.currentWidget()
+        if w is not None and w is self.compare:
+            it = self.compare.focused_item()
+            return [it] if it is not None else []
+        if w is not None and w is self.loupe:
+            it = self.loupe.item()
+            return [it] if it is not None else []
+        return self.selected_items()
+
+    def _mark(self, items: list[PhotoItem], make, advance: bool) -> None:
+        """Apply ``make(item) -> Marks`` to ``items``; with ``advance`` (and the
+        auto-advance setting, one photo) move on to the next photo or pane."""
+        row = self.grid.currentIndex().row()
+        self._apply([(it, make(it)) for it in items])
+        if advance and self.settings.auto_advance and len(items) == 1:
+            self._advance(items[0], row)
+
+    def _advance(self, it: PhotoItem, row: int) -> None:
+        w = self.stack.currentWidget()
+        if w is not None and w is self.compare:
+            self.compare.move_focus(1, wrap=False)
+            return
+        src = self.model.row_of(it.path)
+        still_shown = src is not None and self.proxy.mapFromSource(self.model.index(src)).isValid()
+        if still_shown:  # the next one after it
             self.move_current(1)
+        elif self.proxy.rowCount():  # a filter hid it: the next one has moved up into its row
+            self.move_current(min(row, self.proxy.rowCount() - 1) - self.grid.currentIndex().row())
+        if w is not None and w is self.loupe:
+            self.open_loupe()
+
+    def set_flag(self, flag: int) -> None:
+        self._mark(self.mark_targets(), lambda it: Marks(flag, it.rating, it.label), advance=bool(flag))
 
     def set_rating(self, stars: int) -> None:
-        self._apply([(it, Marks(it.flag, stars, it.label)) for it in self.selected_items()])
+        self._mark(self.mark_targets(), lambda it: Marks(it.flag, stars, it.label), advance=bool(stars))
 
     def toggle_label(self, name: str) -> None:
-        items = self.selected_items()
-        self._apply([(it, Marks(it.flag, it.rating, None if it.label == name else name)) for it in items])
+        self._mark(self.mark_targets(), lambda it: Marks(it.flag, it.rating, None if it.label == name else name),
+                   advance=False)
+
+    def _replay(self, step: MarkStep, undo: bool) -> None:
+        changes = [(self.model.item_for(k), old if undo else new) for k, old, new in step.changes]
+        self._apply([(it, m) for it, m in changes if it is not None], record=False)
 
     def undo(self) -> None:
         if not self.undo_stack:
             self.status_label.setText("Nothing to undo")
             return
         step = self.undo_stack.pop()
-        changes = [(self.model.item_for(k), old) for k, old, _ in step]
-        self._apply([(it, old) for it, old in changes if it is not None], record=False)
-        self.status_label.setText(f"Undid {len(step)} change{'s' * (len(step) != 1)}")
+        self._replay(step, undo=True)
+        self.redo_stack.append(step)
+        self.status_label.setText(f"Undid {step.describe()} (Ctrl+Shift+Z to redo)")
+
+    def redo(self) -> None:
+        if not self.redo_stack:
+            self.status_label.setText("Nothing to redo")
+            return
+        step = self.redo_stack.pop()
+        self._replay(step, undo=False)
+        self.undo_stack.append(step)
+        self.status_label.setText(f"Redid {step.describe()}")
 
     def move_current(self, delta: int) -> None:
         row = self.grid.currentIndex().row() + delta
@@ -655,11 +755,23 @@ class MainWindow(QMainWindow):
 
         if self.compare is None:
             self.compare = CompareView(self)
+            self.compare.focusMoved.connect(self._on_compare_focus)
             self.stack.addWidget(self.compare)
-        self.compare.show_items(items)
+        cur = self.current_item()
+        self.compare.show_items(items, focus=items.index(cur) if cur in items else 0)
         self.stack.setCurrentWidget(self.compare)
+        self.compare.setFocus()
         for it in items:
             self.loader.request(str(it.path), self.PREVIEW_SIZE)
+
+    @Slot(object)
+    def _on_compare_focus(self, it: PhotoItem) -> None:
+        """The grid's cursor follows compare's focused pane (the selection stays), so the
+        detail panel and Escape land on the photo last looked at."""
+        row = self.model.row_of(it.path)
+        ix = self.proxy.mapFromSource(self.model.index(row)) if row is not None else None
+        if ix is not None and ix.isValid():
+            self.grid.selectionModel().setCurrentIndex(ix, QItemSelectionModel.SelectionFlag.NoUpdate)
 
     def close_viewers(self) -> None:
         self.stack.setCurrentIndex(0)
@@ -742,14 +854,32 @@ class MainWindow(QMainWindow):
         self.proxy.refilter()
 
     def pick_best_of_groups(self) -> None:
+        """In each burst pick the best frame and reject the rest, after saying what will
+        change and asking.  The plan is the core's (cull.bursts.best_of_groups_changes):
+        photos you marked are left as they are.  One undo (and redo) step."""
         try:
             from photocull.cull.bursts import best_of_groups_changes
         except ImportError:
             self.status_label.setText("Burst grouping is not available")
             return
-        changes = best_of_groups_changes(self.model.items)
-        self._apply([(it, Marks(flag, it.rating, it.label)) for it, flag in changes])
-        self.status_label.setText(f"Picked the best of each burst; {sum(1 for _, f in changes if f < 0)} rejected (Ctrl+Z to undo)")
+        groups = len({it.group for it in self.model.items if it.group is not None and it.group_kind == "burst"})
+        if not groups:
+            self.status_label.setText("No bursts found in this folder")
+            return
+        plan = best_of_groups_changes(self.model.items)
+        if not plan.changes:
+            self.status_label.setText(f"Pick best of each burst: nothing to change ({plan.summary})")
+            return
+        answer = QMessageBox.question(
+            self, "Pick best of each burst",
+            f"In {groups} burst{'s' * (groups != 1)}: {plan.summary}.\n\nUndo (Ctrl+Z) takes it all back in one step.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.status_label.setText("Pick best of each burst: cancelled")
+            return
+        self._apply([(it, Marks(flag, it.rating, it.label)) for it, flag in plan.changes],
+                    what="pick best of each burst")
+        self.status_label.setText(f"Picked the best of each burst: {plan.summary} (Ctrl+Z to undo)")
 
     # -- dialogs ------------------------------------------------------------------------
     def show_export_dialog(self) -> None:

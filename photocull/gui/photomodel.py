@@ -376,13 +376,14 @@ def pack_thumbnail(im, size: QSize = PhotoListModel.DISPLAY_SIZE, quality: int =
 class FilterState:
     flags: str = "all"  # all | picks | rejects | unflagged
     min_stars: int = 0
+    label: str = "all"  # all | none | a colour label's name ("Red")
     min_score: float | None = None
     collapse_groups: bool = True
     expanded: set = field(default_factory=set)
 
 
 class PhotoProxy(QSortFilterProxyModel):
-    """Filters by flags/stars/score.  The order (score, name, capture time, std) is the
+    """Filters by flags/stars/colour label/score.  The order (score, name, capture time, std) is the
     source model's: ``set_sort_key`` passes the key on; the proxy itself never sorts
     (no Python ``lessThan`` per comparison)."""
 
@@ -439,6 +440,8 @@ class PhotoProxy(QSortFilterProxyModel):
         if f.flags == "unflagged" and it.flag != 0:
             return False
         if f.min_stars and it.rating < f.min_stars:
+            return False
+        if f.label != "all" and (it.label or "none") != f.label:
             return False
         if f.min_score is not None and (it.mean is None or it.mean < f.min_score):
             return False
