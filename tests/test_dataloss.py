@@ -287,20 +287,9 @@ def test_corrupt_catalog_is_rebuilt_with_ratings_from_sidecars(tmp_path, app_pat
     assert main(["rate", "--reject", str(files[1])]) == 0
     assert main(["rate", "--pick", "--label", "Red", str(files[2])]) == 0
     cat_path = app_paths.catalog_path
-    con = sqlite3.connect(cat_path)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.execute("CREATE TABLE padding(x)")  # a few pages to damage
-    con.executemany("INSERT INTO padding VALUES (?)", [(os.urandom(500),) for _ in range(200)])
-    con.commit()
-    con.close()
-    data = bytearray(cat_path.read_bytes())
-    if damage == "garbage":
-        data = bytearray(os.urandom(len(data)))
-    elif damage == "truncated":
-        data = data[: len(data) // 3]
-    else:
-        data[4096: 4096 * 6] = bytes(4096 * 5)
-    cat_path.write_bytes(bytes(data))
+    from reliability_helpers import damage_catalog
+
+    damage_catalog(cat_path, damage)
 
     with Catalog(cat_path) as cat:
         assert cat.recovered_from is not None and cat.recovered_from.exists()  # kept aside, not deleted
