@@ -96,7 +96,7 @@ class Settings:
 
     recent_folders: list[str] = field(default_factory=list)
     recursive: bool = False
-    active_model: str = "default"
+    active_model: str = "overall"
     write_sidecars: bool = True
     sidecar_style: str = "adobe"  # "adobe" -> IMG_1.xmp, "darktable" -> IMG_1.JPG.xmp
     auto_advance: bool = False

@@ -32,14 +32,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Generator, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from photocull.media.exif import ExifInfo, read_any_exif
 from photocull.media.loaders import ImageError, open_image, shrink
 from photocull.model.devices import device_name, pin_memory_for, thread_plan
-from photocull.model.losses import DistributionStats
+from photocull.model.losses import DistributionStats, dist_mean, dist_std
 from photocull.model.reasons import explain
 from photocull.model.spec import to_model_input
 
@@ -52,11 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DECODE_SIDE = 448  # decode (draft) at least this big, then resize to the model input
-# A model resized with NEAREST (idealo's NIMA: its config's ``resize``) picks single pixels of
-# its view, so the view's own sharpness is what it scores: from the 448 px view a 640 px AVA
-# photo scores up to 0.46 lower than idealo's published score.  Its view is a decode this big:
-# web-size photos (up to 896 px) are the file's own pixels, as idealo scored them.
-NEAREST_DECODE_SIDE = 2 * DECODE_SIDE
 # a second model lane joins only after this long: the first moments belong to whatever
 # started the job (the GUI's first screen of thumbnails came 0.3 s later with it at once)
 SECOND_LANE_AFTER_S = 0.6
@@ -72,12 +67,30 @@ class ScoreResult(DistributionStats):
     error: str | None = None
     why: str = ""
     exif: ExifInfo = field(default_factory=ExifInfo)
+    # -- the second network, when the job has one (see iter_scores' ``aesthetic``) --
+    aesthetic: np.ndarray | None = None           # its 10-bucket distribution
+    aesthetic_features: np.ndarray | None = None  # its pooled features (float16)
     # -- one field per analysis (see ANALYSES) --
     thumbnail: object | None = None  # PIL image, ``THUMB_SIDE`` px, when asked for
 
     @property
+    def aesthetic_mean(self) -> float | None:
+        return None if self.aesthetic is None else float(dist_mean(self.aesthetic))
+
+    @property
+    def aesthetic_std(self) -> float | None:
+        return None if self.aesthetic is None else float(dist_std(self.aesthetic))
+
+    @property
     def ok(self) -> bool:
         return self.error is None
+
+    def aesthetic_result(self) -> "ScoreResult":
+        """The second network's part, as a result of its own (what the catalog stores
+        under that model)."""
+        failed = self.aesthetic is None
+        return ScoreResult(self.path, self.aesthetic, None, self.aesthetic_features,
+                           (self.error or "not scored") if failed else None, "", self.exif)
 
 
 @dataclass
@@ -123,55 +136,67 @@ ANALYSES: tuple[Analysis, ...] = ()  # run for every photo; THUMBNAIL is asked f
 
 @dataclass
 class Decoded:
-    """A photo decoded once: the model's input, what the analyses found, its EXIF."""
+    """A photo decoded once: each model's input, what the analyses found, its EXIF."""
 
     path: Path
-    array: np.ndarray | None  # the model's input (uint8, input_size square)
+    arrays: tuple  # per model asked for: its input (uint8, input_size square), None when not asked
     error: str | None
     exif: ExifInfo
     found: dict[str, object]  # Analysis.field -> value
     seconds: float
 
-
-def model_side(cfg=None) -> int:
-    """The long side of the view a model's input is made from: ``DECODE_SIDE``, or
-    ``NEAREST_DECODE_SIDE`` for a model resized with NEAREST."""
-    return NEAREST_DECODE_SIDE if getattr(cfg, "resize", "bilinear") == "nearest" else DECODE_SIDE
-
-
-def decode_side(analyses: Sequence[Analysis], cfg=None) -> int:
-    """How big the one decode must be for the model (``cfg``; None: a bilinear one) and these analyses."""
-    return max([model_side(cfg), *(a.side for a in analyses)])
+    @property
+    def array(self) -> np.ndarray | None:
+        """The first model's input."""
+        return self.arrays[0] if self.arrays else None
 
 
-def decode(path: Path, cfg, analyses: Sequence[Analysis] = ()) -> Decoded:
-    """Decode ``path`` once; make the model's input and run ``analyses`` on the decode."""
+def decode_side(analyses: Sequence[Analysis]) -> int:
+    """How big the one decode must be for the models and these analyses."""
+    return max([DECODE_SIDE, *(a.side for a in analyses)])
+
+
+def decode(path: Path, cfgs, analyses: Sequence[Analysis] = (), need: Sequence[bool] | None = None) -> Decoded:
+    """Decode ``path`` once; make each model's input (``cfgs``: one config or a tuple of
+    them; ``need``: which of them to make, default all) and run ``analyses`` on the decode.
+
+    The decode is the JPEG's DCT-scaled one (:func:`open_image` ``draft_only``: a 24 MP file
+    at 1/8, 750x500; a web photo at its own size).  A bilinear model (photocull's) gets
+    it shrunk to ``DECODE_SIDE`` first, as the shipped model was trained (going straight to
+    224 px saves ~5 ms but moves the inputs enough to change the severity head's answers); a
+    NEAREST model (idealo's NIMA: Keras ``load_img``) picks its pixels from the decode
+    itself, so a web photo is scored on its own pixels, as idealo scored it."""
     t0 = time.perf_counter()
-    side, m_side = decode_side(analyses, cfg), model_side(cfg)
+    cfgs = tuple(cfgs) if isinstance(cfgs, (tuple, list)) else (cfgs,)
+    need = tuple(need) if need is not None else (True,) * len(cfgs)
+    side = decode_side(analyses)
     try:
-        im = open_image(path, max_side=side)
-        # the same two resizes (to DECODE_SIDE, then the model input) as the features the
-        # shipped model was trained on; going straight to 224 px saves ~5 ms but moves the
-        # inputs enough to change the severity head's answers
-        model_view = im if side == m_side else shrink(im.copy(), m_side)
-        arr = to_model_input(model_view, cfg)
-        # the analyses' usual view (side 0): DECODE_SIDE, whatever the model's
-        view = (im if side == DECODE_SIDE else model_view if m_side == DECODE_SIDE
-                else shrink(im.copy(), DECODE_SIDE) if any(not a.side for a in analyses) else None)
+        im = open_image(path, max_side=side, draft_only=True)
+        small = None  # the DECODE_SIDE view: bilinear models and the usual analyses (side 0)
+
+        def view():
+            nonlocal small
+            if small is None:
+                small = shrink(im.copy(), DECODE_SIDE)
+            return small
+
+        arrays = tuple((to_model_input(im if getattr(c, "resize", "bilinear") == "nearest" else view(), c)
+                        if n else None) for c, n in zip(cfgs, need))
         found = {}
         for a in analyses:
             try:
-                found[a.field] = a.run(im if a.side else view)
+                found[a.field] = a.run((im if max(im.size) <= a.side else shrink(im.copy(), a.side))
+                                       if a.side else view())
             except Exception:  # noqa: BLE001 - an analysis never costs the photo its score
                 log.exception("analysis %s failed on %s", a.field, path)
                 found[a.field] = None
         exif = read_any_exif(path)
-        return Decoded(path, arr, None, exif, found, time.perf_counter() - t0)
+        return Decoded(path, arrays, None, exif, found, time.perf_counter() - t0)
     except ImageError as exc:
-        return Decoded(path, None, str(exc), ExifInfo(), {}, time.perf_counter() - t0)
+        return Decoded(path, (), str(exc), ExifInfo(), {}, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
         log.exception("unexpected error decoding %s", path)
-        return Decoded(path, None, f"unexpected error: {exc}", ExifInfo(), {}, time.perf_counter() - t0)
+        return Decoded(path, (), f"unexpected error: {exc}", ExifInfo(), {}, time.perf_counter() - t0)
 
 
 def iter_scores(
@@ -192,8 +217,15 @@ def iter_scores(
     status: Callable[[str], None] | None = None,
     nice: int = 0,
     widen: Callable[[], bool] | None = None,
+    aesthetic: "LoadedModel | None" = None,
+    need: Mapping[Path, tuple[bool, bool]] | None = None,
 ) -> Generator[BatchProgress, None, int]:
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
+
+    ``loaded`` fills each result's ``probs``, ``severities``, ``features`` and ``why``;
+    ``aesthetic``, a second network run on the same decode, its ``aesthetic`` and
+    ``aesthetic_features``.  ``need`` (path -> (loaded, aesthetic)) says which of the two
+    a photo still needs (default: both); a result then has None where a model did not run.
 
     Files that fail to decode come back as results with ``error`` set, in the batch
     where they were met; they never stop the run.  ``analyses`` run on each decode
@@ -221,7 +253,7 @@ def iter_scores(
                threads=torch_threads or plan_threads,
                pin=pin_memory_for(device) if pin_memory is None else bool(pin_memory),
                backend=backend, accel_dir=None if accel_dir is None else Path(accel_dir), status=status,
-               nice=nice, widen=widen)
+               nice=nice, widen=widen, aesthetic=aesthetic, need=need)
     return (yield from _run(paths, job))
 
 
@@ -243,6 +275,16 @@ class _Job:
     status: Callable[[str], None] | None
     nice: int
     widen: Callable[[], bool] | None
+    aesthetic: "LoadedModel | None" = None
+    need: Mapping[Path, tuple[bool, bool]] | None = None
+
+    @property
+    def models(self) -> tuple:
+        return (self.loaded,) if self.aesthetic is None else (self.loaded, self.aesthetic)
+
+    def needs(self, path: Path) -> tuple[bool, ...]:
+        n = self.need.get(path, (True, True)) if self.need is not None else (True, True)
+        return tuple(n[: len(self.models)])
 
 
 def _lower_priority(nice: int) -> None:
@@ -260,9 +302,10 @@ def _lower_priority(nice: int) -> None:
 def _run(paths: list[Path], job: _Job):
     from photocull.model.runtime import TorchRunner, make_runner, torch_runner_for
 
-    loaded, batch_size, workers, device, threads = job.loaded, job.batch_size, job.workers, job.device, job.threads
+    batch_size, workers, device, threads = job.batch_size, job.workers, job.device, job.threads
+    models = job.models
+    cfgs = tuple(m.cfg for m in models)
     total = len(paths)
-    cfg = loaded.cfg
     t_start = time.perf_counter()
     done = 0
     decode_s = model_s = 0.0
@@ -277,18 +320,24 @@ def _run(paths: list[Path], job: _Job):
                 p = next(it, None)
                 if p is None:
                     return
-                pending.append(pool.submit(decode, p, cfg, job.analyses))
+                pending.append(pool.submit(decode, p, cfgs, job.analyses, job.needs(p)))
 
-        fill()  # decoding starts while the model is being made ready
-        runner = make_runner(loaded, device, batch_size=batch_size, threads=threads, cache_dir=job.accel_dir,
-                             n_photos=total, backend=job.backend, status=job.status, pin=job.pin)
-        log.info("scoring %d photos with %s on %s", total, runner.name, device)
+        fill()  # decoding starts while the models are being made ready
+        runners = [make_runner(m, device, batch_size=batch_size, threads=threads, cache_dir=job.accel_dir,
+                               n_photos=total, backend=job.backend, status=job.status, pin=job.pin)
+                   for m in models]
+        log.info("scoring %d photos with %s on %s", total, " + ".join(r.name for r in runners), device)
         # ONNX Runtime may run two batches at once (one thread each): when decoding is cheap
-        # (small files) the model then has both cores; when it is dear, decoding has them
-        lanes = max(1, int(getattr(runner, "lanes", 1)))
+        # (small files) the models then have both cores; when it is dear, decoding has them
+        lanes = max(1, min(int(getattr(r, "lanes", 1)) for r in runners))
         model_pool = (ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="model", initializer=_lower_priority,
                                          initargs=(job.nice,)) if lanes > 1 else None)
-        inflight: deque = deque()  # (decoded batch, the good ones, future of the model's answer)
+        inflight: deque = deque()  # (decoded batch, future of the models' answers or None)
+
+        def inputs(batch: list[Decoded]) -> list[list[Decoded]]:
+            """Per model, the photos of the batch it runs on."""
+            return [[d for d in batch if len(d.arrays) > k and d.arrays[k] is not None] for k in range(len(models))]
+
         try:
             while pending or inflight:
                 if job.cancelled():
@@ -302,54 +351,81 @@ def _run(paths: list[Path], job: _Job):
                     while pending and len(batch) < batch_size:
                         batch.append(pending.popleft().result())
                         fill()
-                    good = [d for d in batch if d.array is not None]
                     fut = None
-                    if good and lanes > 1:
-                        fut = model_pool.submit(_timed, runner, [d.array for d in good])
-                    inflight.append((batch, good, fut))
-                batch, good, fut = inflight.popleft()
+                    if lanes > 1 and any(inputs(batch)):
+                        fut = model_pool.submit(_timed_all, list(runners), inputs(batch))
+                    inflight.append((batch, fut))
+                batch, fut = inflight.popleft()
                 decode_s += sum(d.seconds for d in batch)
-                results: dict[Path, ScoreResult] = {}
-                if good:
-                    arrays = [d.array for d in good]
-                    try:
-                        try:
-                            (probs, sev, feats), dt = fut.result() if fut is not None else _timed(runner, arrays)
-                        except Exception as exc:  # noqa: BLE001 - the ONNX path failing must not cost a photo
-                            if fut is None and isinstance(runner, TorchRunner):
-                                raise
-                            if not isinstance(runner, TorchRunner):  # (futures only ever ran ONNX Runtime)
-                                log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
-                                runner.close()
-                                runner, lanes = torch_runner_for(loaded, device, job.pin, threads), 1
-                            (probs, sev, feats), dt = _timed(runner, arrays)
-                        model_s += dt
-                    except RuntimeError as exc:  # e.g. out of memory on a GPU: report, go on
-                        log.exception("model failed on a batch")
-                        probs = sev = feats = None
-                        for d in good:
-                            d.error = f"model error: {exc}"
-                    if probs is not None:
-                        for i, d in enumerate(good):
-                            s = None if sev is None else sev[i]
-                            results[d.path] = ScoreResult(
-                                d.path, probs[i], s, feats[i].astype(np.float16) if job.want_features else None,
-                                None, explain(s, cfg.families) if loaded.trained else "", d.exif, **d.found)
-                out = [results.get(d.path) or ScoreResult(d.path, error=d.error or "not scored", exif=d.exif)
-                       for d in batch]
+                per_model = inputs(batch)
+                try:
+                    outs, dt = fut.result() if fut is not None else _timed_all(runners, per_model)
+                except Exception as exc:  # noqa: BLE001 - the ONNX path failing must not cost a photo
+                    if all(isinstance(r, TorchRunner) for r in runners):
+                        raise  # (a RuntimeError there costs its photos only: _timed_all)
+                    else:
+                        log.warning("ONNX Runtime failed (%s); going on with PyTorch", exc)
+                        for k, r in enumerate(runners):
+                            if not isinstance(r, TorchRunner):
+                                r.close()
+                                runners[k] = torch_runner_for(models[k], device, job.pin, threads)
+                        lanes = 1
+                        outs, dt = _timed_all(runners, per_model)
+                model_s += dt
+                results = {d.path: ScoreResult(d.path, error=d.error, exif=d.exif, **d.found) for d in batch}
+                for k, (group, out) in enumerate(zip(per_model, outs)):
+                    if isinstance(out, Exception):
+                        for d in group:
+                            results[d.path].error = f"model error: {out}"
+                        continue
+                    probs, sev, feats = out
+                    for i, d in enumerate(group):
+                        r = results[d.path]
+                        f = feats[i].astype(np.float16) if job.want_features and feats is not None else None
+                        if k == 0:
+                            r.probs, r.features = probs[i], f
+                            r.severities = None if sev is None else sev[i]
+                            r.why = explain(r.severities, cfgs[0].families) if models[0].trained else ""
+                        else:
+                            r.aesthetic, r.aesthetic_features = probs[i], f
+                out = [results[d.path] for d in batch]
+                for r in out:
+                    if r.error is None and r.probs is None and r.aesthetic is None:
+                        r.error = "not scored"
                 done += len(batch)
                 yield BatchProgress(out, done, total, time.perf_counter() - t_start, decode_s, model_s)
         finally:
             if model_pool is not None:
                 model_pool.shutdown(wait=True, cancel_futures=True)
-            runner.close()  # torch's thread setting back as it was
+            for r in runners:
+                r.close()  # torch's thread setting back as it was
     return done
 
 
-def _timed(runner, arrays):
+def _timed_all(runners, per_model: list[list[Decoded]]):
+    """Each model on its photos of the batch: ([(probs, severities, features) or the
+    RuntimeError it raised, per model], seconds).  A RuntimeError (a GPU out of memory)
+    costs that model's photos their score, not the run."""
     t0 = time.perf_counter()
-    out = runner(arrays)
-    return out, time.perf_counter() - t0
+    outs = []
+    for k, (runner, group) in enumerate(zip(runners, per_model)):
+        if not group:
+            outs.append((None, None, None))
+            continue
+        try:
+            outs.append(runner([d.arrays[k] for d in group]))
+        except RuntimeError as exc:
+            if not _is_torch(runner):
+                raise  # ONNX Runtime: the caller falls back to PyTorch
+            log.exception("model failed on a batch")
+            outs.append(exc)
+    return outs, time.perf_counter() - t0
+
+
+def _is_torch(runner) -> bool:
+    from photocull.model.runtime import TorchRunner
+
+    return isinstance(runner, TorchRunner)
 
 
 def score_all(paths: Iterable, loaded: "LoadedModel", **kw) -> list[ScoreResult]:
@@ -371,33 +447,78 @@ def iter_scores_cached(
     paths: Sequence[os.PathLike | str],
     loaded: "LoadedModel",
     catalog,
+    *,
+    aesthetic: "LoadedModel | None" = None,
     **kw,
 ) -> Generator[BatchProgress, None, int]:
     """Like :func:`iter_scores`, but answers from the catalog first.
 
-    The first yield carries every photo the catalog already knows for this model
-    (unchanged on disk); then only new or changed files go through the model, and each
-    batch is stored as it arrives (so a cancelled run keeps what it did).
+    The first yield carries every photo the catalog already knows for the model(s)
+    (unchanged on disk); then only new or changed files are decoded, each running only
+    the model(s) the catalog lacks for it (a folder scored before the aesthetic model
+    existed gets just that one), and each batch is stored as it arrives (so a cancelled
+    run keeps what it did).
     """
     from photocull.cull.catalog import path_key
 
+    if aesthetic is not None and aesthetic.model_id == loaded.model_id:  # one network asked for twice
+        done = 0
+        for prog in iter_scores_cached(paths, loaded, catalog, **kw):
+            for r in prog.results:
+                r.aesthetic, r.aesthetic_features = r.probs, r.features
+            done = prog.done
+            yield prog
+        return done
     paths = [Path(p) for p in paths]
     t0 = time.perf_counter()
     known = catalog.lookup(paths, loaded.model_id)
-    cached, todo = [], []
+    known_a = catalog.lookup(paths, aesthetic.model_id) if aesthetic is not None else {}
+    cached, todo, partial, need = [], [], {}, {}
     for p in paths:  # 10,000 photos on reopen: one key per path, no Path parsing
-        s = known.get(path_key(p))
-        if s is not None:
-            cached.append(stored_to_result(s, p))
+        k = path_key(p)
+        s, sa = known.get(k), known_a.get(k)
+        if s is not None and (aesthetic is None or sa is not None):
+            cached.append(_with_aesthetic(stored_to_result(s, p), sa))
         else:
             todo.append(p)
+            if s is not None or sa is not None:
+                partial[p] = (s, sa)
+                need[p] = (s is None, sa is None)
     total = len(paths)
     if cached:
         yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
     done = len(cached)
-    for prog in iter_scores(todo, loaded, **kw):
-        catalog.store_results(prog.results, loaded.model_id)
+    for prog in iter_scores(todo, loaded, aesthetic=aesthetic, need=need or None, **kw):
+        fresh = [r for r in prog.results if r.path not in partial or partial[r.path][0] is None]
+        catalog.store_results(fresh, loaded.model_id)
+        if aesthetic is not None:
+            catalog.store_results([r.aesthetic_result() for r in prog.results
+                                   if r.path not in partial or partial[r.path][1] is None], aesthetic.model_id)
+        for i, r in enumerate(prog.results):
+            if r.path in partial:  # what the catalog had, beside what was scored now
+                s, sa = partial[r.path]
+                if s is not None:
+                    r = prog.results[i] = _merged(stored_to_result(s, r.path), r)
+                if sa is not None:
+                    _with_aesthetic(r, sa)
         done = len(cached) + prog.done
         yield BatchProgress(prog.results, done, total, time.perf_counter() - t0,
                             prog.decode_seconds, prog.model_seconds)
     return done
+
+
+def _with_aesthetic(r: ScoreResult, stored) -> ScoreResult:
+    if stored is not None and stored.probs is not None:
+        r.aesthetic = stored.probs
+    return r
+
+
+def _merged(stored: ScoreResult, new: ScoreResult) -> ScoreResult:
+    """The stored result of the first model, with what the run added (the aesthetic
+    distribution, the analyses' fields)."""
+    stored.aesthetic, stored.aesthetic_features = new.aesthetic, new.aesthetic_features
+    for a in (THUMBNAIL, *ANALYSES):
+        setattr(stored, a.field, getattr(new, a.field))
+    if stored.error is None and new.error is not None and new.aesthetic is None and stored.probs is None:
+        stored.error = new.error
+    return stored

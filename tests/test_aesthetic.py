@@ -55,8 +55,9 @@ def test_default_model_transform_is_unchanged():
 
 
 def test_views_of_the_photo(tmp_path):
-    """The technical model's input is made from the 448 px decode as before; the aesthetic
-    model's, for a web-size photo, from the file's own pixels (as idealo scored them)."""
+    """One decode feeds both models: the technical model's input is made from the 448 px
+    view as before; the aesthetic model's from the DCT-scaled decode itself (NEAREST picks
+    its pixels): for a web-size photo, the file's own pixels (as idealo scored them)."""
     web = make_photo(tmp_path / "web.jpg", seed=1, size=(640, 427))
     big = make_photo(tmp_path / "big.jpg", seed=2, size=(2400, 1600))
     tech = ModelConfig()
@@ -68,9 +69,15 @@ def test_views_of_the_photo(tmp_path):
     assert np.array_equal(d.array, own)
     assert max(d.found["thumbnail"].size) == scoring.THUMB_SIDE
     d = scoring.decode(big, AESTHETIC_CFG)
-    assert np.array_equal(d.array, to_model_input(open_image(big, scoring.NEAREST_DECODE_SIDE), AESTHETIC_CFG))
-    assert scoring.decode_side((), tech) == scoring.DECODE_SIDE
-    assert scoring.decode_side((), AESTHETIC_CFG) == scoring.NEAREST_DECODE_SIDE
+    drafted = open_image(big, scoring.DECODE_SIDE, draft_only=True)
+    assert drafted.size == (1200, 800)  # 1/2: the smallest DCT scale keeping 448 px
+    assert np.array_equal(d.array, to_model_input(drafted, AESTHETIC_CFG))
+    both = scoring.decode(big, (tech, AESTHETIC_CFG))
+    assert np.array_equal(both.arrays[0], to_model_input(open_image(big, scoring.DECODE_SIDE), tech))
+    assert np.array_equal(both.arrays[1], d.array)
+    only = scoring.decode(big, (tech, AESTHETIC_CFG), need=(False, True))
+    assert only.arrays[0] is None and np.array_equal(only.arrays[1], d.array)
+    assert scoring.decode_side(()) == scoring.DECODE_SIDE
 
 
 # -- the network ----------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import pytest
 from conftest import REPO, make_photo
 from photocull.cli import main
 
-CSV_HEADER = ["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error"]
+CSV_HEADER = ["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error",
+              "aesthetic", "aesthetic_std", "technical", "technical_std"]
+ERROR = CSV_HEADER.index("error")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,9 @@ def test_score_csv_done_means(shoot, capsys):
     body = rows[1:]
     assert len(body) == 22
     assert all(len(r) == len(CSV_HEADER) for r in body)
-    errors = [r for r in body if r[-1]]
+    errors = [r for r in body if r[ERROR]]
     assert sorted(Path(r[0]).name for r in errors) == ["broken.jpg", "empty.png"]
-    scored = [r for r in body if not r[-1]]
+    scored = [r for r in body if not r[ERROR]]
     assert len(scored) == 20
     means = [float(r[1]) for r in scored]
     assert means == sorted(means, reverse=True)  # best first
@@ -57,7 +59,7 @@ def test_score_csv_done_means(shoot, capsys):
         probs = [float(x) for x in r[3:13]]
         assert sum(probs) == pytest.approx(1.0, abs=2e-3)
         assert 1.0 <= float(r[1]) <= 10.0 and float(r[2]) >= 0
-    assert "model default (technical quality)" in err  # says which model scored
+    assert "models aesthetic + technical" in err  # says which models scored
 
 
 def test_score_json(shoot, capsys):
@@ -83,7 +85,7 @@ def test_score_table_ranks_best_first(shoot, capsys):
     rc, out, _ = run(capsys, "--home", home, "score", folder, "-q")
     assert rc == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["rank", "top", "mean", "std"]
+    assert lines[0].split()[:5] == ["rank", "top", "mean", "A", "T"]  # the overall score, aesthetic, technical
     ranked = [ln for ln in lines[1:] if ln.split()[0].isdigit()]
     assert len(ranked) == 20
     assert [int(ln.split()[0]) for ln in ranked] == list(range(1, 21))
@@ -227,7 +229,7 @@ def test_console_script_score_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(io.StringIO(proc.stdout)))
     assert rows[0] == CSV_HEADER and len(rows) == 4
-    assert [Path(r[0]).name for r in rows[1:] if r[-1]] == ["bad.jpg"]
+    assert [Path(r[0]).name for r in rows[1:] if r[ERROR]] == ["bad.jpg"]
     assert (tmp_path / "home" / "data" / "catalog.sqlite").exists()
 
 

@@ -54,12 +54,15 @@ def test_histogram_shows_selected_distribution(qtbot, win, photo_folder):
         ix = win.proxy.index(row, 0)
         win.grid.setCurrentIndex(ix)
         it = win.proxy.item(ix)
-        np.testing.assert_allclose(win.detail.histogram.probs, it.probs)
-        assert win.detail.histogram.mean == pytest.approx(it.mean, abs=1e-4)
+        # both networks' distributions: aesthetic above, technical below; the overall score in the text
+        np.testing.assert_allclose(win.detail.histogram.probs, it.aesthetic)
+        np.testing.assert_allclose(win.detail.histogram2.probs, it.probs)
+        assert win.detail.histogram2.isVisibleTo(win.detail)
+        assert win.detail.histogram.mean == pytest.approx(it.taste_mean, abs=1e-4)
         heights = win.detail.histogram.bar_heights()
         assert len(heights) == 10 and max(heights) == pytest.approx(1.0)
-        assert int(np.argmax(heights)) == int(np.argmax(it.probs))
-        assert f"{it.mean:.2f}" in win.detail.info.text()
+        assert int(np.argmax(heights)) == int(np.argmax(it.aesthetic))
+        assert f"{it.mean:.2f}" in win.detail.info.text() and "technical" in win.detail.info.text()
         # the large preview arrives from the loader thread and stays while scores update
         qtbot.waitUntil(lambda: win.detail._pixmap is not None, timeout=10_000)
         win.detail.show_item(it, 6)
@@ -136,7 +139,7 @@ def test_scoring_starts_once_the_first_screen_is_drawn(qtbot, win, tmp_path, mon
 
     monkeypatch.setattr(win.holder, "get", get)
     open_and_score(qtbot, win, folder)
-    assert at_start == [(True, True)]
+    assert at_start and set(at_start) == {(True, True)}  # (both networks: each asked for after the screen)
     assert win.screen_settled()
 
 
@@ -180,9 +183,11 @@ def test_score_job_waits_for_the_screen_and_passes_it_on(tmp_path, monkeypatch):
     events, seen_kw = [], {}
 
     class Holder:
-        def get(self, spec):
+        def scorers(self, spec):
+            from photocull.model.registry import Scorers
+
             events.append("model")
-            return object()
+            return Scorers(object())
 
     def fake_scores(paths, loaded, cat, **kw):
         seen_kw.update(kw)
@@ -580,7 +585,7 @@ def test_worker_in_its_thread_cancel(qtbot):
 
 def test_scoring_failure_is_told_once_and_resets_the_ui(qtbot, win, photo_folder, monkeypatch):
     def broken(paths, holder, spec, catalog_path, cancelled=lambda: False, **kw):
-        yield ("model", holder.get(spec))
+        yield ("model", holder.scorers(spec))
         raise RuntimeError("the model fell over")
 
     monkeypatch.setattr("photocull.gui.mainwindow.score_job", broken)

@@ -115,7 +115,7 @@ def test_rate_writes_the_same_photocull_figures_as_the_window(tmp_path, app_path
     scored, later = make_photo(d / "S.jpg", seed=4), make_photo(d / "L.jpg", seed=5)
     later.rename(tmp_path / "L.jpg")  # not in the folder while it is scored
     later = tmp_path / "L.jpg"
-    assert main(["score", str(d), "--format", "csv", "-q"]) == 0
+    assert main(["score", str(d), "--format", "csv", "-q", "--model", "default"]) == 0  # the stored model's mean
     csv_mean = capsys.readouterr().out.splitlines()[1].split(",")[1]
     assert main(["rate", str(scored), str(later), "--stars", "3"]) == 0
     from_cli = read_sidecar(scored).photocull

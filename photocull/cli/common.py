@@ -12,8 +12,9 @@ from photocull.config import AppPaths
 from photocull.training.metrics import format_metric
 
 
-MODEL_HELP = ('"default" (technical quality; the default), "aesthetic" (trained on AVA), '
-              'a personal model\'s name, or a .pt file')
+MODEL_HELP = ('"overall" (the default: the aesthetic and technical networks, ranked by the overall rule), '
+              '"aesthetic" (trained on AVA) or "technical" (also "default") alone, '
+              'a personal model\'s name (beside the aesthetic network, in its place in the rule), or a .pt file')
 """The help of every ``--model`` option that scores."""
 
 
@@ -58,15 +59,34 @@ def collect_photos(paths: list[str], recursive: bool, exclude: os.PathLike | str
     return pair_raw_jpeg(files), problems
 
 
-def load_model(spec: str | None, paths: AppPaths):
-    """The model, built lazily: a fully cached folder never builds the network."""
-    from photocull.model.registry import resolve_lazy
+def load_scorers(spec: str | None, paths: AppPaths):
+    """The models a scoring command runs (:func:`photocull.model.registry.resolve_scorers`)."""
+    from photocull.model.registry import resolve_scorers
     from photocull.model.spec import ModelError
 
     try:
-        return resolve_lazy(spec, paths)
+        return resolve_scorers(spec, paths)
     except ModelError as exc:
         raise SystemExit(f"photocull: {exc}")
+
+
+def judge(results, scorers, catalog=None) -> list:
+    """The overall score and faults of each result (:mod:`photocull.cull.overall`), with
+    the burst groups found among them (kept in ``catalog`` when there is one)."""
+    from photocull.cull.bursts import group_numbers
+    from photocull.cull.catalog import CatalogError
+    from photocull.cull.overall import judge_results
+
+    mode = scorers.mode
+    groups = None
+    if mode != "single":
+        scored = [r for r in results if r.probs is not None]
+        try:
+            found = dict(zip(map(id, scored), group_numbers(scored, catalog)))
+        except CatalogError:
+            found = dict(zip(map(id, scored), group_numbers(scored)))
+        groups = [found.get(id(r)) for r in results]
+    return judge_results(results, scorers.loaded.cfg.families, mode, groups)
 
 
 def fmt(x: float | None, nd: int = 3) -> str:
@@ -75,7 +95,7 @@ def fmt(x: float | None, nd: int = 3) -> str:
 
 
 def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool = True, batch_size: int = 8,
-                progress: bool = True, backend: str | None = None, catalog=None):
+                progress: bool = True, backend: str | None = None, catalog=None, aesthetic=None):
     """Score with the catalog (``catalog``, else the one in ``paths``); returns ScoreResults
     in input order.  A catalog that cannot be used is said once on stderr and the photos
     are scored without it (nothing cached); so are those left when it fails midway."""
@@ -101,7 +121,7 @@ def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool =
             if use_cache:
                 try:
                     cat = catalog if catalog is not None else stack.enter_context(Catalog(paths.catalog_path))
-                    gen = iter_scores_cached(files, loaded, cat, **kw)
+                    gen = iter_scores_cached(files, loaded, cat, aesthetic=aesthetic, **kw)
                     for prog in gen:
                         _collect(prog, by_path, bar)
                 except CatalogError as exc:
@@ -111,7 +131,7 @@ def run_scoring(files: list[Path], loaded, paths: AppPaths, *, use_cache: bool =
                         stack.close()
             if gen is None:
                 left = [f for f in files if os.path.abspath(f) not in by_path]
-                for prog in iter_scores(left, loaded, **kw):
+                for prog in iter_scores(left, loaded, aesthetic=aesthetic, **kw):
                     _collect(prog, by_path, bar)
     finally:
         bar.close()

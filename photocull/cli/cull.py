@@ -7,7 +7,7 @@ from pathlib import Path
 
 from photocull.config import AppPaths, Settings
 
-from .common import MODEL_HELP, collect_photos, fmt, load_model, run_scoring
+from .common import MODEL_HELP, collect_photos, fmt, judge, load_scorers, run_scoring
 
 
 def cmd_export(args, paths: AppPaths) -> int:
@@ -35,15 +35,18 @@ def cmd_export(args, paths: AppPaths) -> int:
         print(f"photocull: {exc}; nothing was exported", file=sys.stderr)
         return 2
     with cat:
-        loaded = load_model(args.model, paths)
-        print(f"photocull: {loaded.notice}", file=sys.stderr)
-        results = run_scoring([it.primary for it in items], loaded, paths, progress=not args.quiet, catalog=cat)
+        scorers = load_scorers(args.model, paths)
+        print(f"photocull: {scorers.notice}", file=sys.stderr)
+        results = run_scoring([it.primary for it in items], scorers.loaded, paths, progress=not args.quiet,
+                              catalog=cat, aesthetic=scorers.aesthetic)
+        judged = judge(results, scorers, cat)  # the overall score, as photocull score and the window rank
         marks = load_marks([r.path for r in results], cat)  # the catalog's, else the sidecars' (as everywhere)
         companions = {os.path.abspath(it.primary): it.companions for it in items}
         cands = []
-        for r in results:
+        for r, j in zip(results, judged):
             m = marks.get(os.path.abspath(r.path))
-            cands.append(Candidate(Path(r.path), r.mean, r.std, m.flag if m else 0, m.rating if m else 0,
+            cands.append(Candidate(Path(r.path), j.score if r.probs is not None else None, r.std,
+                                   m.flag if m else 0, m.rating if m else 0,
                                    list(companions.get(os.path.abspath(r.path), []))))
         chosen = choose(cands, **selection)
         stopped = None

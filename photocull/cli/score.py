@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -11,7 +12,9 @@ from pathlib import Path
 from photocull.config import AppPaths
 from photocull.cull import ranking
 
-from .common import MODEL_HELP, collect_photos, fmt, load_model, positive_int, rank_results, run_scoring
+from photocull.model.losses import dist_mean, dist_std
+
+from .common import MODEL_HELP, collect_photos, fmt, judge, load_scorers, positive_int, run_scoring
 
 
 # the table's path column is padded to its longest path up to this width (a longer path
@@ -20,43 +23,69 @@ TABLE_PATH_WIDTH = 60
 
 
 def cmd_score(args, paths: AppPaths) -> int:
+    from photocull.cull.catalog import Catalog, CatalogError
+
     items, problems = collect_photos(args.paths, args.recursive)
     companions = {os.path.abspath(it.primary): it.companions for it in items}
-    loaded = load_model(args.model, paths)
-    print(f"photocull: {loaded.notice}", file=sys.stderr)
-    results = run_scoring([it.primary for it in items], loaded, paths, use_cache=not args.no_cache,
-                          batch_size=args.batch_size, progress=not args.quiet, backend=args.backend)
-    ok, bad = rank_results(results)
-    ranks, n = ranking.rank_items(ok)  # None for a distribution whose mean is not a number
+    scorers = load_scorers(args.model, paths)
+    print(f"photocull: {scorers.notice}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        cat = None
+        if not args.no_cache:
+            try:
+                cat = stack.enter_context(Catalog(paths.catalog_path))
+            except CatalogError:
+                cat = None  # run_scoring says so, and scores without it
+        results = run_scoring([it.primary for it in items], scorers.loaded, paths, use_cache=not args.no_cache,
+                              batch_size=args.batch_size, progress=not args.quiet, backend=args.backend,
+                              catalog=cat, aesthetic=scorers.aesthetic)
+        scored = [r for r in results if r.probs is not None]
+        judged = dict(zip(map(id, scored), judge(scored, scorers, cat)))
+    alone_aesthetic = scorers.mode == "single" and not scorers.loaded.cfg.families  # (no severity head)
+    rows = [ScoreRow(r, judged[id(r)], scorers.mode, alone_aesthetic) for r in scored]
+    ok = ranking.best_first(rows)
+    bad = [r for r in results if r.probs is None]
+    ranks, n = ranking.rank_items(ok)  # None for a photo without an overall score (its aesthetic one failed)
     out = sys.stdout
 
     def comps(path) -> list[Path]:
         return companions.get(os.path.abspath(path), [])
 
+    extra = ["aesthetic", "aesthetic_std", "technical", "technical_std"]
     if args.format == "csv":
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error"])
-        for r in ok:
-            w.writerow([r.path, fmt(r.mean, 4), fmt(r.std, 4), *[f"{p:.4f}" for p in r.probs], r.why, ""])
+        w.writerow(["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error", *extra])
+        for row in ok:
+            dist = row.distribution
+            w.writerow([row.path, fmt(row.mean, 4), fmt(row.std, 4),
+                        *([f"{p:.4f}" for p in dist] if dist is not None else [""] * 10), row.why,
+                        row.error or "", *[fmt(x, 4) for x in row.extra]])
         for r in bad:
-            w.writerow([r.path, "", "", *[""] * 10, "", r.error])
+            w.writerow([r.path, "", "", *[""] * 10, "", r.error, *[""] * 4])
         for p, why in problems:
-            w.writerow([p, "", "", *[""] * 10, "", why])
+            w.writerow([p, "", "", *[""] * 10, "", why, *[""] * 4])
     elif args.format == "json":
-        fams = list(loaded.cfg.families)
+        fams = list(scorers.loaded.cfg.families)
         rows = []
-        for rank, r in zip(ranks, ok):
-            rows.append({"path": str(r.path), "mean": round(r.mean, 4), "std": round(r.std, 4), "rank": rank,
+        for rank, row in zip(ranks, ok):
+            r, dist = row.result, row.distribution
+            rows.append({"path": str(r.path), "mean": _round(row.mean), "std": _round(row.std), "rank": rank,
                          "top_percent": None if rank is None else round(ranking.top_percent(rank, n), 2),
                          "top": None if rank is None else ranking.top_label(rank, n),
-                         "distribution": [round(float(p), 5) for p in r.probs], "why": r.why,
-                         "severities": None if r.severities is None or not loaded.trained
+                         "distribution": None if dist is None else [round(float(p), 5) for p in dist],
+                         "why": row.why, "faults": list(row.judged.faults),
+                         **{k: _round(v) for k, v in zip(extra, row.extra)},
+                         "aesthetic_distribution": _dist(row.aesthetic_probs),
+                         "technical_distribution": _dist(row.technical_probs),
+                         "severities": None if r.severities is None or not scorers.loaded.trained
                          else {f: round(float(s), 4) for f, s in zip(fams, r.severities)},
-                         "companions": [str(c) for c in comps(r.path)], "error": None})
+                         "companions": [str(c) for c in comps(r.path)], "error": row.error})
         rows += [{"path": str(r.path), "companions": [str(c) for c in comps(r.path)], "error": r.error}
                  for r in bad]
         rows += [{"path": str(p), "error": why} for p, why in problems]
-        json.dump({"model": loaded.name, "model_id": loaded.model_id, "trained": loaded.trained,
+        json.dump({"model": scorers.loaded.name, "model_id": scorers.loaded.model_id,
+                   "trained": scorers.loaded.trained, "mode": scorers.mode,
+                   "aesthetic_model_id": None if scorers.aesthetic is None else scorers.aesthetic.model_id,
                    "photos": rows}, out, indent=2)
         out.write("\n")
     else:
@@ -64,20 +93,62 @@ def cmd_score(args, paths: AppPaths) -> int:
             c = comps(path)
             return f"{path} (+{', '.join(x.name for x in c)})" if c else str(path)
 
-        rows = [(rank or "-", "" if rank is None else ranking.top_label(rank, n), fmt(r.mean, 2), fmt(r.std, 2),
-                 shown(r.path), r.why) for rank, r in zip(ranks, ok)]
-        rows += [("-", "", "", "", shown(r.path), f"ERROR: {r.error}") for r in bad]
-        rows += [("-", "", "", "", str(p), f"ERROR: {why}") for p, why in problems]
-        print_table(rows, out)
+        both = scorers.mode != "single"
+        rows = [(rank or "-", "" if rank is None else ranking.top_label(rank, n), fmt(row.mean, 2),
+                 fmt(row.extra[0], 2) if both else fmt(row.std, 2), fmt(row.extra[2], 2) if both else "",
+                 shown(row.path), row.why or (f"ERROR: {row.error}" if row.error else ""))
+                for rank, row in zip(ranks, ok)]
+        rows += [("-", "", "", "", "", shown(r.path), f"ERROR: {r.error}") for r in bad]
+        rows += [("-", "", "", "", "", str(p), f"ERROR: {why}") for p, why in problems]
+        print_table(rows, out, ("rank", "top", "mean", "A", "T") if both else ("rank", "top", "mean", "std", ""))
     return 0
 
 
-def print_table(rows: list[tuple], out) -> None:
-    """(rank, top, mean, std, path, why) rows under a header: the reason last and whole,
+class ScoreRow:
+    """One scored photo as ``photocull score`` prints it (see the CLI contract in README):
+    ``mean`` is the overall score; ``std`` and the distribution are the taste model's (the
+    aesthetic one, or a personal model's) in the overall rule, the model's own alone."""
+
+    def __init__(self, result, judged, mode: str, alone_aesthetic: bool = False):
+        self.result, self.judged, self.mode = result, judged, mode
+        self.path = result.path
+        self.mean = judged.score
+        r = result
+        taste = r.aesthetic if mode == "overall" else r.probs
+        self.distribution = taste
+        self.std = None if taste is None else float(dist_std(taste))
+        self.aesthetic_probs = r.aesthetic if mode != "single" else (r.probs if alone_aesthetic else None)
+        self.technical_probs = r.probs if mode == "overall" or (mode == "single" and not alone_aesthetic) else None
+        self.extra = [_mean(self.aesthetic_probs), _std(self.aesthetic_probs),
+                      _mean(self.technical_probs), _std(self.technical_probs)]
+        whys = [w for w in (r.why or "").split(", ") if w]
+        self.why = ", ".join(whys + [f for f in judged.faults if f not in whys])
+        self.error = None if mode == "single" or r.aesthetic is not None else (
+            r.error or "the aesthetic model did not score this photo")
+
+
+def _mean(p):
+    return None if p is None else float(dist_mean(p))
+
+
+def _std(p):
+    return None if p is None else float(dist_std(p))
+
+
+def _round(x, nd: int = 4):
+    return None if x is None else round(float(x), nd)
+
+
+def _dist(p):
+    return None if p is None else [round(float(x), 5) for x in p]
+
+
+def print_table(rows: list[tuple], out, header=("rank", "top", "mean", "std", "")) -> None:
+    """(rank, top, score, a, b, path, why) rows under ``header``: the reason last and whole,
     after a path column as wide as its longest path (up to :data:`TABLE_PATH_WIDTH`)."""
-    w = min(max((len(r[4]) for r in rows), default=0), TABLE_PATH_WIDTH)
-    for rank, top, mean, std, path, why in [("rank", "top", "mean", "std", "path", "why"), *rows]:
-        print(f"{rank:>4} {top:>8} {mean:>6} {std:>5}  {path:<{w}}  {why}".rstrip(), file=out)
+    w = min(max((len(r[5]) for r in rows), default=0), TABLE_PATH_WIDTH)
+    for rank, top, mean, a, b, path, why in [(*header, "path", "why"), *rows]:
+        print(f"{rank:>4} {top:>8} {mean:>6} {a:>5} {b:>5}  {path:<{w}}  {why}".rstrip(), file=out)
 
 
 def cmd_demo(args, paths: AppPaths) -> int:
@@ -103,16 +174,19 @@ def cmd_demo(args, paths: AppPaths) -> int:
 def cmd_prepare(args, paths: AppPaths) -> int:
     from photocull.model import onnx_cache
 
-    loaded = load_model(args.model, paths)
-    try:
-        path = onnx_cache.prepare(loaded, paths.onnx_dir, args.batch_size,
-                                  status=None if args.quiet else (lambda m: print(f"photocull: {m}", file=sys.stderr)))
-    except onnx_cache.AccelError as exc:
-        print(f"photocull: cannot prepare the fast CPU model: {exc} (scoring still works, with PyTorch)",
-              file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(f"photocull: {loaded.name} is ready for ONNX Runtime ({path})", file=sys.stderr)
+    scorers = load_scorers(args.model, paths)
+    for loaded in (scorers.loaded, scorers.aesthetic):
+        if loaded is None:
+            continue
+        try:
+            path = onnx_cache.prepare(loaded, paths.onnx_dir, args.batch_size,
+                                      status=None if args.quiet else (lambda m: print(f"photocull: {m}", file=sys.stderr)))
+        except onnx_cache.AccelError as exc:
+            print(f"photocull: cannot prepare the fast CPU model: {exc} (scoring still works, with PyTorch)",
+                  file=sys.stderr)
+            return 1
+        if not args.quiet:
+            print(f"photocull: {loaded.name} is ready for ONNX Runtime ({path})", file=sys.stderr)
     return 0
 
 

@@ -502,6 +502,33 @@ class _Cancelled(Exception):
     pass
 
 
+def group_numbers(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[int | None]:
+    """Per scoring result (``path``, ``exif``, ``features``), its burst group's number
+    (None when alone): with ``catalog``, :func:`find_groups_cached` (features and tiny greys
+    from it); without, from the results' own features, decoding the tiny greys needed."""
+    items = [_GroupItem(str(r.path), r.exif.capture_time, r.exif.exposure_bias, getattr(r, "mean", None))
+             for r in results]
+    if catalog is not None:
+        found = find_groups_cached(items, catalog, gap_seconds)
+    else:
+        feats = {os.path.abspath(r.path): r.features for r in results if getattr(r, "features", None) is not None}
+        found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray)
+    return [None if g is None else g.group for g in (found or [None] * len(items))]
+
+
+class _GroupItem(NamedTuple):
+    path: str
+    capture_time: float | None
+    exposure_bias: float | None
+    mean: float | None
+
+
+# The features the thresholds were calibrated on (efficientnet_lite0, multilevel + centre-
+# surround statistics: every photocull technical or personal model stores them); the
+# aesthetic network's 1024 pooled features, stored beside them, are not these.
+FEATURE_DIM = 2224
+
+
 def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
                        cancelled: Callable[[], bool] = lambda: False) -> list[ItemGroup] | None:
     """:func:`find_groups_for_items` for a folder's photos, with ``catalog``
@@ -512,7 +539,8 @@ def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
     found are stored.  Returns None as soon as ``cancelled()`` says so.  Use it from one
     thread (the catalog's connections are per thread)."""
     # as stored (float16): half the memory of float32 for a whole folder
-    feats = catalog.any_features([it.path for it in items], dtype=np.float16)
+    paths = [it.path for it in items]
+    feats = catalog.any_features(paths, dtype=np.float16, dim=FEATURE_DIM) or catalog.any_features(paths, dtype=np.float16)
     if cancelled():
         return None
     signature = grouping_signature(items, feats, gap_seconds)

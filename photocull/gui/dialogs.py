@@ -243,7 +243,7 @@ class ModelsDialog(QDialog):
             try:
                 delete_model(self.win.paths, name)
                 if self.win.model_spec == name:
-                    self.win.set_model("default")
+                    self.win.set_model("overall")
             except Exception as exc:  # noqa: BLE001
                 self._error(exc)
             self.refresh()

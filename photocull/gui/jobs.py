@@ -31,6 +31,16 @@ class ModelHolder:
                 self._cache[spec] = resolve_lazy(spec, self.paths)
             return self._cache[spec]
 
+    def scorers(self, spec: str):
+        """What a scoring job runs for ``spec`` (:func:`photocull.model.registry.resolve_scorers`),
+        with the models this holder keeps."""
+        from photocull.model.registry import AESTHETIC, DEFAULT, OVERALL, Scorers, is_personal
+
+        if not spec or spec == OVERALL:
+            return Scorers(self.get(DEFAULT), self.get(AESTHETIC))
+        loaded = self.get(spec)
+        return Scorers(loaded, self.get(AESTHETIC)) if is_personal(loaded) else Scorers(loaded)
+
     def put(self, spec: str, loaded) -> None:
         with self._lock:
             self._cache[spec] = loaded
@@ -42,7 +52,7 @@ SCREEN_WAIT_S = 1.5
 def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_path: Path,
               batch_size: int = 8, cancelled=lambda: False, accel_dir: Path | None = None, report=None,
               screen_settled=None):
-    """Yields ("model", LoadedModel) once, then ("batch", BatchProgress, {path: JPEG bytes}):
+    """Yields ("model", Scorers) once, then ("batch", BatchProgress, {path: JPEG bytes}):
     the scorer's thumbnails, packed at the grid's size (:func:`pack_thumbnail`: ~9 KB
     each, where a decoded one is 110-130 KB).  ``report(str)`` hears about slow one-off
     steps (preparing the fast CPU model).
@@ -54,11 +64,13 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
         t_end = time.monotonic() + SCREEN_WAIT_S
         while not screen_settled() and time.monotonic() < t_end and not cancelled():
             time.sleep(0.01)
-    loaded = holder.get(model_spec)
-    yield ("model", loaded)
+    scorers = holder.scorers(model_spec)
+    loaded = scorers.loaded
+    yield ("model", scorers)
     cat = Catalog(catalog_path)
     try:
-        for prog in iter_scores_cached(paths, loaded, cat, batch_size=batch_size, cancelled=cancelled,
+        for prog in iter_scores_cached(paths, loaded, cat, aesthetic=scorers.aesthetic,
+                                       batch_size=batch_size, cancelled=cancelled,
                                        want_thumbnails=True, accel_dir=accel_dir, status=report,
                                        nice=5,  # the thumbnails on screen come first
                                        widen=screen_settled):

@@ -36,6 +36,7 @@ from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks, save_marks, sidecar_figures
 from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
+from photocull.model.losses import dist_mean
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -83,12 +84,15 @@ class DetailPanel(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(320, 240)
         self.preview.setStyleSheet("background:#1e1e1e;color:#aaa")
-        self.histogram = HistogramWidget()
+        self.histogram = HistogramWidget()   # the taste distribution (aesthetic or personal), or the one model's
+        self.histogram2 = HistogramWidget()  # the technical model's, beside it
+        self.histogram2.hide()
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.preview, 1)
         lay.addWidget(self.histogram)
+        lay.addWidget(self.histogram2)
         lay.addWidget(self.info)
         self.item: PhotoItem | None = None
         self._pixmap: QPixmap | None = None
@@ -101,16 +105,37 @@ class DetailPanel(QWidget):
             self._pixmap = None
             self.preview.setText("Select a photo")
             self.histogram.set_distribution(None)
+            self.histogram2.set_distribution(None)
             self.info.setText("")
             return
         if not same:
             self._pixmap = None
             self.preview.setText("loading…")
-        self.histogram.set_distribution(it.probs, it.name)
+        two = it.aesthetic is not None and it.technical_mean is not None  # the overall rule's two networks
+        personal = it.aesthetic is not None and it.technical_mean is None and it.taste_mean is not None
+        if two:
+            self.histogram.set_distribution(it.aesthetic, "aesthetic (AVA)")
+            self.histogram2.set_distribution(it.probs, "technical")
+        else:
+            self.histogram.set_distribution(it.probs, "your model" if personal else it.name)
+            self.histogram2.set_distribution(it.aesthetic if personal else None, "aesthetic (AVA)")
+        self.histogram2.setVisible(two or personal)
         lines = [f"<b>{it.name}</b>"]
         if it.scored:
-            lines.append(f"score <b>{it.mean:.2f}</b> ± {it.std:.2f}"
+            head = "overall" if it.technical_mean is not None or personal else "score"
+            lines.append(f"{head} <b>{it.mean:.2f}</b>"
                          + (f" — rank {it.rank} of {total_scored} ({it.top})" if it.rank else ""))
+            parts = []
+            if it.aesthetic is not None:
+                parts.append(f"aesthetic {float(dist_mean(it.aesthetic)):.2f}")
+            if it.technical_mean is not None:
+                parts.append(f"technical {it.technical_mean:.2f}")
+            if personal:
+                parts.append(f"your model {it.taste_mean:.2f}")
+            if parts:
+                lines.append(" · ".join(parts))
+        if it.faults:
+            lines.append("<span style='color:#c03030'>ranked below sound frames: " + "; ".join(it.faults) + "</span>")
         if it.why:
             lines.append(f"<span style='color:#d06020'>why: {it.why}</span>")
         if it.error:
@@ -163,7 +188,10 @@ class MainWindow(QMainWindow):
         self._marks_pending: list[Future] = []
         self.marksProblem.connect(self._on_marks_problem)
         self.holder = ModelHolder(paths)
-        self.model_spec = self.settings.active_model or "default"
+        # "default" was the default before there were two networks: it means the overall
+        # ranking now ("technical" is the technical model alone)
+        spec = self.settings.active_model
+        self.model_spec = "overall" if not spec or spec == "default" else spec
         self.loaded_model = None
         self.folder: Path | None = None
         self.worker: GeneratorWorker | None = None
@@ -379,8 +407,10 @@ class MainWindow(QMainWindow):
 
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
+        self.model_combo.addItem("overall (aesthetic + technical)", "overall")
         for e in list_models(self.paths):
-            self.model_combo.addItem(e.name, e.name)
+            name = "technical" if e.name == "default" else e.name
+            self.model_combo.addItem(f"{name} alone" if name in ("technical", "aesthetic") else name, name)
         i = self.model_combo.findData(self.model_spec)
         self.model_combo.setCurrentIndex(max(i, 0))
         self.model_combo.blockSignals(False)
@@ -490,9 +520,11 @@ class MainWindow(QMainWindow):
             return  # a cancelled run still finishing its batch
         kind = value[0]
         if kind == "model":
-            self.loaded_model = value[1]
-            self.model_label.setText(value[1].notice)
-            self.model_label.setStyleSheet("" if value[1].trained else "color:#c03030;font-weight:bold")
+            scorers = value[1]
+            self.loaded_model = scorers.loaded
+            self.model_label.setText(scorers.notice)
+            self.model_label.setStyleSheet("" if scorers.loaded.trained else "color:#c03030;font-weight:bold")
+            self.model.set_mode(scorers.mode, scorers.loaded.cfg.families)
             return
         _, prog, thumbs = value
         self._n_decoded += len(thumbs)
@@ -525,9 +557,12 @@ class MainWindow(QMainWindow):
             self.scoringDone.emit()
             return
         n_err = sum(1 for it in self.model.items if it.error)
-        msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
-        self._scoring_ui_off(msg)
         self.model.flush()
+        msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
+        spread = self.model.spread()
+        if spread is not None:
+            msg += f" — this shoot's spread (10th–90th percentile): {spread[0]:.2f}–{spread[1]:.2f}"
+        self._scoring_ui_off(msg)
         if self._n_decoded >= self.RELEASE_AFTER:  # not after a folder the catalog answered
             self._release_memory()
         self.update_groups()

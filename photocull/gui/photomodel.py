@@ -33,6 +33,9 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
+from photocull.cull.overall import overall_scores
+from photocull.model.losses import dist_mean, dist_std
+from photocull.model.reasons import faults as technical_faults
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 
@@ -40,11 +43,16 @@ ItemRole = Qt.ItemDataRole.UserRole + 1
 @dataclass
 class PhotoItem:
     path: Path
-    mean: float | None = None
-    std: float | None = None
-    probs: np.ndarray | None = None
+    mean: float | None = None  # the overall score the grid sorts by (cull.overall), or the one model's mean
+    std: float | None = None   # the taste distribution's (aesthetic or personal), or the one model's
+    probs: np.ndarray | None = None  # the first model's distribution (technical, personal, or the one model)
     severities: np.ndarray | None = None
     why: str = ""
+    aesthetic: np.ndarray | None = None  # the aesthetic network's distribution, when it ran beside
+    taste_mean: float | None = None      # what the overall rule ranks sound frames by
+    technical_mean: float | None = None  # the technical model's mean (None when it did not run)
+    technical_faults: tuple = ()         # the technical model's faults (reasons.faults)
+    faults: tuple = ()                   # every fault that pulled the overall score down
     error: str | None = None
     capture_time: float | None = None
     exposure_bias: float | None = None
@@ -120,6 +128,7 @@ class PhotoListModel(QAbstractListModel):
         self.thumbnails_asked = False  # a cell has asked for its thumbnail since set_items
         self._thumb_errors: dict[str, str] = {}
         self.sort_key = "score"
+        self.mode, self.families = "single", ()  # set_mode: how the overall score is made
         self._dirty = False
         self._refresh = QTimer(self)
         self._refresh.setSingleShot(True)
@@ -242,7 +251,8 @@ class PhotoListModel(QAbstractListModel):
                 continue
             it = self.items[self._order[row]]
             it.probs, it.severities, it.why, it.error = r.probs, r.severities, r.why, r.error
-            it.mean, it.std = r.mean, r.std
+            it.aesthetic = getattr(r, "aesthetic", None)
+            self._judge_one(it)
             if r.exif is not None and r.exif.capture_time is not None:
                 it.capture_time = r.exif.capture_time
                 it.exposure_bias = r.exif.exposure_bias
@@ -256,13 +266,58 @@ class PhotoListModel(QAbstractListModel):
             self.dataChanged.emit(ix, ix)
         self._schedule()
 
+    def set_mode(self, mode: str, families) -> None:
+        """How scores become the overall score: ``Scorers.mode`` ("overall", "personal",
+        "single") and the first model's severity families (its faults)."""
+        self.mode, self.families = mode, tuple(families)
+        for it in self.items:
+            self._judge_one(it)
+        self.recompute_ranks()
+
+    def _judge_one(self, it: PhotoItem) -> None:
+        """The item's own figures (the overall score itself needs the whole shoot: ``_ranks``)."""
+        own = None if it.probs is None else float(dist_mean(it.probs))
+        if self.mode == "single":
+            it.taste_mean, it.technical_mean, it.technical_faults = own, None, ()
+            it.std = None if it.probs is None else float(dist_std(it.probs))
+        else:
+            taste = it.aesthetic if self.mode == "overall" else it.probs
+            it.taste_mean = None if taste is None or it.probs is None else float(dist_mean(taste))
+            it.std = None if taste is None else float(dist_std(taste))
+            it.technical_mean = own if self.mode == "overall" else None
+            it.technical_faults = technical_faults(it.severities, self.families)
+        if self.mode == "single" or it.taste_mean is None:
+            it.mean, it.faults = it.taste_mean, ()
+
+    def spread(self) -> tuple[float, float] | None:
+        """The 10th and 90th percentiles of the scores the grid sorts by (None: fewer than 2)."""
+        means = [it.mean for it in self.items if ranking.is_scored(it.mean)]
+        if len(means) < 2:
+            return None
+        lo, hi = np.percentile(means, [10, 90])
+        return float(lo), float(hi)
+
     def recompute_ranks(self) -> None:
         self._ranks()
         if self.items:
             self.dataChanged.emit(self.index(0), self.index(len(self.items) - 1))
 
     def _ranks(self) -> None:
+        if self.mode != "single":  # the overall rule, over the whole shoot (burst groups as found so far)
+            items = self.items
+            judged = overall_scores([it.taste_mean for it in items], [it.technical_faults for it in items],
+                                    [it.technical_mean for it in items], [it.group for it in items])
+            for it, j in zip(items, judged):
+                it.mean, it.faults = j.score, j.faults
         ranks, n = ranking.rank_items(self.items)  # the command line's ranks and words
+        if self.mode != "single":  # a group's best frame is its best by the overall score
+            best: dict[int, tuple[int, PhotoItem]] = {}
+            for it, r in zip(self.items, ranks):
+                if it.group is not None and r is not None and (it.group not in best or r < best[it.group][0]):
+                    best[it.group] = (r, it)
+            for it in self.items:
+                if it.group is not None and it.group in best:
+                    it.group_best = best[it.group][1] is it
         for it, r in zip(self.items, ranks):
             it.rank = r
             it.percentile = None if r is None else ranking.top_percent(r, n)

@@ -6,9 +6,23 @@ from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
 
+from photocull.model.losses import dist_mean
+
 from .photomodel import ItemRole, PhotoItem
 
 LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d", "Purple": "#a3c"}
+
+
+def both_scores(it) -> str:
+    """"A 5.6 · T 8.1" (aesthetic, technical) when both networks scored the photo; else ''."""
+    if it.aesthetic is None or it.technical_mean is None:
+        return ""
+    return f"A {float(dist_mean(it.aesthetic)):.1f} · T {it.technical_mean:.1f}"
+
+
+def reasons_line(it) -> str:
+    """Every reason, once: the technical model's, then the faults the overall rule found."""
+    return ", ".join(dict.fromkeys([*filter(None, (it.why or "").split(", ")), *it.faults]))
 
 
 def score_colour(percentile: float | None) -> QColor:
@@ -74,6 +88,13 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(br, score_colour(it.percentile))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(br, Qt.AlignmentFlag.AlignCenter, badge)
+            both = both_scores(it)
+            if both:  # the two networks beside the overall score: "A 5.6 · T 8.1"
+                p.setFont(option.font)
+                w2 = p.fontMetrics().horizontalAdvance(both) + 10
+                br2 = QRect(area.left(), area.top() + 21, w2, 18)
+                p.fillRect(br2, QColor(0, 0, 0, 170))
+                p.drawText(br2, Qt.AlignmentFlag.AlignCenter, both)
         # flags (top-right)
         if it.flag:
             fr = QRect(area.right() - 22, area.top(), 22, 20)
@@ -106,10 +127,11 @@ class ThumbDelegate(QStyledItemDelegate):
         if it.label:
             p.fillRect(QRect(r.left() + 2, r.top() + 2, 6, r.height() - 4), QColor(LABEL_COLOURS.get(it.label, "#999")))
         line2 = QRect(r.left() + self.PAD, r.bottom() - 21, r.width() - 2 * self.PAD, 18)
-        if it.why:
-            p.setPen(QColor("#f0a070"))
+        why = reasons_line(it)
+        if why:
+            p.setPen(QColor("#e05050") if it.faults else QColor("#f0a070"))
             p.drawText(line2, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                       p.fontMetrics().elidedText(it.why, Qt.TextElideMode.ElideRight, line2.width()))
+                       p.fontMetrics().elidedText(why, Qt.TextElideMode.ElideRight, line2.width()))
         elif it.error:
             p.setPen(QColor("#e66"))
             p.drawText(line2, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,

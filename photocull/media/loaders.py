@@ -89,13 +89,13 @@ def shrink(im: Image.Image, max_side: int | None) -> Image.Image:
 
 
 @register_loader(".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
-def load_pillow(path: Path, max_side: int | None = None) -> Image.Image:
+def load_pillow(path: Path, max_side: int | None = None, draft: int | None = None) -> Image.Image:
     """JPEG (reduced-size DCT decoding with ``draft``), PNG, TIFF, WebP, BMP, GIF."""
     with Image.open(path) as im:
-        if max_side and im.format == "JPEG":
+        if (draft or max_side) and im.format == "JPEG":
             # draft() picks the largest 1/2, 1/4, 1/8 DCT scale that keeps the image
             # at least this big: a 24 MP JPEG decodes 5-6x faster at 1/8.
-            im.draft("RGB", (max_side, max_side))
+            im.draft("RGB", (draft or max_side,) * 2)
         # Pillow opens every multi-frame file (animated GIF/WebP, MPO, multi-page TIFF) at its
         # first frame, which is the photo.  Asking for n_frames would walk every frame
         # (a 20,000-page TIFF: seconds), so it is never asked.
@@ -125,8 +125,12 @@ def check_readable(path: os.PathLike | str) -> os.stat_result:
     return st
 
 
-def open_image(path: os.PathLike | str, max_side: int | None = None) -> Image.Image:
+def open_image(path: os.PathLike | str, max_side: int | None = None, *, draft_only: bool = False) -> Image.Image:
     """Decode ``path`` upright as RGB, no larger than ``max_side`` if given.
+
+    ``draft_only``: the decode as it comes, not shrunk (a JPEG at the smallest DCT scale
+    that keeps it at least ``max_side`` on its short side; a PNG whole): ``shrink(view,
+    max_side)`` of it is exactly ``open_image(path, max_side)``.
 
     Raises :class:`ImageError` with a readable reason for anything that goes wrong.
     """
@@ -138,6 +142,8 @@ def open_image(path: os.PathLike | str, max_side: int | None = None) -> Image.Im
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if draft_only and max_side:
+                return loader(path, None, draft=max_side)
             return loader(path, max_side)
     except ImageError:
         raise
@@ -184,12 +190,12 @@ _ORIENTATION = ExifTags.Base.Orientation
 
 
 @register_loader(*sorted(HEIF_EXTENSIONS))
-def load_heif(path: Path, max_side: int | None = None) -> Image.Image:
+def load_heif(path: Path, max_side: int | None = None, draft: int | None = None) -> Image.Image:
     """HEIC/HEIF through pillow-heif (libheif); upright, RGB."""
     try:
         with Image.open(path) as im:
-            if max_side and im.format == "JPEG":  # a JPEG named .heic (some exports) still decodes
-                im.draft("RGB", (max_side, max_side))
+            if (draft or max_side) and im.format == "JPEG":  # a JPEG named .heic (some exports) still decodes
+                im.draft("RGB", (draft or max_side,) * 2)
             im.load()
             return finish(im, max_side)
     except (UnidentifiedImageError, ImageError):
@@ -238,7 +244,7 @@ def _set_orientation(im: Image.Image, orientation: int) -> None:
     im.getexif()[_ORIENTATION] = orientation
 
 
-def _raw_preview(raw: rawpy.RawPy, max_side: int | None) -> Image.Image | None:
+def _raw_preview(raw: rawpy.RawPy, max_side: int | None, draft: int | None = None) -> Image.Image | None:
     """The embedded preview, oriented like the RAW; None when missing or too small."""
     try:
         thumb = raw.extract_thumb()
@@ -247,14 +253,14 @@ def _raw_preview(raw: rawpy.RawPy, max_side: int | None) -> Image.Image | None:
     except rawpy.LibRawError as exc:  # a damaged preview: the sensor data may still be fine
         log.debug("RAW preview unreadable: %s", _libraw_reason(exc))
         return None
-    need = min(max_side or _PREVIEW_ENOUGH, _PREVIEW_ENOUGH) // 2
+    need = min(draft or max_side or _PREVIEW_ENOUGH, _PREVIEW_ENOUGH) // 2
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             im = Image.open(io.BytesIO(thumb.data))
             if max(im.size) < need:
                 return None
-            if max_side and im.format == "JPEG":
-                im.draft("RGB", (max_side, max_side))
+            if (draft or max_side) and im.format == "JPEG":
+                im.draft("RGB", (draft or max_side,) * 2)
             im.load()
         elif thumb.format == rawpy.ThumbFormat.BITMAP:
             a = _to_uint8(np.asarray(thumb.data))
@@ -286,10 +292,10 @@ def _raw_demosaic(raw: rawpy.RawPy) -> Image.Image:
 
 
 @register_loader(*sorted(RAW_EXTENSIONS))
-def load_raw(path: Path, max_side: int | None = None) -> Image.Image:
+def load_raw(path: Path, max_side: int | None = None, draft: int | None = None) -> Image.Image:
     """Camera RAW via LibRaw: the embedded JPEG preview, else a half-size demosaic."""
     with _open_raw(path) as raw:
-        im = _raw_preview(raw, max_side)
+        im = _raw_preview(raw, max_side, draft)
         if im is None:
             try:
                 im = _raw_demosaic(raw)

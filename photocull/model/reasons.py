@@ -30,3 +30,16 @@ def explain(severities, families, threshold=_CALIBRATED, most: int = 2) -> str:
     order = np.argsort(-margin)
     names = [REASONS.get(families[i], families[i]) for i in order[:most] if margin[i] >= 0]
     return ", ".join(names)
+
+
+# Faults for the overall ranking (photocull.cull.overall): the families whose false-alarm
+# rate on clean photos was measured at these thresholds (bench/faults.py), and the word.
+FAULTS = {"blur": 0.72, "motion": 0.72, "dark": 0.72, "bright": 0.72}
+
+
+def faults(severities, families) -> tuple[str, ...]:
+    """The technical model's faults that demote a photo in the overall ranking (words)."""
+    if severities is None or not len(families):
+        return ()
+    return tuple(REASONS.get(f, f) for f, s in zip(families, np.asarray(severities, dtype=np.float64))
+                 if f in FAULTS and s >= FAULTS[f])

@@ -1,8 +1,12 @@
 """Which models exist: the shipped default and the user's personal models.
 
 A model is named on the command line or in the GUI by the name of a shipped model
-("default": the technical-quality model; "aesthetic": idealo's NIMA trained on AVA), by
-the name of a personal model (a file ``<slug>.pt`` in the models folder), or by a file path.
+("default", also called "technical": the technical-quality model; "aesthetic": idealo's
+NIMA trained on AVA), by the name of a personal model (a file ``<slug>.pt`` in the models
+folder), or by a file path.  What a scoring job runs is :func:`resolve_scorers`: by
+default ("overall") both shipped networks, whose scores make the overall ranking
+(:mod:`photocull.cull.overall`); a personal model runs with the aesthetic network beside it
+and takes its place in that rule; any other model runs alone.
 """
 from __future__ import annotations
 
@@ -31,7 +35,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 AESTHETIC = "aesthetic"
+TECHNICAL = "technical"  # another name of DEFAULT
+OVERALL = "overall"      # not a model: both shipped networks and the overall rule
 SHIPPED = (DEFAULT, AESTHETIC)  # names of the models in resources/models/; no personal model takes them
+RESERVED = (*SHIPPED, TECHNICAL, OVERALL)  # names no personal model can take
+PERSONAL_KIND = "personal taste"  # a personal model's meta["kind"]
 
 
 def slugify(name: str) -> str:
@@ -53,13 +61,13 @@ def list_models(paths: AppPaths) -> list[ModelEntry]:
     if modelspec.aesthetic_model_path().is_file():
         out.append(ModelEntry(AESTHETIC, None))
     if paths.models_dir.is_dir():
-        out += [ModelEntry(p.stem, p) for p in sorted(paths.models_dir.glob("*.pt")) if p.stem not in SHIPPED]
+        out += [ModelEntry(p.stem, p) for p in sorted(paths.models_dir.glob("*.pt")) if p.stem not in RESERVED]
     return out
 
 
 def personal_model_path(paths: AppPaths, name: str) -> Path:
     slug = slugify(name)
-    if slug in SHIPPED:
+    if slug in RESERVED:
         raise ModelError(f'"{slug}" is a shipped model\'s name; choose another name')
     return paths.models_dir / f"{slug}.pt"
 
@@ -195,10 +203,51 @@ def _store_header(header_dir: Path | None, header: dict) -> None:
         atomic_write(dest, text.encode("utf-8"))
 
 
+@dataclass(frozen=True)
+class Scorers:
+    """What a scoring job runs: ``loaded`` (the technical model, a personal model or a
+    model alone) and ``aesthetic`` beside it (None: ``loaded`` alone)."""
+
+    loaded: LazyModel
+    aesthetic: LazyModel | None = None
+
+    @property
+    def mode(self) -> str:
+        """"overall" (technical + aesthetic), "personal" (personal + aesthetic) or "single"."""
+        if self.aesthetic is None:
+            return "single"
+        return "personal" if is_personal(self.loaded) else "overall"
+
+    @property
+    def notice(self) -> str:
+        if self.mode != "single" and not self.loaded.trained:
+            return self.loaded.notice
+        if self.mode == "overall":
+            return (f"models {AESTHETIC} + {TECHNICAL}: the overall score ranks by the aesthetic score, "
+                    "faulted frames (blurred, shaken, badly exposed) below sound ones")
+        if self.mode == "personal":
+            return f"{self.loaded.notice} + {AESTHETIC}: the overall score ranks by your model's score, faults first"
+        return self.loaded.notice
+
+
+def is_personal(model) -> bool:
+    return (getattr(model, "meta", None) or {}).get("kind") == PERSONAL_KIND
+
+
+def resolve_scorers(spec: str | None, paths: AppPaths) -> Scorers:
+    """The models a scoring job runs for ``spec`` (see the module's docstring)."""
+    if not spec or spec == OVERALL:
+        return Scorers(resolve_lazy(DEFAULT, paths), resolve_lazy(AESTHETIC, paths))
+    loaded = resolve_lazy(spec, paths)
+    if is_personal(loaded):
+        return Scorers(loaded, resolve_lazy(AESTHETIC, paths))
+    return Scorers(loaded)
+
+
 def resolve_lazy(spec: str | None, paths: AppPaths) -> LazyModel:
     """Like :func:`resolve`, without building the network until it is needed."""
     headers = paths.cache_dir / "models"
-    if not spec or spec == DEFAULT:
+    if not spec or spec in (DEFAULT, TECHNICAL):
         p = modelspec.default_model_path()
         if not p.is_file():
             log.warning("no trained default model at %s; using an untrained head", p)

@@ -59,13 +59,13 @@ def make_demo(folder: Path, seed: int = 0) -> list[Path]:
         base_t = t + timedelta(minutes=5 * i)
         put(f"{i + 1:02d}_{name}.jpg", im, base_t)
         if i < 3:
-            put(f"{i + 1:02d}_{name}_blurred.jpg", im.filter(ImageFilter.GaussianBlur(4)), base_t + timedelta(seconds=30))
-            put(f"{i + 1:02d}_{name}_shaken.jpg", _motion(im, 17), base_t + timedelta(seconds=40))
+            put(f"{i + 1:02d}_{name}_blurred.jpg", im.filter(ImageFilter.GaussianBlur(4)), base_t + timedelta(milliseconds=400))
+            put(f"{i + 1:02d}_{name}_shaken.jpg", _motion(im, 17), base_t + timedelta(milliseconds=800))
             a = np.asarray(im, dtype=np.float32)
             noisy = (a + rng.normal(0, 28, a.shape)).clip(0, 255).astype(np.uint8)
-            put(f"{i + 1:02d}_{name}_noisy.jpg", Image.fromarray(noisy), base_t + timedelta(seconds=50))
-            put(f"{i + 1:02d}_{name}_dark.jpg", Image.fromarray((a * 0.18).astype(np.uint8)), base_t + timedelta(seconds=60))
-            put(f"{i + 1:02d}_{name}_crushed.jpg", im, base_t + timedelta(seconds=70), quality=4)
+            put(f"{i + 1:02d}_{name}_noisy.jpg", Image.fromarray(noisy), base_t + timedelta(milliseconds=1200))
+            put(f"{i + 1:02d}_{name}_dark.jpg", Image.fromarray((a * 0.18).astype(np.uint8)), base_t + timedelta(milliseconds=1600))
+            put(f"{i + 1:02d}_{name}_crushed.jpg", im, base_t + timedelta(milliseconds=2000), quality=4)
         if i == 0:
             # a burst: three frames a fraction of a second apart, slightly shifted
             for k in range(1, 4):

@@ -58,7 +58,7 @@ from photocull.cull.catalog import Catalog, path_key
 from photocull.model.checkpoint import save_checkpoint
 from photocull.model.losses import dist_mean, rating_to_distribution
 from photocull.model.nima import NIMA, LoadedModel
-from photocull.model.registry import SHIPPED
+from photocull.model.registry import PERSONAL_KIND, RESERVED
 from photocull.model.spec import PRETRAINED_BACKBONES
 from photocull.scoring import iter_scores
 from photocull.training.datasets import stratified_indices
@@ -71,8 +71,6 @@ from photocull.training.heads import (
 )
 from photocull.training.metrics import score_metrics, without_nan
 from photocull.training.ratings import TrainingError
-
-PERSONAL_KIND = "personal taste"
 
 
 def ratings_to_targets(ratings: Sequence[float], scale: int = 5) -> np.ndarray:
@@ -397,7 +395,7 @@ def save_personal_model(result: FineTuneResult, name: str, models_dir: os.PathLi
                         base_id: str | None = None, overwrite: bool = False) -> tuple[Path, str]:
     """Save to ``models_dir/<slug>.pt``; returns (path, model id).  Refuses to overwrite
     an existing file unless ``overwrite``."""
-    if slug(name) in SHIPPED:
+    if slug(name) in RESERVED:
         raise TrainingError(f'"{slug(name)}" is a shipped model\'s name; choose another name')
     path = Path(models_dir) / f"{slug(name)}.pt"
     if path.exists() and not overwrite:

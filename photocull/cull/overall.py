@@ -1,0 +1,124 @@
+"""The overall score the grid sorts by: faults first, then taste.
+
+photocull scores every photo with two NIMA networks: an *aesthetic* one (idealo's NIMA
+trained on AVA: composition, light, subject, as DPChallenge voters rated them) and a
+*technical* one (focus, shake, exposure, noise...).  They answer different questions, so
+the overall score is not a blend of the two.  The rule (:func:`overall_scores`):
+
+1. **Taste decides among sound frames.**  A photo's taste score is the aesthetic model's
+   mean, or a personal model's when one is chosen.
+2. **Faults** are what the technical model reports *and* has been measured to report on at
+   most 10 % of clean photos (:data:`photocull.model.reasons.FAULTS`: blurred, shaken, too
+   dark, too bright; ``bench/faults.py`` measures them), plus, inside a burst group (the
+   same scene), a technical mean at least :data:`GROUP_DROP` below the group's best: the
+   same picture, visibly worse made (a frame taken at the same moment as a better one is
+   what a photographer compares it with).
+3. **A faulted frame is demoted**: ``taste - FAULT_PENALTY``; and inside its burst group it is
+   placed just below the lowest sound frame, so it never ranks above a sound frame of the
+   same scene, whatever its taste score.  A faulted frame with no sound frame beside it
+   keeps the penalty only.
+
+The faults that pulled a photo down are returned with its score, in words, so the grid,
+the detail panel and ``photocull score``'s ``why`` can name them.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from photocull.model.losses import dist_mean
+from photocull.model.reasons import faults as technical_faults
+
+# A fault costs this much on the 1-10 scale.  AVA means cluster between 4 and 7 (the
+# aesthetic model's predictions spread less: ~0.4 std over a shoot), so a faulted frame
+# drops to the bottom of most shoots without leaving the scale.
+FAULT_PENALTY = 1.0
+# Inside a burst group, a technical mean this far below the group's best is a fault
+# (bench/faults.py: how often clean burst frames fall this far below their best).
+GROUP_DROP = 0.75
+# How far below the lowest sound frame of its group a faulted frame is put.
+STEP = 0.01
+
+
+@dataclass(frozen=True)
+class Overall:
+    """One photo's overall score (None when it has no taste score) and the faults that
+    pulled it down (words; empty when it is sound)."""
+
+    score: float | None
+    faults: tuple[str, ...] = ()
+
+    @property
+    def demoted(self) -> bool:
+        return bool(self.faults)
+
+
+def _number(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def group_faults(technical: Sequence[float | None], groups: Sequence[int | None]) -> list[str]:
+    """Per photo: '' or the words for "visibly worse made than the best frame of its burst"."""
+    best: dict[int, float] = {}
+    for t, g in zip(technical, groups):
+        t = _number(t)
+        if g is not None and t is not None:
+            best[g] = max(best.get(g, t), t)
+    out = []
+    for t, g in zip(technical, groups):
+        t = _number(t)
+        if g is not None and t is not None and best[g] - t >= GROUP_DROP:
+            out.append(f"technically weaker than its burst's best (T {t:.1f} vs {best[g]:.1f})")
+        else:
+            out.append("")
+    return out
+
+
+def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]],
+                   technical: Sequence[float | None] | None = None,
+                   groups: Sequence[int | None] | None = None) -> list[Overall]:
+    """The rule above, for one shoot.  Per photo, in the same order: ``taste`` (the
+    aesthetic or personal mean; None: not scored), ``faults`` (the technical model's, in
+    words: :func:`photocull.model.reasons.faults`), ``technical`` (its mean; None
+    when not known) and ``groups`` (the burst group's number; None when alone or not known
+    yet)."""
+    n = len(taste)
+    technical = list(technical) if technical is not None else [None] * n
+    groups = list(groups) if groups is not None else [None] * n
+    if not len(faults) == len(technical) == len(groups) == n:
+        raise ValueError("taste, faults, technical and groups must have one entry per photo")
+    weaker = group_faults(technical, groups)
+    found = [tuple(f) + ((w,) if w else ()) for f, w in zip(faults, weaker)]
+    score = [None if _number(t) is None else (_number(t) - FAULT_PENALTY if f else _number(t))
+             for t, f in zip(taste, found)]
+    lowest_sound: dict[int, float] = {}
+    for s, f, g in zip(score, found, groups):
+        if s is not None and g is not None and not f:
+            lowest_sound[g] = min(lowest_sound.get(g, s), s)
+    out = []
+    for s, f, g in zip(score, found, groups):
+        if s is not None and f and g in lowest_sound:
+            s = min(s, lowest_sound[g] - STEP)
+        out.append(Overall(s, f))
+    return out
+
+
+def judge_results(results: Sequence, families: Sequence[str], mode: str,
+                  groups: Sequence[int | None] | None = None) -> list[Overall]:
+    """:func:`overall_scores` for scoring results (anything with ``probs``, ``severities``
+    and ``aesthetic``: ``ScoreResult``, the window's items).  ``mode`` as
+    :attr:`photocull.model.registry.Scorers.mode`: "overall" (taste: the aesthetic mean;
+    technical: the first model's), "personal" (taste: the personal model's mean; its
+    severities still name the faults) or "single" (one model alone: its mean, no rule)."""
+    def mean(p):
+        return None if p is None else float(dist_mean(p))
+
+    if mode == "single":
+        return [Overall(mean(r.probs)) for r in results]
+    if mode not in ("overall", "personal"):
+        raise ValueError(f"unknown scoring mode {mode!r}")
+    taste = [mean(r.aesthetic if mode == "overall" else r.probs) for r in results]
+    technical = [mean(r.probs) for r in results] if mode == "overall" else None
+    found = [technical_faults(r.severities, families) for r in results]
+    return overall_scores(taste, found, technical, groups)

@@ -1,0 +1,100 @@
+"""The overall rule (photocull.cull.overall): faults first, then taste; and the demo shoot ranked by it."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from photocull.cull.overall import FAULT_PENALTY, GROUP_DROP, STEP, judge_results, overall_scores
+from photocull.model.reasons import FAULTS, faults
+
+
+def test_taste_decides_among_sound_frames():
+    out = overall_scores([5.0, 6.0, 4.0], [(), (), ()])
+    assert [o.score for o in out] == [5.0, 6.0, 4.0] and not any(o.faults for o in out)
+
+
+def test_a_faulted_frame_never_ranks_above_a_sound_frame_of_its_group():
+    # frame 1 is shaken but its aesthetic score is the highest of its burst (group 7)
+    taste = [5.2, 6.4, 5.0, 6.0]
+    out = overall_scores(taste, [(), ("motion blur / camera shake",), (), ()], groups=[7, 7, 7, None])
+    assert out[1].score < min(out[0].score, out[2].score)
+    assert out[1].score == pytest.approx(5.0 - STEP)
+    assert out[1].faults == ("motion blur / camera shake",)
+    assert out[3].score == 6.0  # another scene is not touched
+    assert out[0].score == 5.2 and out[2].score == 5.0  # sound frames keep their taste score
+
+
+def test_a_lone_faulted_frame_keeps_only_the_penalty():
+    out = overall_scores([6.0, 5.5], [("too dark",), ()], groups=[None, None])
+    assert out[0].score == pytest.approx(6.0 - FAULT_PENALTY) and out[0].demoted
+    assert out[1].score == 5.5 and not out[1].demoted
+
+
+def test_technically_weaker_burst_frame_is_a_fault():
+    technical = [8.6, 8.6 - GROUP_DROP - 0.05, 8.6 - GROUP_DROP + 0.05, 3.0]
+    out = overall_scores([5.0, 5.6, 5.5, 5.9], [(), (), (), ()], technical, groups=[1, 1, 1, None])
+    assert not out[0].faults and not out[2].faults
+    assert out[1].faults and "burst" in out[1].faults[0] and out[1].score < out[0].score
+    assert not out[3].faults  # alone: nothing to compare with (its low technical mean is not a fault by itself)
+
+
+def test_unscored_and_bad_lengths():
+    out = overall_scores([None, float("nan"), 5.0], [(), ("too dark",), ()], groups=[1, 1, 1])
+    assert out[0].score is None and out[1].score is None and out[2].score == 5.0
+    with pytest.raises(ValueError):
+        overall_scores([1.0], [(), ()])
+
+
+def test_faults_only_from_families_measured_reliable():
+    fams = ("blur", "motion", "noise", "dark", "bright", "compression", "contrast", "lowres", "colour")
+    sev = np.zeros(len(fams))
+    sev[fams.index("compression")] = sev[fams.index("noise")] = 0.99  # named in `why`, not demoted
+    assert faults(sev, fams) == ()
+    sev[fams.index("blur")] = FAULTS["blur"] + 0.01
+    assert faults(sev, fams) == ("blurry / out of focus",)
+    assert faults(None, fams) == ()
+
+
+def test_judge_results_modes():
+    class R:
+        def __init__(self, probs, aesthetic, sev=None):
+            self.probs, self.aesthetic, self.severities = probs, aesthetic, sev
+
+    hi, lo = np.eye(10)[7], np.eye(10)[3]  # means 8 and 4
+    rs = [R(hi, lo), R(lo, hi)]
+    assert [o.score for o in judge_results(rs, (), "overall")] == [4.0, 8.0]  # the aesthetic decides
+    assert [o.score for o in judge_results(rs, (), "personal")] == [8.0, 4.0]  # the personal model does
+    assert [o.score for o in judge_results(rs, (), "single")] == [8.0, 4.0]    # the one model's mean
+    with pytest.raises(ValueError):
+        judge_results(rs, (), "blend")
+
+
+def test_demo_shoot_every_degraded_copy_ranks_below_its_original(tmp_path, capsys):
+    """``photocull score`` on the demo shoot (both shipped networks): every blurred, shaken,
+    noisy, dark or crushed copy ranks below its clean original; the copies taken in the same
+    burst as the original name the fault that demoted them."""
+    pytest.importorskip("skimage")
+    from photocull.cli import main
+    from photocull.training.demo import make_demo
+
+    folder = tmp_path / "demo"
+    make_demo(folder)
+    assert main(["--home", str(tmp_path / "home"), "score", str(folder), "--format", "json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "overall"
+    photos = {Path(p["path"]).name: p for p in doc["photos"]}
+    copies = [n for n in photos if re.search(r"_(blurred|shaken|noisy|dark|crushed)\.jpg$", n)]
+    assert len(copies) == 15
+    for n in copies:
+        original = photos[re.sub(r"_[a-z]+\.jpg$", ".jpg", n)]
+        assert photos[n]["rank"] > original["rank"], (n, photos[n]["mean"], original["mean"])
+        assert photos[n]["aesthetic"] is not None and photos[n]["technical"] is not None
+    demoted = [n for n in copies if photos[n]["faults"]]
+    assert len(demoted) >= 10  # most copies carry a fault; the rest rank lower on taste alone
+    for n in demoted:
+        assert photos[n]["mean"] < photos[re.sub(r"_[a-z]+\.jpg$", ".jpg", n)]["mean"]
+        assert all(f in photos[n]["why"] for f in photos[n]["faults"])
