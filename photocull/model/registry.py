@@ -223,10 +223,9 @@ class Scorers:
         if self.mode != "single" and not self.loaded.trained:
             return self.loaded.notice
         if self.mode == "overall":
-            return (f"models {AESTHETIC} + {TECHNICAL}: the overall score ranks by the aesthetic score, "
-                    "faulted frames (blurred, shaken, badly exposed) below sound ones")
+            return f"models {AESTHETIC} + {TECHNICAL} (overall: faulted frames last, then the aesthetic score)"
         if self.mode == "personal":
-            return f"{self.loaded.notice} + {AESTHETIC}: the overall score ranks by your model's score, faults first"
+            return f"{self.loaded.notice} + {AESTHETIC} (overall: faulted frames last, then your model's score)"
         return self.loaded.notice
 
 
