@@ -298,7 +298,7 @@ def test_gui_prepares_the_fast_model_in_the_background_once(qtbot, app_paths, ti
         w.shutdown()
     assert len(started) == 1, started  # once per model, not after every folder
     cmd = started[0]
-    assert cmd[cmd.index("prepare") + 1:] == ["--model", "default", "-q"]
+    assert cmd[cmd.index("prepare") + 1:] == ["--model", "overall", "-q"]  # (both networks)
     assert cmd[cmd.index("--home") + 1] == str(app_paths.cache_dir.parent)
 
 

@@ -314,6 +314,7 @@ def test_gui_reopens_a_folder_after_catalog_corruption_with_ratings_back(qtbot, 
     app_paths.catalog_path.write_bytes(b"this is not an SQLite database" * 100)
     w = MainWindow(app_paths)
     w.holder.put("default", fast_model())
+    w.holder.put("aesthetic", fast_model(32))
     qtbot.addWidget(w)
     try:
         with qtbot.waitSignal(w.scoringDone, timeout=60_000):

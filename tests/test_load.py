@@ -59,6 +59,7 @@ def test_gui_opens_scores_and_shows_ten_thousand(qtbot, app_paths, ten_thousand)
 
     w = MainWindow(app_paths)
     w.holder.put("default", fast_model())
+    w.holder.put("aesthetic", fast_model(32))  # (stand-ins for both networks: this is about files)
     w.settings.batch_size = 64
     qtbot.addWidget(w)
     w.resize(1200, 800)

@@ -108,7 +108,6 @@ def test_rate_writes_the_same_photocull_figures_as_the_window(tmp_path, app_path
     from photocull.config import Settings
     from photocull.cull.catalog import Catalog, Marks
     from photocull.cull.marks import save_marks, sidecar_figures
-    from photocull.model.registry import resolve_lazy
     from photocull.scoring import iter_scores_cached
 
     d = tmp_path / "shoot"
@@ -122,7 +121,9 @@ def test_rate_writes_the_same_photocull_figures_as_the_window(tmp_path, app_path
     assert set(from_cli) >= {"Mean", "Std", "Model"} and from_cli["Mean"] == csv_mean
     assert read_sidecar(later).photocull == {}  # never scored: no figures
     # the window's way: the scores it shows (from the catalog), the model it loaded
-    loaded = resolve_lazy(Settings.load(app_paths.settings_path).active_model, app_paths)
+    from photocull.model.registry import resolve_scorers
+
+    loaded = resolve_scorers(Settings.load(app_paths.settings_path).active_model, app_paths).loaded
     assert from_cli["Model"] == loaded.model_id
     for sc in scored.parent.glob("S*.xmp"):
         sc.unlink()

@@ -196,3 +196,35 @@ def test_an_analysis_gets_its_larger_view_and_fills_its_field(tmp_path, tiny_mod
 def test_default_analyses_leave_the_model_decode_alone(tmp_path, tiny_model):
     assert scoring.decode_side(scoring.ANALYSES) == scoring.DECODE_SIDE
     assert scoring.decode_side([scoring.THUMBNAIL]) == scoring.DECODE_SIDE
+
+
+def test_a_folder_scored_by_one_network_gets_only_the_other(tmp_path, monkeypatch):
+    """A catalog made before the aesthetic network existed (technical scores only): the next
+    run decodes each photo once for the aesthetic network alone, keeps the stored technical
+    scores as they were, and a third run decodes nothing."""
+    from reliability_helpers import fast_model
+
+    tech, aest = fast_model(64), fast_model(32)
+    files = [make_photo(tmp_path / f"p{i}.jpg", seed=i, size=(160, 120)) for i in range(5)]
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        for _ in iter_scores_cached(files, tech, cat, torch_threads=1):
+            pass
+        before = cat.lookup(files, tech.model_id)
+        calls = []
+        real = scoring.decode
+
+        def spy(path, cfgs, analyses=(), need=None):
+            calls.append(tuple(need) if need is not None else None)
+            return real(path, cfgs, analyses, need)
+
+        monkeypatch.setattr(scoring, "decode", spy)
+        results = [r for prog in iter_scores_cached(files, tech, cat, aesthetic=aest, torch_threads=1)
+                   for r in prog.results]
+        assert sorted(calls) == [(False, True)] * 5  # each photo once, for the aesthetic network only
+        assert all(r.aesthetic is not None and r.probs is not None and r.error is None for r in results)
+        after = cat.lookup(files, tech.model_id)
+        for k, s in before.items():
+            assert np.array_equal(after[k].probs, s.probs) and after[k].mtime == s.mtime
+        calls.clear()
+        again = [r for prog in iter_scores_cached(files, tech, cat, aesthetic=aest) for r in prog.results]
+        assert calls == [] and all(r.aesthetic is not None for r in again)

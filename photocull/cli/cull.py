@@ -163,11 +163,12 @@ def _active_model_id(settings: Settings, paths: AppPaths) -> str | None:
     """The id of the model the window scores with (its checkpoint header is cached: torch
     is imported only the first time a model file is seen); None, with a warning, when
     that model cannot be found."""
-    from photocull.model.registry import resolve_lazy
+    from photocull.model.registry import resolve_scorers
     from photocull.model.spec import ModelError
 
+    spec = "overall" if settings.active_model == "default" else settings.active_model  # (as the window reads it)
     try:
-        return resolve_lazy(settings.active_model, paths).model_id
+        return resolve_scorers(spec, paths).loaded.model_id
     except ModelError as exc:
         print(f"photocull: the sidecars get no scores: {exc}", file=sys.stderr)
         return None

@@ -36,7 +36,7 @@ from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks, save_marks, sidecar_figures
 from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
-from photocull.model.losses import dist_mean
+from photocull.model.losses import dist_mean, dist_std
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -642,7 +642,10 @@ class MainWindow(QMainWindow):
                 continue
             undo.append((it.key, old, new))
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
-            writes.append((it.path, new, it.companions, sidecar_figures(it.mean, it.std, it.why, model_id)))
+            # the sidecar's figures are the named model's own (as `photocull rate` writes them); the
+            # overall score depends on the rest of the shoot, so it is not a figure of the photo
+            own = (None, None) if it.probs is None else (float(dist_mean(it.probs)), float(dist_std(it.probs)))
+            writes.append((it.path, new, it.companions, sidecar_figures(*own, it.why, model_id)))
             self.model.touch(it.path)
         if writes:
             self._marks_pending = [f for f in self._marks_pending if not f.done()]
