@@ -72,6 +72,8 @@ class ScoreResult(DistributionStats):
     aesthetic_features: np.ndarray | None = None  # its pooled features (float16)
     # -- one field per analysis (see ANALYSES) --
     thumbnail: object | None = None  # PIL image, ``THUMB_SIDE`` px, when asked for
+    faces: object | None = None      # photocull.analysis.faces.FaceReport
+    focus: object | None = None      # photocull.analysis.focus.FocusReport
 
     @property
     def aesthetic_mean(self) -> float | None:
@@ -84,6 +86,16 @@ class ScoreResult(DistributionStats):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def analyses_json(self) -> dict | None:
+        """What the stored analyses found, as the catalog keeps it (field -> JSON value)."""
+        out = {}
+        for a in ANALYSES:
+            v = getattr(self, a.field, None)
+            if a.load is not None and v is not None:
+                out[a.field] = v.to_json()
+        return out or None
 
     def aesthetic_result(self) -> "ScoreResult":
         """The second network's part, as a result of its own (what the catalog stores
@@ -115,13 +127,20 @@ class BatchProgress:
 @dataclass(frozen=True)
 class Analysis:
     """One analysis of the decoded photo.  ``run(image)`` gets the upright RGB decode (long
-    side at least ``side`` px when the file has that many; 0: the model's decode,
-    ``DECODE_SIDE``) and returns the value stored in the :class:`ScoreResult` field named
-    ``field``.  It runs in a decode thread; an exception costs only its own field (None)."""
+    side at most ``side`` px, the decode being made at least that large when the file has
+    that many; 0: the model's view, ``DECODE_SIDE``) and returns the value stored in the
+    :class:`ScoreResult` field named ``field``.  It runs in a decode thread; an exception
+    costs only its own field (None)."""
 
     field: str
-    run: Callable[["Image.Image"], object]
+    run: Callable[..., object]
     side: int = 0
+    # fields of analyses listed before this one that ``run`` gets as keyword arguments
+    # (focus judges the faces found): ``run(image, faces=...)``
+    uses: tuple[str, ...] = ()
+    # stored in the catalog when given: the value's ``to_json()`` is kept, ``load(that)``
+    # makes it again (raising ValueError for anything malformed: then it is found again)
+    load: Callable[[object], object] | None = None
 
 
 def _thumbnail(im: "Image.Image") -> "Image.Image":
@@ -185,8 +204,8 @@ def decode(path: Path, cfgs, analyses: Sequence[Analysis] = (), need: Sequence[b
         found = {}
         for a in analyses:
             try:
-                found[a.field] = a.run((im if max(im.size) <= a.side else shrink(im.copy(), a.side))
-                                       if a.side else view())
+                image = (im if max(im.size) <= a.side else shrink(im.copy(), a.side)) if a.side else view()
+                found[a.field] = a.run(image, **{u: found.get(u) for u in a.uses})
             except Exception:  # noqa: BLE001 - an analysis never costs the photo its score
                 log.exception("analysis %s failed on %s", a.field, path)
                 found[a.field] = None
@@ -439,8 +458,22 @@ def score_all(paths: Iterable, loaded: "LoadedModel", **kw) -> list[ScoreResult]
 def stored_to_result(s, path: Path | None = None) -> ScoreResult:
     """A catalog row (StoredScore) as a ScoreResult, for code that handles both alike
     (``path``: the Path it was looked up by, to save parsing ``s.path`` again)."""
-    return ScoreResult(path if path is not None else Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
-                       ExifInfo(s.capture_time, s.exposure_bias, s.camera))
+    r = ScoreResult(path if path is not None else Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
+                    ExifInfo(s.capture_time, s.exposure_bias, s.camera))
+    stored = getattr(s, "analyses", None) or {}
+    for a in ANALYSES:
+        if a.load is not None and a.field in stored:
+            try:
+                setattr(r, a.field, a.load(stored[a.field]))
+            except (ValueError, TypeError):
+                log.warning("stored %s of %s unreadable; ignored", a.field, r.path)
+    return r
+
+
+def _has_analyses(s, wanted: Sequence[Analysis]) -> bool:
+    """Whether a stored score holds what each of the stored ``wanted`` analyses found."""
+    stored = getattr(s, "analyses", None) or {}
+    return all(a.field in stored for a in wanted)
 
 
 def iter_scores_cached(
@@ -473,11 +506,16 @@ def iter_scores_cached(
     t0 = time.perf_counter()
     known = catalog.lookup(paths, loaded.model_id)
     known_a = catalog.lookup(paths, aesthetic.model_id) if aesthetic is not None else {}
+    wanted = [a for a in kw.get("analyses", ANALYSES) if a.load is not None]
     cached, todo, partial, need = [], [], {}, {}
     for p in paths:  # 10,000 photos on reopen: one key per path, no Path parsing
         k = path_key(p)
         s, sa = known.get(k), known_a.get(k)
-        if s is not None and (aesthetic is None or sa is not None):
+        if s is not None and not _has_analyses(s, wanted) and s.error is None:
+            partial[p] = (s, sa)  # scored before an analysis existed: decoded again for it alone
+            need[p] = (False, aesthetic is not None and sa is None)
+            todo.append(p)
+        elif s is not None and (aesthetic is None or sa is not None):
             cached.append(_with_aesthetic(stored_to_result(s, p), sa))
         else:
             todo.append(p)
@@ -494,6 +532,10 @@ def iter_scores_cached(
         if aesthetic is not None:
             catalog.store_results([r.aesthetic_result() for r in prog.results
                                    if r.path not in partial or partial[r.path][1] is None], aesthetic.model_id)
+        if wanted:  # the analyses of photos whose scores were kept
+            catalog.store_analyses([(r.path, r.analyses_json) for r in prog.results
+                                    if r.path in partial and partial[r.path][0] is not None and r.analyses_json],
+                                   loaded.model_id)
         for i, r in enumerate(prog.results):
             if r.path in partial:  # what the catalog had, beside what was scored now
                 s, sa = partial[r.path]

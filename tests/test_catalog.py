@@ -326,7 +326,7 @@ def test_a_new_catalog_has_every_migration(app_paths):
 
     with Catalog(app_paths.catalog_path):
         pass
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
     assert _user_version(app_paths.catalog_path) == SCHEMA_VERSION
     assert {"scores", "marks", "grays", "groupings"} <= _tables(app_paths.catalog_path)
 

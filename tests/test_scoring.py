@@ -228,3 +228,49 @@ def test_a_folder_scored_by_one_network_gets_only_the_other(tmp_path, monkeypatc
         calls.clear()
         again = [r for prog in iter_scores_cached(files, tech, cat, aesthetic=aest) for r in prog.results]
         assert calls == [] and all(r.aesthetic is not None for r in again)
+
+
+def test_stored_analyses_are_kept_and_found_once_for_a_folder_scored_before(tmp_path, monkeypatch):
+    """An analysis with ``load`` is kept in the catalog: reopening never runs it again; a
+    folder scored before it existed is decoded once for it alone (its scores are kept)."""
+    from reliability_helpers import fast_model
+
+    class Found:
+        def __init__(self, side):
+            self.side = side
+
+        def to_json(self):
+            return {"side": self.side}
+
+        @classmethod
+        def from_json(cls, v):
+            if not isinstance(v, dict) or not isinstance(v.get("side"), int):
+                raise ValueError("not a Found")
+            return cls(v["side"])
+
+    runs = []
+
+    def run(im, faces=None):
+        runs.append(im.size)
+        return Found(max(im.size))
+
+    model = fast_model(64)
+    files = [make_photo(tmp_path / f"p{i}.jpg", seed=i, size=(640, 480)) for i in range(4)]
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        list(iter_scores_cached(files, model, cat))  # before the analysis existed
+        before = cat.lookup(files, model.model_id)
+        wide = scoring.Analysis("focus", run, side=600, uses=("faces",), load=Found.from_json)
+        monkeypatch.setattr(scoring, "ANALYSES", (wide,))
+        got = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
+        assert len(runs) == 4 and all(max(s) == 600 for s in runs)  # its own, larger view
+        assert all(isinstance(r.focus, Found) and r.focus.side == 600 and r.error is None for r in got)
+        after = cat.lookup(files, model.model_id)
+        assert all(np.array_equal(after[k].probs, v.probs) for k, v in before.items())  # scores kept
+        runs.clear()
+        again = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
+        assert runs == [] and all(r.focus.side == 600 for r in again)  # reopening: from the catalog
+        # a damaged stored value is found again, never a crash
+        cat.con.execute("UPDATE scores SET analyses='{\"focus\": 7}'")
+        cat.con.commit()
+        fixed = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
+        assert all(r.focus is None or r.focus.side == 600 for r in fixed)

@@ -110,12 +110,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE marks ADD COLUMN sidecar_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: what the analyses of the decode found (faces, focus...): a JSON object, field -> value
+    """
+    ALTER TABLE scores ADD COLUMN analyses TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_TIMEOUT_S = 120.0  # a locked step (one photo of a move, one save of marks) takes well under a second
 
 _SCORE_COLUMNS = ("path", "model_id", "folder", "size", "mtime", "probs", "severities", "features", "why",
-                  "error", "capture_time", "exposure_bias", "camera")
+                  "error", "capture_time", "exposure_bias", "camera", "analyses")
+MAX_ANALYSES_CHARS = 4_000_000  # a stored analyses text longer than this is not read (a damaged catalog)
 
 
 def _statements(script: str) -> list[str]:
@@ -222,6 +227,17 @@ class StoredScore(DistributionStats):
     capture_time: float | None
     exposure_bias: float | None
     camera: str | None
+    analyses: dict | None = None  # field -> JSON value, as stored (None: none stored)
+
+
+def _analyses(text) -> dict | None:
+    if not isinstance(text, str) or len(text) > MAX_ANALYSES_CHARS:
+        return None
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
 
 
 @dataclass
@@ -241,6 +257,10 @@ def _blob(a: np.ndarray | None, dtype) -> bytes | None:
 
 def _unblob(b: bytes | None, dtype) -> np.ndarray | None:
     return None if b is None else np.frombuffer(b, dtype=dtype).copy()
+
+
+def _analyses_text(found: dict | None) -> str | None:
+    return None if not found else json.dumps(found, separators=(",", ":"), allow_nan=False)
 
 
 def path_key(path) -> str:
@@ -462,6 +482,7 @@ class Catalog:
                 _db(path_key(r.path)), model_id, _folder(path_key(r.path)), st.st_size, st.st_mtime,
                 _blob(r.probs, np.float32), _blob(r.severities, np.float32), _blob(r.features, np.float16),
                 r.why or "", r.error, ex.capture_time, ex.exposure_bias, ex.camera,
+                _analyses_text(getattr(r, "analyses_json", None)),
             ))
         if not rows:
             return
@@ -482,14 +503,23 @@ class Catalog:
                 pass
         out: dict[str, StoredScore] = {}
         folders = {_folder(k) for k, _, _ in stats.values()}
-        cols = "path,size,mtime,probs,severities,why,error,capture_time,exposure_bias,camera"
+        cols = "path,size,mtime,probs,severities,why,error,capture_time,exposure_bias,camera,analyses"
         for folder in folders:
             for row in self.con.execute(f"SELECT {cols} FROM scores WHERE folder=? AND model_id=?", (folder, model_id)):
                 k, size, mtime = stats.get(row[0], (None, None, None))
                 if k is not None and (size, mtime) == (row[1], row[2]):
                     out[k] = StoredScore(k, row[1], row[2], _unblob(row[3], np.float32), _unblob(row[4], np.float32),
-                                         row[5], row[6], row[7], row[8], row[9])
+                                         row[5], row[6], row[7], row[8], row[9], _analyses(row[10]))
         return out
+
+    @_reports_errors
+    def store_analyses(self, items: Iterable[tuple[object, dict]], model_id: str) -> None:
+        """Add what the analyses found (``(path, {field: JSON value})``) to the stored scores of
+        ``model_id`` (a folder scored before an analysis existed: its scores are kept)."""
+        rows = [(_analyses_text(found), _db(path_key(p)), model_id) for p, found in items]
+        if rows:
+            with self._tx() as con:
+                con.executemany("UPDATE scores SET analyses=? WHERE path=? AND model_id=?", rows)
 
     @_reports_errors
     def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:
