@@ -40,6 +40,10 @@ def test_technically_weaker_burst_frame_is_a_fault():
     assert not out[0].faults and not out[2].faults
     assert out[1].faults and "burst" in out[1].faults[0] and out[1].score < out[0].score
     assert not out[3].faults  # alone: nothing to compare with (its low technical mean is not a fault by itself)
+    # named by the technical family that rose most over the group's best frame
+    sev = [np.array([0.1, 0.1]), np.array([0.2, 0.6]), np.array([0.1, 0.1]), None]
+    named = overall_scores([5.0, 5.6, 5.5, 5.9], [(), (), (), ()], technical, [1, 1, 1, None], sev, ("blur", "motion"))
+    assert named[1].faults[0].startswith("shakier than the best of its burst")
 
 
 def test_unscored_and_bad_lengths():

@@ -58,37 +58,56 @@ def _number(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def group_faults(technical: Sequence[float | None], groups: Sequence[int | None]) -> list[str]:
-    """Per photo: '' or the words for "visibly worse made than the best frame of its burst"."""
-    best: dict[int, float] = {}
-    for t, g in zip(technical, groups):
+# how a frame compares with the best of its burst, by the family whose severity rose most
+# (bench/faults.py: the right family 71-100 % of the time)
+COMPARED = {"blur": "softer", "motion": "shakier", "noise": "noisier", "dark": "darker", "bright": "brighter",
+            "compression": "more compressed", "contrast": "flatter", "lowres": "less detailed",
+            "colour": "colours further off"}
+
+
+def group_faults(technical: Sequence[float | None], groups: Sequence[int | None],
+                 severities: Sequence | None = None, families: Sequence[str] = ()) -> list[str]:
+    """Per photo: '' or the words for "visibly worse made than the best frame of its burst"
+    ("shakier than the best of its burst (T 7.1 vs 8.8)"), naming the technical model's
+    family that rose most over that frame when ``severities`` are given."""
+    best: dict[int, tuple[float, int]] = {}
+    for i, (t, g) in enumerate(zip(technical, groups)):
         t = _number(t)
-        if g is not None and t is not None:
-            best[g] = max(best.get(g, t), t)
+        if g is not None and t is not None and (g not in best or t > best[g][0]):
+            best[g] = (t, i)
     out = []
-    for t, g in zip(technical, groups):
+    for i, (t, g) in enumerate(zip(technical, groups)):
         t = _number(t)
-        if g is not None and t is not None and best[g] - t >= GROUP_DROP:
-            out.append(f"technically weaker than its burst's best (T {t:.1f} vs {best[g]:.1f})")
-        else:
+        if g is None or t is None or best[g][0] - t < GROUP_DROP:
             out.append("")
+            continue
+        word = "technically weaker"
+        j = best[g][1]
+        if severities is not None and severities[i] is not None and severities[j] is not None and len(families):
+            rise = [float(a) - float(b) for a, b in zip(severities[i], severities[j])]
+            k = max(range(len(rise)), key=rise.__getitem__)
+            if rise[k] > 0 and k < len(families):
+                word = COMPARED.get(families[k], word)
+        out.append(f"{word} than the best of its burst (T {t:.1f} vs {best[g][0]:.1f})")
     return out
 
 
 def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]],
                    technical: Sequence[float | None] | None = None,
-                   groups: Sequence[int | None] | None = None) -> list[Overall]:
+                   groups: Sequence[int | None] | None = None,
+                   severities: Sequence | None = None, families: Sequence[str] = ()) -> list[Overall]:
     """The rule above, for one shoot.  Per photo, in the same order: ``taste`` (the
     aesthetic or personal mean; None: not scored), ``faults`` (the technical model's, in
     words: :func:`photocull.model.reasons.faults`), ``technical`` (its mean; None
     when not known) and ``groups`` (the burst group's number; None when alone or not known
-    yet)."""
+    yet); ``severities`` and ``families``, when given, name how a burst frame is worse
+    than the group's best."""
     n = len(taste)
     technical = list(technical) if technical is not None else [None] * n
     groups = list(groups) if groups is not None else [None] * n
     if not len(faults) == len(technical) == len(groups) == n:
         raise ValueError("taste, faults, technical and groups must have one entry per photo")
-    weaker = group_faults(technical, groups)
+    weaker = group_faults(technical, groups, severities, families)
     found = [tuple(f) + ((w,) if w else ()) for f, w in zip(faults, weaker)]
     score = [None if _number(t) is None else (_number(t) - FAULT_PENALTY if f else _number(t))
              for t, f in zip(taste, found)]
@@ -121,4 +140,4 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
     taste = [mean(r.aesthetic if mode == "overall" else r.probs) for r in results]
     technical = [mean(r.probs) for r in results] if mode == "overall" else None
     found = [technical_faults(r.severities, families) for r in results]
-    return overall_scores(taste, found, technical, groups)
+    return overall_scores(taste, found, technical, groups, [r.severities for r in results], families)

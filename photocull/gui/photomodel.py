@@ -306,7 +306,8 @@ class PhotoListModel(QAbstractListModel):
         if self.mode != "single":  # the overall rule, over the whole shoot (burst groups as found so far)
             items = self.items
             judged = overall_scores([it.taste_mean for it in items], [it.technical_faults for it in items],
-                                    [it.technical_mean for it in items], [it.group for it in items])
+                                    [it.technical_mean for it in items], [it.group for it in items],
+                                    [it.severities for it in items], self.families)
             for it, j in zip(items, judged):
                 it.mean, it.faults = j.score, j.faults
         ranks, n = ranking.rank_items(self.items)  # the command line's ranks and words
