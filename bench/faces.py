@@ -1,0 +1,221 @@
+"""Faces and eyes (issue 4/7): how fast, and how often closed eyes are called closed.
+
+    .venv/bin/python bench/faces.py              # everything (~2 min)
+    .venv/bin/python bench/faces.py --repeat 1   # one timing pass per view
+
+One run prints:
+
+1. **Speed**, ms per photo per core (ONNX Runtime and numpy on one thread; each view timed
+   ``--repeat`` times, the fastest kept, so that other jobs on the machine count less; the
+   load average is printed).  Views as the pipeline hands them over: 1500 x 1000 (a 24 MP
+   JPEG decoded at 1/4) and 3000 x 2000 (at 1/2), cropped to 3:2, of
+
+   * photos without a face: the camera JPEGs of ../shared/data/camera/exif_samples that
+     hold no person (snow, lamps, flowers, cars, clouds, buildings...);
+   * photos with people: the iPhone XS Max shots in ../shared/data/camera/iphone_xs_max
+     (2 to 5 faces each);
+
+   with the skin gate (the default) and without it (``gate=False``: the whole fine level),
+   and at ``min_face=0.05``.  Where the time goes: detection (the pyramid), verification of
+   the candidates, and per face (mesh + eyes + sharpness).
+2. **Eyes** on the issue's photos: closed or squinting (BSDS500 train/239007, test/65084,
+   test/189006, train/65019, test/290035, train/388016, val/85048, train/65074,
+   train/15004; the sleeping baby) and open (Kodak kodim04/15/18, the Pixabay people
+   photos, and the BSDS500 photos whose faces were checked by eye to have open eyes,
+   :data:`BSDS_OPEN`): per photo, is a face called "eyes closed"?  The thresholds
+   (``CLOSED_EAR``, ``WINK_EAR``) were chosen on faces of BSDS500 train + test; BSDS500 val,
+   Kodak and Pixabay were kept out of that choice (except the baby, which was looked at),
+   so they are reported apart.
+
+Without ../shared/data only the speed on generated views (scikit-image's photos) is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageFilter, ImageOps  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from photocull.analysis import faces  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+CAMERA = SHARED / "camera"
+PRISTINE = SHARED / "pristine"
+NO_FACE = [f"exif_samples/jpg/{p}" for p in (
+    "Reconyx_HC500_Hyperfire.jpg", "hdr/canon_hdr_NO.jpg", "hdr/iphone_hdr_NO.jpg", "mobile/HMD_Nokia_8.3_5G.jpg",
+    "mobile/jolla.jpg", "tests/22-canon_tags.jpg", "tests/30-type_error.jpg", "tests/33-type_error.jpg",
+    "tests/35-empty.jpg", "tests/36-memory_error.jpg", "tests/45-gps_ifd.jpg", "tests/87_OSError.jpg")]
+PEOPLE = [f"iphone_xs_max/IMG_{n}.jpg" for n in ("0825", "1629", "1630", "1633", "5519", "8624", "8829")]
+CLOSED = ["bsds500/" + p + ".jpg" for p in (
+    "train/239007", "test/65084", "test/189006", "train/65019", "test/290035", "train/388016", "val/85048",
+    "train/65074", "train/15004")] + ["pixabay640/baby-1151351_640.jpg"]
+BSDS_OPEN = ("test/14092 test/145059 test/147077 test/15011 test/15062 test/157087 test/16004 test/181021 "
+             "test/187058 test/189013 test/189029 test/189096 test/198087 test/217013 test/226033 test/226043 "
+             "test/226060 test/23050 test/243095 test/246009 test/258089 test/281017 test/302022 test/309040 "
+             "test/365072 test/368037 test/376086 test/388006 test/388018 test/388067 train/181018 train/181079 "
+             "train/181091 train/187029 train/187083 train/189003 train/189011 train/198023 train/198054 "
+             "train/23025 train/23080 train/239096 train/245051 train/246053 train/260081 train/271008 "
+             "train/285036 train/302003 train/323016 train/365025 train/376001 train/376020 train/90076 "
+             "val/157055 val/189080 val/229036 val/302008 val/376043").split()
+OPEN = (["kodak24/kodim04.png", "kodak24/kodim15.png", "kodak24/kodim18.png",
+         "pixabay640/people-3104635_640.jpg", "pixabay640/children-1822704_640.jpg"]
+        + ["bsds500/" + p + ".jpg" for p in BSDS_OPEN])
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def view(path: Path, size: tuple[int, int]) -> Image.Image:
+    """The upright view the pipeline would hand over: a DCT-scaled decode, cropped to 3:2."""
+    im = Image.open(path)
+    im.draft("RGB", size)
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    if im.width < im.height:
+        size = size[::-1]
+    return ImageOps.fit(im, size, Image.Resampling.BILINEAR)
+
+
+def generated_views(size) -> tuple[list, list]:
+    """Without ../shared: scikit-image's photos, enlarged (softer than camera files)."""
+    from skimage import data
+
+    none = [("coffee", data.coffee()), ("rocket", data.rocket()), ("chelsea (cat)", data.chelsea()),
+            ("immunohistochemistry", data.immunohistochemistry())]
+    nofaces = [(n, ImageOps.fit(Image.fromarray(a), size, Image.Resampling.BICUBIC)) for n, a in none]
+    rng = np.random.default_rng(0)
+    people = []
+    for i, frac in enumerate((0.05, 0.1, 0.25)):
+        bg = Image.fromarray(rng.integers(40, 220, (size[1], size[0], 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(3))
+        side = int(frac * size[1] / 0.19)
+        bg.paste(Image.fromarray(data.astronaut()).resize((side, side)), (size[0] // 3, size[1] // 4))
+        people.append((f"astronaut {frac:.0%}", bg))
+    return nofaces, people
+
+
+def time_views(views, repeat: int, **kw) -> list[dict]:
+    rows = []
+    for name, im in views:
+        best, rep = None, None
+        for _ in range(repeat):
+            t = time.perf_counter()
+            r = _ungated(im) if kw.get("gate") is False else faces.find_faces(im, **kw)
+            dt = (time.perf_counter() - t) * 1e3
+            if best is None or dt < best:
+                best, rep = dt, r
+        rows.append({"name": name, "ms": best, "report": rep})
+    return rows
+
+
+def _ungated(im):
+    """find_faces with the fine level searched whole (what the skin gate saves)."""
+    saved = faces.GATE_FULL
+    faces.GATE_FULL = -1.0  # any gated region is "too much": run the whole level
+    try:
+        return faces.find_faces(im)
+    finally:
+        faces.GATE_FULL = saved
+
+
+def print_speed(title: str, rows: list[dict], detail: bool = False) -> None:
+    ms = [r["ms"] for r in rows]
+    print(f"  {title}: mean {statistics.mean(ms):.1f} ms, median {statistics.median(ms):.1f}, "
+          f"min {min(ms):.1f}, max {max(ms):.1f} per photo per core ({len(rows)} photos)")
+    if detail:
+        for r in rows:
+            x = r["report"].extra
+            run = x["fine_px_run"] / max(1, x["fine_px"])
+            print(f"    {r['name']:<30} {r['ms']:6.1f} ms  fine level {x['fine'][0]}x{x['fine'][1]} "
+                  f"searched {run:4.0%}  candidates {x['candidates']:2d}  faces {r['report'].count}  "
+                  f"(detect {x['ms']['detect']:.0f}, verify {x['ms']['verify']:.0f}, faces {x['ms']['faces']:.0f} ms)")
+
+
+def speed(repeat: int) -> None:
+    faces.load_models()
+    shared = CAMERA.is_dir()
+    for size in ((1500, 1000), (3000, 2000)):
+        if shared:
+            nofaces = [(p.split("/")[-1], view(CAMERA / p, size)) for p in NO_FACE]
+            people = [(p.split("/")[-1], view(CAMERA / p, size)) for p in PEOPLE]
+        else:
+            nofaces, people = generated_views(size)
+        for _, im in nofaces[:1] + people[:1]:  # warm up: first calls allocate
+            faces.find_faces(im)
+        print(f"\n{size[0]} x {size[1]} views (load average {load()})")
+        rows = time_views(nofaces, repeat)
+        print_speed("no face, skin gate (default)", rows, detail=size[0] == 1500)
+        print_speed("no face, fine level searched whole", time_views(nofaces, repeat, gate=False))
+        print_speed("no face, min_face=0.05", time_views(nofaces, repeat, min_face=0.05))
+        prow = time_views(people, repeat)
+        print_speed("with people", prow, detail=True)
+        n = sum(r["report"].count for r in prow)
+        per_face = sum(r["report"].extra["ms"]["faces"] for r in prow) / max(1, n)
+        print(f"  per face (mesh, eyes, sharpness): {per_face:.1f} ms; {n} faces in {len(prow)} photos")
+    print(f"\nload average after: {load()}")
+
+
+def eyes() -> None:
+    if not PRISTINE.is_dir():
+        print("\n../shared/data/pristine not present: no eye figures")
+        return
+    print("\nEyes: is a face in the photo called 'eyes closed'?")
+
+    def run(paths, expect_closed: bool):
+        out = []
+        for rel in paths:
+            r = faces.find_faces(Image.open(PRISTINE / rel))
+            closed = r.eyes_closed_count > 0
+            ears = [(f.left_eye, f.right_eye) for f in r.faces]
+            out.append((rel, closed, r, ears))
+            mark = "ok " if closed == expect_closed else "MISS" if expect_closed else "FALSE"
+            if expect_closed or closed:
+                print(f"  {mark} {rel:<42} faces {r.count}  closed {r.eyes_closed_count}  "
+                      f"eyes {[tuple(None if e is None else round(e, 2) for e in pair) for pair in ears]}  "
+                      f"{r.reason()!r}")
+        return out
+
+    print(" closed or squinting (the issue's list):")
+    c = run(CLOSED, True)
+    print(" open (only the ones called closed are listed):")
+    o = run(OPEN, False)
+
+    def held_out(rel: str) -> bool:
+        return not (rel.startswith("bsds500/train/") or rel.startswith("bsds500/test/")) and "baby" not in rel
+
+    for label, sel in (("all", lambda rel: True), ("tuning set (BSDS500 train+test, baby)", lambda rel: not held_out(rel)),
+                       ("held out (BSDS500 val, Kodak, Pixabay)", held_out)):
+        cc = [x for x in c if sel(x[0])]
+        oo = [x for x in o if sel(x[0])]
+        print(f"  {label}: closed photos called closed {sum(x[1] for x in cc)} of {len(cc)}; "
+              f"open photos called closed {sum(x[1] for x in oo)} of {len(oo)}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="timings per view (the fastest is kept)")
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--no-eyes", action="store_true")
+    args = ap.parse_args(argv)
+    import platform
+
+    print(f"photocull faces bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"one thread; load average {load()}")
+    if not args.no_speed:
+        speed(max(1, args.repeat))
+    if not args.no_eyes:
+        eyes()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,926 @@
+"""Faces and eyes: where the faces are, whether their eyes are open, where they look, how sharp they are.
+
+:func:`find_faces` takes the upright RGB view of a photo the pipeline decoded (a 1/2 or
+1/4 DCT-scaled JPEG decode, or a web photo at its own size) and returns a
+:class:`FaceReport` (JSON for the catalog: :meth:`FaceReport.to_json`).  It needs numpy,
+Pillow and ONNX Runtime only (no torch, no Qt) and three of Google MediaPipe's models
+(Apache-2.0), converted to ONNX by ``scripts/convert_mediapipe_faces.py`` and shipped in
+``resources/models/faces/`` (``resources/models/FACES_MODEL_CARD.md`` has what they are
+and what was measured):
+
+1. **Detection**: BlazeFace short range (``face_detection_short_range.onnx``), trained on
+   128 px selfies; it finds faces whose box is ~16 to ~100 px tall in its input and, being
+   fully convolutional, runs on whole levels of a small pyramid (anchors decoded on each
+   level's grid), not on tiles:
+
+   * the *fine* level is the view reduced by the integer factor that makes a face
+     ``min_face`` of the short side :data:`FINE_FACE_PX` px tall (up to 7 % less).  It is
+     never enlarged: in a small view the smallest face searched is ~15 view pixels
+     (:attr:`FaceReport.searched` says what was searched).  A 1500 x 1000 view is searched
+     at 750 x 500, a 3000 x 2000 one at 750 x 500 too (faces of 3 % = 30 / 60 view px).
+   * *coarse* levels, each :data:`LEVEL_STEP` times smaller, until a face as tall as the
+     frame fits; the last one on a grey margin, so that a face filling the frame (or cut
+     by it) is found.  Coarse levels always look everywhere: faces from ~4 x the fine
+     level's smallest face up (12 % of the short side at the default) are never skipped.
+   * On a photo without faces the fine level is most of the cost, so it looks only near
+     skin-coloured pixels (:func:`skin_cells`, a wide YCbCr box: every skin tone, warm or
+     cool light; a face under strongly coloured light, green or blue, is the price).  A
+     grey photo has no colour to go by: its fine level is searched whole.
+   * Each candidate is detected again on a crop where the detector sees best (the face
+     ~40 px of a 96 px input): bark, leaves and most animals score low there.
+2. **Landmarks**: MediaPipe's face mesh (``face_landmark.onnx``: 468 points in 3-D and a
+   face-presence score) on the face's square (1.5 x the box, eyes level), and once more on
+   the square its own landmarks span when its roll was off (MediaPipe's tracking step, done
+   on one frame).  It confirms the face, gives the head's yaw and the eye corners.
+3. **Eyelids**: MediaPipe's iris model (``iris_landmark.onnx``) on each eye (a square of
+   2.3 x the eye corners' distance, as MediaPipe crops it; eyes narrower than
+   :data:`MIN_EYE_PX` view pixels are not measured): 71 eye-contour points, 16 of them on
+   the eyelids.  The mesh alone draws open and closed eyelids alike; the iris model's
+   contours tell them apart.
+
+Per face, each eye's openness is an eye-aspect ratio: the mean of three upper-to-lower
+eyelid distances over the corner-to-corner width (open eyes ~0.25-0.45, shut ones
+~0.08-0.20).  ``eyes_closed`` is a blink (the eyes' mean below :data:`CLOSED_EAR`) or a wink
+(one eye below :data:`WINK_EAR`).  A squint or a look down often reads as open.  ``yaw`` is
+the head's turn in degrees from the mesh's 3-D cheek points (0 facing the camera, positive
+when the face turns towards the image's right); ``looking_away`` is ``|yaw| >``
+:data:`AWAY_YAW_DEG`; past :data:`ONE_EYE_YAW_DEG` the far eye is hidden and only the near
+one counts.
+
+``sharpness`` is the face's detail in the view given: the grey inner face (brows to mouth,
+cheek to cheek: no hair, no background) resampled to :data:`SHARP_FACE_PX` px tall, the RMS
+of its Laplacian over its RMS contrast.  Lighting and skin tone hardly change it, blur
+lowers it (a sharp face ~0.3-0.4 in a 1500 px view, 0.15 after a Gaussian blur of 1 px per
+128 px of face, 0.1 after 1.5 px); a face smaller than ~128 view pixels has less detail to
+show and reads lower.  Compare it between the frames of a burst (same face size); "face
+soft" (below :data:`SOFT_SHARPNESS`) is only said of faces at least :data:`SOFT_FACE_PX`
+view pixels tall.
+
+Models load once, lazily, behind a lock; ONNX Runtime sessions may run from several threads
+at once (the pipeline's decode threads call :func:`find_faces` side by side), each run on
+one core.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from photocull.config import resource_path
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = ("models", "faces")
+DETECTOR = "face_detection_short_range.onnx"
+MESH = "face_landmark.onnx"
+IRIS = "iris_landmark.onnx"
+
+# -- detection ------------------------------------------------------------------------------
+FINE_FACE_PX = 16        # a min_face face is this tall (detector box) at the fine level...
+FINE_SLACK = 1.07        # ... or up to 7 % less: the fine level is an integer reduction of the view
+LEVEL_FACE_MAX_PX = 96   # largest face a level is trusted with (the detector's own limit ~110)
+LEVEL_STEP = 4           # each coarse level this much smaller (16..96 px = 6x: levels overlap 1.5x)
+FINE_SCORE = 0.4         # detector score to look closer at a fine-level candidate (small faces score low)
+COARSE_SCORE = 0.5       # ... at a coarse-level one (MediaPipe's own threshold)
+VERIFY_SIZE = 96         # a candidate is detected again on a crop of VERIFY_SCALE x its box, this size
+VERIFY_SCALE = 2.3
+VERIFY_MIN = 0.5         # ... and kept when that score is at least this
+VERIFY_SCORE = 0.65      # ... and its mean with the first look's is at least this (the face's confidence)
+MAX_CANDIDATES = 24      # candidates looked at again (best scores first)
+NMS_IOU = 0.3            # MediaPipe's suppression threshold (weighted NMS)
+MIN_VIEW_SIDE = 24       # a view smaller than this has no face we could analyse
+MAX_FACES = 64           # mesh and eyes for at most this many faces (largest first)
+# -- confirmation, eyes, pose ---------------------------------------------------------------
+MESH_SIZE = 192
+MESH_SCALE = 1.5         # MediaPipe: the mesh sees 1.5x the detection box, eyes level
+MESH_AGAIN_DEG = 6.0     # mesh again on its own square when its eye line is off the first square's by more
+FACE_PRESENCE = 0.5      # mesh face-presence score below this: not a face
+IRIS_SIZE = 64
+IRIS_SCALE = 2.3         # MediaPipe: the iris model sees 2.3x the eye corners' distance
+MIN_EYE_PX = 6.0         # an eye narrower than this in the view is not measured
+CLOSED_EAR = 0.20        # the eyes' mean eye-aspect ratio below this: eyes shut (a blink)
+WINK_EAR = 0.14          # one eye below this: that eye is shut (a wink)
+AWAY_YAW_DEG = 30.0
+ONE_EYE_YAW_DEG = 35.0   # turned further than this: the far eye is hidden, only the near one counts
+# -- sharpness ------------------------------------------------------------------------------
+SHARP_FACE_PX = 96       # the inner face (~3/4 of the box) is measured at this height
+SOFT_FACE_PX = 64        # "face soft" only for faces at least this tall in the view
+SOFT_SHARPNESS = 0.12
+# -- skin gate of the fine level ------------------------------------------------------------
+GATE_CELL = 16           # fine-level pixels per gate cell
+GATE_SKIN = 0.05         # a cell with this fraction of skin-coloured pixels may hold a face
+GATE_GROW = 2            # cells added around each (a fine-level face is up to 64 px; coarse levels see larger ones)
+GATE_GREY_CHROMA = 8     # a photo whose pixels are (99th percentile) this close to grey has no colour to go by
+GATE_FULL = 0.6          # gated regions covering more of the level than this: run it whole
+GATE_FLAT = 3.0          # grey photos: a cell whose grey levels vary less than this holds no face
+
+# mesh landmark indices (MediaPipe's canonical face mesh)
+_EYE_CORNERS = ((33, 133), (362, 263))   # eye on the image's left, on the image's right (frontal face)
+_CHEEKS = (234, 454)
+# iris model's 71 contour points: 0..8 lower lid from corner to corner, 9..15 upper lid
+_EAR_PAIRS = ((11, 3), (12, 4), (13, 5))
+_EAR_CORNERS = (0, 8)
+
+
+# =========================================================================================
+# results
+# =========================================================================================
+@dataclass(frozen=True)
+class Face:
+    """One face.  ``box`` is (x0, y0, x1, y1) in fractions of the upright image's width and
+    height (the detector's box: brow to chin, ear to ear); ``confidence`` the detector's, two
+    looks averaged (0.65-1).  Eyes are named by the side of the image they are on; their
+    openness is an eye-aspect ratio, ``None`` when the eye is hidden (head turned past
+    :data:`ONE_EYE_YAW_DEG`) or too small to measure.  ``yaw`` in degrees, positive when the
+    face turns towards the image's right.  ``sharpness``: see the module's docstring."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    left_eye: float | None = None
+    right_eye: float | None = None
+    eyes_closed: bool = False
+    yaw: float | None = None
+    looking_away: bool = False
+    sharpness: float = 0.0
+    size_px: int = 0  # box height in pixels of the view it was found in
+
+    @property
+    def height(self) -> float:
+        """Box height as a fraction of the image height."""
+        return self.box[3] - self.box[1]
+
+    @property
+    def eyes_open(self) -> bool:
+        """Both measurable eyes open (at least one measured)."""
+        return not self.eyes_closed and (self.left_eye is not None or self.right_eye is not None)
+
+    @property
+    def soft(self) -> bool:
+        """Big enough in the view to tell, and soft."""
+        return self.size_px >= SOFT_FACE_PX and self.sharpness < SOFT_SHARPNESS
+
+
+JSON_VERSION = 1
+MAX_JSON_FACES = 1000
+MAX_JSON_CHARS = 1_000_000
+
+
+@dataclass(frozen=True)
+class FaceReport:
+    """The faces of one photo.  ``searched`` is the smallest face looked for, as a fraction
+    of the short side (``min_face``, or more when the view was too small for it)."""
+
+    faces: tuple[Face, ...] = ()
+    searched: float = 0.0
+    # what was run and how long it took (levels, regions, candidates, "ms"); not stored
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    # -- counts -----------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return len(self.faces)
+
+    @property
+    def eyes_closed_count(self) -> int:
+        return sum(f.eyes_closed for f in self.faces)
+
+    @property
+    def eyes_open_count(self) -> int:
+        return sum(f.eyes_open for f in self.faces)
+
+    @property
+    def looking_away_count(self) -> int:
+        return sum(f.looking_away for f in self.faces)
+
+    @property
+    def sharpness(self) -> float | None:
+        """The softest face's sharpness (a group frame is as good as its softest face); None without faces."""
+        return min((f.sharpness for f in self.faces), default=None)
+
+    def reason(self) -> str:
+        """What is wrong with the faces, in plain words ('' when nothing)."""
+        n = self.count
+        if not n:
+            return ""
+        words = []
+        shut = self.eyes_closed_count
+        if shut:
+            words.append("eyes closed" if shut == n else f"{shut} of {n} people blinking")
+        away = sum(f.looking_away and not f.eyes_closed for f in self.faces)
+        if away:
+            words.append("looking away" if away == n else f"{away} of {n} looking away")
+        soft = [f for f in self.faces if f.soft]
+        if soft and len(soft) == n:
+            words.append("face soft" if n == 1 else "faces soft")
+        elif soft:
+            words.append(f"{len(soft)} of {n} faces soft")
+        return ", ".join(words)
+
+    # -- storage ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Compact JSON-able form: one short list per face."""
+        rows = []
+        for f in self.faces:
+            rows.append([*(round(float(v), 4) for v in f.box), round(float(f.confidence), 3),
+                         _r(f.left_eye), _r(f.right_eye), int(f.eyes_closed), _r(f.yaw, 1),
+                         int(f.looking_away), round(float(f.sharpness), 4), int(f.size_px)])
+        return {"v": JSON_VERSION, "min": round(float(self.searched), 4), "faces": rows}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, data: str | bytes | dict) -> "FaceReport":
+        """Parse :meth:`to_json`'s output; anything else raises ValueError (never another error)."""
+        try:
+            return cls._from_json(data)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile catalog content: one error type out
+            raise ValueError(f"not a face report: {type(exc).__name__}") from None
+
+    @classmethod
+    def _from_json(cls, data) -> "FaceReport":
+        if isinstance(data, (bytes, bytearray)):
+            data = bytes(data).decode("utf-8")
+        if isinstance(data, str):
+            if len(data) > MAX_JSON_CHARS:
+                raise ValueError("face report too long")
+            data = json.loads(data, parse_constant=_refuse_constant)
+        if not isinstance(data, dict) or type(data.get("v")) is not int or data["v"] != JSON_VERSION:
+            raise ValueError("not a face report (version)")
+        rows = data.get("faces")
+        if not isinstance(rows, list) or len(rows) > MAX_JSON_FACES:
+            raise ValueError("face report: bad face list")
+        searched = _num(data.get("min", 0.0), 0.0, 1.0)
+        faces = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != 12:
+                raise ValueError("face report: bad face row")
+            x0, y0, x1, y1 = (_num(v, -0.5, 1.5) for v in row[:4])
+            if not (x0 <= x1 and y0 <= y1):
+                raise ValueError("face report: bad box")
+            faces.append(Face(box=(x0, y0, x1, y1), confidence=_num(row[4], 0.0, 1.0),
+                              left_eye=_opt(row[5], 0.0, 5.0), right_eye=_opt(row[6], 0.0, 5.0),
+                              eyes_closed=_flag(row[7]), yaw=_opt(row[8], -180.0, 180.0),
+                              looking_away=_flag(row[9]), sharpness=_num(row[10], 0.0, 1e3),
+                              size_px=int(_num(row[11], 0, 1e6))))
+        return cls(faces=tuple(faces), searched=searched)
+
+
+def _r(v, nd=4):
+    return None if v is None else round(float(v), nd)
+
+
+def _refuse_constant(name):
+    raise ValueError(f"face report: {name} is not a number")
+
+
+def _num(v, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("face report: not a number")
+    v = float(v)
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ValueError("face report: number out of range")
+    return v
+
+
+def _opt(v, lo, hi):
+    return None if v is None else _num(v, lo, hi)
+
+
+def _flag(v) -> bool:
+    if v not in (0, 1) or isinstance(v, float):
+        raise ValueError("face report: bad flag")
+    return bool(v)
+
+
+# =========================================================================================
+# models
+# =========================================================================================
+class _Models:
+    """The three ONNX Runtime sessions, made on first use (thread-safe), one core per run."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        s = self._sessions
+        if s is None:
+            with self._lock:
+                if self._sessions is None:
+                    t = time.perf_counter()
+                    self._sessions = {n: _session(n) for n in (DETECTOR, MESH, IRIS)}
+                    log.debug("face models loaded in %.2f s", time.perf_counter() - t)
+                s = self._sessions
+        return s
+
+
+def _session(name: str):
+    import onnxruntime as ort
+
+    path = resource_path(*MODEL_DIR, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"face model missing: {path}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+_MODELS = _Models()
+
+
+def models_available() -> bool:
+    """The model files are where :func:`find_faces` will look for them."""
+    return all(resource_path(*MODEL_DIR, n).is_file() for n in (DETECTOR, MESH, IRIS))
+
+
+def load_models() -> None:
+    """Load the models now (otherwise the first :func:`find_faces` does)."""
+    _MODELS.get()
+
+
+# =========================================================================================
+# input
+# =========================================================================================
+def _as_rgb(image) -> Image.Image:
+    """An RGB PIL image from a PIL image of any mode or an HxW / HxWx{1,3,4} uint8 array."""
+    if isinstance(image, Image.Image):
+        if image.mode == "RGB":
+            return image
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            a = np.asarray(image, dtype=np.float64)
+            hi = float(a.max()) if a.size else 0.0
+            a = np.clip(a * (255.0 / hi) if hi > 255 else a, 0, 255).astype(np.uint8)
+            return Image.fromarray(a, "L").convert("RGB")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+            return Image.alpha_composite(bg, rgba).convert("RGB")
+        try:
+            return image.convert("RGB")
+        except (ValueError, OSError):  # a mode Pillow cannot turn into RGB (LAB...): its first band
+            return image.getchannel(0).convert("L").convert("RGB")
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"find_faces: uint8 image expected, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(a), "L").convert("RGB")
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"find_faces: HxWx3 image expected, got shape {a.shape}")
+    a = np.ascontiguousarray(a[:, :, :3])
+    return Image.frombuffer("RGB", (a.shape[1], a.shape[0]), a, "raw", "RGB", 0, 1)  # no copy
+
+
+# =========================================================================================
+# detection
+# =========================================================================================
+_ANCHOR_CACHE: dict[tuple[int, int], np.ndarray] = {}
+_ANCHOR_LOCK = threading.Lock()
+
+
+def _anchors(h: int, w: int) -> np.ndarray:
+    """Anchor centres (x, y, in input pixels) of the short-range detector on an h x w input:
+    2 per cell of the stride-8 grid, then 6 per cell of the stride-16 grid (MediaPipe's
+    SSD anchors with fixed size; boxes are regressed in input pixels around them)."""
+    key = (h, w)
+    a = _ANCHOR_CACHE.get(key)
+    if a is None:
+        parts = []
+        for stride, n in ((8, 2), (16, 6)):
+            gy, gx = np.mgrid[0:h // stride, 0:w // stride]
+            c = np.stack([(gx + 0.5) * stride, (gy + 0.5) * stride], -1).reshape(-1, 1, 2)
+            parts.append(np.repeat(c, n, axis=1).reshape(-1, 2))
+        a = np.concatenate(parts).astype(np.float32)
+        with _ANCHOR_LOCK:
+            if len(_ANCHOR_CACHE) > 64:
+                _ANCHOR_CACHE.clear()
+            _ANCHOR_CACHE[key] = a
+    return a
+
+
+def _run_detector(sess, arr: np.ndarray, offset=(0.0, 0.0), scale: float = 1.0,
+                  score: float = COARSE_SCORE) -> list[np.ndarray]:
+    """Detections on an HxWx3 uint8 array (padded here to multiples of 16):
+    rows [score, x0, y0, x1, y1, 6 keypoints (x, y)] in view pixels (``/ scale + offset``)."""
+    h, w = arr.shape[:2]
+    ph, pw = max(64, -(-h // 16) * 16), max(64, -(-w // 16) * 16)
+    x = np.zeros((1, 3, ph, pw), np.float32)  # zero = mid grey after normalisation
+    x[0, :, :h, :w] = arr.transpose(2, 0, 1)
+    x[0, :, :h, :w] *= 1.0 / 127.5
+    x[0, :, :h, :w] -= 1.0
+    reg, cls = sess.run(None, {"input": x})
+    logits = cls[0, :, 0]
+    thr = math.log(score / (1.0 - score))
+    keep = np.nonzero(logits > thr)[0]
+    if not keep.size:
+        return []
+    anchors = _anchors(ph, pw)[keep]
+    r = reg[0, keep]
+    cx, cy = anchors[:, 0] + r[:, 0], anchors[:, 1] + r[:, 1]
+    bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
+    kp = r[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    out = np.concatenate([1.0 / (1.0 + np.exp(-logits[keep, None])), boxes, kp.reshape(-1, 12)], 1)
+    out[:, 1:] /= scale
+    out[:, 1::2] += offset[0]
+    out[:, 2::2] += offset[1]
+    return list(out)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = min(a[3], b[3]) - max(a[1], b[1])
+    iy = min(a[4], b[4]) - max(a[2], b[2])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    return float(inter / ((a[3] - a[1]) * (a[4] - a[2]) + (b[3] - b[1]) * (b[4] - b[2]) - inter))
+
+
+def _weighted_nms(dets: list[np.ndarray], iou: float = NMS_IOU) -> list[np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: overlapping detections are averaged
+    (weights = scores), the best score kept."""
+    if not dets:
+        return []
+    d = np.array(dets)
+    order = np.argsort(-d[:, 0])
+    d = d[order]
+    out = []
+    alive = np.ones(len(d), bool)
+    area = np.maximum(d[:, 3] - d[:, 1], 0) * np.maximum(d[:, 4] - d[:, 2], 0)
+    for i in range(len(d)):
+        if not alive[i]:
+            continue
+        xx0 = np.maximum(d[i, 1], d[:, 1])
+        yy0 = np.maximum(d[i, 2], d[:, 2])
+        xx1 = np.minimum(d[i, 3], d[:, 3])
+        yy1 = np.minimum(d[i, 4], d[:, 4])
+        inter = np.maximum(xx1 - xx0, 0) * np.maximum(yy1 - yy0, 0)
+        ov = inter / np.maximum(area[i] + area - inter, 1e-9)
+        group = alive & (ov > iou)
+        group[i] = True
+        wts = d[group, 0:1]
+        merged = (d[group] * wts).sum(0) / wts.sum()
+        merged[0] = d[i, 0]
+        out.append(merged)
+        alive &= ~group
+    return out
+
+
+def skin_cells(small: Image.Image, cell: int) -> np.ndarray | None:
+    """Which ``cell`` x ``cell`` cells of ``small`` may hold a face: at least :data:`GATE_SKIN`
+    of their pixels skin-coloured (YCbCr box of Chai & Ngan, widened for dark and light skin
+    and for warm and cool light; red above blue).  None when the photo is (near) grey."""
+    a = np.asarray(small, dtype=np.int16)
+    ycc = np.asarray(small.convert("YCbCr"), dtype=np.int16)
+    y, cb, cr = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    chroma = np.abs(cb - 128) + np.abs(cr - 128)
+    if np.percentile(chroma, 99) < GATE_GREY_CHROMA:
+        return None
+    skin = ((cr >= 135) & (cr <= 180) & (cb >= 80) & (cb <= 130) & (y >= 35) & (y <= 245)
+            & (a[..., 0] > a[..., 2]) & (a[..., 0] >= a[..., 1] - 5))
+    h, w = skin.shape
+    bh, bw = -(-h // cell), -(-w // cell)
+    pad = np.zeros((bh * cell, bw * cell), np.float32)
+    pad[:h, :w] = skin
+    return pad.reshape(bh, cell, bw, cell).mean((1, 3)) >= GATE_SKIN
+
+
+def _textured_cells(small: Image.Image, cell: int) -> np.ndarray:
+    """Cells of ``small`` whose grey levels vary (standard deviation at least
+    :data:`GATE_FLAT`): a flat cell (sky, wall, a grey card) holds no face's eyes and mouth."""
+    g = np.asarray(small.convert("L"), dtype=np.float32)
+    h, w = g.shape
+    bh, bw = -(-h // cell), -(-w // cell)
+    pad = np.zeros((bh * cell, bw * cell), np.float32)
+    pad[:h, :w] = g
+    if bh * cell > h:
+        pad[h:, :w] = g[-1:]
+    if bw * cell > w:
+        pad[:, w:] = pad[:, w - 1:w]
+    return pad.reshape(bh, cell, bw, cell).std(axis=(1, 3)) >= GATE_FLAT
+
+
+def _dilate(mask: np.ndarray, n: int) -> np.ndarray:
+    """Binary dilation by a (2n+1)-cell square."""
+    out = mask.copy()
+    for _ in range(n):
+        m = out.copy()
+        m[1:] |= out[:-1]
+        m[:-1] |= out[1:]
+        out = m.copy()
+        out[:, 1:] |= m[:, :-1]
+        out[:, :-1] |= m[:, 1:]
+    return out
+
+
+def _boxes_of(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (r0, c0, r1, c1, exclusive) of the 8-connected True regions of ``mask``."""
+    h, w = mask.shape
+    seen = np.zeros_like(mask)
+    out = []
+    for r0, c0 in zip(*np.nonzero(mask)):
+        if seen[r0, c0]:
+            continue
+        stack = [(int(r0), int(c0))]
+        seen[r0, c0] = True
+        box = [int(r0), int(c0), int(r0), int(c0)]
+        while stack:
+            r, c = stack.pop()
+            box = [min(box[0], r), min(box[1], c), max(box[2], r), max(box[3], c)]
+            for y in range(max(r - 1, 0), min(r + 2, h)):
+                for x in range(max(c - 1, 0), min(c + 2, w)):
+                    if mask[y, x] and not seen[y, x]:
+                        seen[y, x] = True
+                        stack.append((y, x))
+        out.append((box[0], box[1], box[2] + 1, box[3] + 1))
+    return out
+
+
+def _fine_regions(fine: Image.Image, small: Image.Image) -> list[tuple[int, int, int, int]]:
+    """The parts (x0, y0, x1, y1) of the fine level the detector looks at: around the cells
+    where a face may be (:func:`skin_cells` on ``small``, the fine level reduced), or all of it."""
+    fw, fh = fine.size
+    whole = [(0, 0, fw, fh)]
+    f = fw / small.size[0]
+    cell = max(1, round(GATE_CELL / f))
+    if fw * fh <= 192 * 192 or small.size[0] < 4 * cell:
+        return whole
+    cells = skin_cells(small, cell)
+    if cells is None:  # a grey photo: no colour to go by, but a face is never flat
+        cells = _textured_cells(small, cell)
+    grown = _dilate(cells, GATE_GROW)
+    if grown.mean() > GATE_FULL:
+        return whole
+    step = cell * f
+    regions = []
+    for r0, c0, r1, c1 in _boxes_of(grown):
+        x0, y0 = int(c0 * step), int(r0 * step)
+        x1, y1 = min(fw, int(math.ceil(c1 * step))), min(fh, int(math.ceil(r1 * step)))
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            regions.append((x0, y0, x1, y1))
+    if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions) > GATE_FULL * fw * fh:
+        return whole
+    return regions
+
+
+def _pyramid(im: Image.Image, min_face: float) -> tuple[int, list[int]]:
+    """The fine level's reduction factor and the coarse levels' (see the module's docstring)."""
+    short = min(im.size)
+    ideal = FINE_FACE_PX / (min_face * short)  # scale putting a min_face face at FINE_FACE_PX
+    k = 1 if ideal * FINE_SLACK >= 1 else math.ceil(1.0 / (ideal * FINE_SLACK))
+    coarse = []
+    f = k
+    # a level of reduction f sees faces up to LEVEL_FACE_MAX_PX * f view pixels tall
+    while LEVEL_FACE_MAX_PX * f < short:
+        f *= LEVEL_STEP
+        coarse.append(f)
+    return k, coarse
+
+
+def _detect(sess, im: Image.Image, min_face: float, gate: bool = True) -> tuple[list[np.ndarray], float, dict]:
+    """Candidate detections in view pixels (after NMS), the smallest face searched (fraction
+    of the short side), and what was run (for the benchmark)."""
+    short = min(im.size)
+    k, coarse = _pyramid(im, min_face)
+    searched = max(min_face, FINE_FACE_PX / FINE_SLACK * k / short)
+    info: dict[str, Any] = {"fine": None, "fine_px": 0, "fine_px_run": 0, "coarse": []}
+    fine = im.reduce(k) if k > 1 else im
+    dets: list[np.ndarray] = []
+    prev, prev_f = fine, k
+    first = None
+    for i, f in enumerate(coarse):
+        lvl = prev.reduce(f // prev_f)
+        prev, prev_f = lvl, f
+        first = lvl if first is None else first
+        arr = np.asarray(lvl)
+        if i == len(coarse) - 1:
+            # the last level sits on a mid-grey margin: a face filling the frame (or cut by
+            # it) is then a face inside the detector's input
+            ch = max(128, -(-(arr.shape[0] + 64) // 16) * 16)
+            cw = max(128, -(-(arr.shape[1] + 64) // 16) * 16)
+            canvas = np.full((ch, cw, 3), 128, np.uint8)
+            oy, ox = (ch - arr.shape[0]) // 2, (cw - arr.shape[1]) // 2
+            canvas[oy:oy + arr.shape[0], ox:ox + arr.shape[1]] = arr
+            found = _run_detector(sess, canvas, offset=(-ox * f, -oy * f), scale=1.0 / f)
+        else:
+            found = _run_detector(sess, arr, scale=1.0 / f)
+        dets += found
+        info["coarse"].append((lvl.size, len(found)))
+    farr = np.asarray(fine)
+    info["fine"] = fine.size
+    info["fine_px"] = fine.size[0] * fine.size[1]
+    small = first if first is not None else fine.reduce(LEVEL_STEP)
+    regions = _fine_regions(fine, small) if gate else [(0, 0, fine.size[0], fine.size[1])]
+    # a fine-level candidate taller than the level is trusted with is the coarse levels' business
+    biggest = LEVEL_FACE_MAX_PX * k if coarse else math.inf
+    for x0, y0, x1, y1 in regions:
+        info["fine_px_run"] += (x1 - x0) * (y1 - y0)
+        found = _run_detector(sess, farr[y0:y1, x0:x1], offset=(x0 * k, y0 * k), scale=1.0 / k, score=FINE_SCORE)
+        dets += [d for d in found if d[4] - d[2] <= biggest]
+    info["regions"] = len(regions)
+    return _weighted_nms(dets), searched, info
+
+
+# =========================================================================================
+# landmarks
+# =========================================================================================
+def _crop(im: Image.Image, cx: float, cy: float, side: float, angle: float, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` RGB crop of ``im``: a square of ``side`` view pixels centred on
+    (cx, cy), its x axis along ``angle`` (radians), edges replicated outside the image
+    (coordinates: pixel i spans [i, i + 1])."""
+    w, h = im.size
+    k = max(1, int(side / size / 1.5))  # shrink large crops first: bilinear sampling would alias
+    src, off, f = im, (0.0, 0.0), 1.0
+    half = side * 0.75  # covers the rotated square (its half-diagonal is side / sqrt 2)
+    bx0, by0 = int(math.floor(cx - half)), int(math.floor(cy - half))
+    bx1, by1 = int(math.ceil(cx + half)), int(math.ceil(cy + half))
+    if k >= 2 or bx0 < 0 or by0 < 0 or bx1 > w or by1 > h:
+        cx0, cy0, cx1, cy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+        if cx1 <= cx0 or cy1 <= cy0:
+            return np.zeros((size, size, 3), np.uint8)
+        part = im.crop((cx0, cy0, cx1, cy1))
+        if k >= 2:
+            part = part.reduce(k)
+        a = np.asarray(part)
+        # replicate the edges where the square leaves the image (whole pixels of ``part``)
+        px0, py0 = -(-(cx0 - bx0) // k), -(-(cy0 - by0) // k)
+        px1, py1 = -(-(bx1 - cx1) // k), -(-(by1 - cy1) // k)
+        if px0 or py0 or px1 or py1:
+            a = np.pad(a, ((py0, py1), (px0, px1), (0, 0)), mode="edge")
+        src = Image.fromarray(a)
+        f = 1.0 / k
+        off = (cx0 - px0 * k, cy0 - py0 * k)
+    c, s = math.cos(angle), math.sin(angle)
+    step = side / size * f
+    # PIL's AFFINE samples the source at A . (u + .5, v + .5) + (c0, f0), in coordinates where
+    # pixel i spans [i, i + 1]; we want centre + R(angle) . ((u + .5, v + .5) - size / 2) * step
+    ox, oy = (cx - off[0]) * f, (cy - off[1]) * f
+    a0, b0 = c * step, -s * step
+    d0, e0 = s * step, c * step
+    c0 = ox - (a0 + b0) * size / 2
+    f0 = oy - (d0 + e0) * size / 2
+    out = src.transform((size, size), Image.Transform.AFFINE, (a0, b0, c0, d0, e0, f0),
+                        resample=Image.Resampling.BILINEAR)
+    return np.asarray(out)
+
+
+def _to_view(pts: np.ndarray, cx, cy, side, angle, size) -> np.ndarray:
+    """Points in crop pixels (x, y[, z]) -> view pixels (z scaled like x)."""
+    c, s = math.cos(angle), math.sin(angle)
+    step = side / size
+    u = (pts[:, 0] - size / 2) * step
+    v = (pts[:, 1] - size / 2) * step
+    out = np.empty_like(pts)
+    out[:, 0] = cx + c * u - s * v
+    out[:, 1] = cy + s * u + c * v
+    if pts.shape[1] > 2:
+        out[:, 2] = pts[:, 2] * step
+    return out
+
+
+@dataclass
+class _Geom:
+    presence: float
+    mesh: np.ndarray        # 468 x 3, view pixels, z scaled like x
+    roll: float
+    yaw: float
+
+
+def _verify(sess, im: Image.Image, det: np.ndarray) -> np.ndarray | None:
+    """The candidate detected again where the detector sees best (its box ~55 px of a 128 px
+    crop, whatever level found it): the detection nearest the crop's centre (score, box,
+    keypoints in view pixels), or None.  Most false candidates (bark, leaves, a dog) score low here."""
+    x0, y0, x1, y1 = det[1:5]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * VERIFY_SCALE
+    crop = _crop(im, cx, cy, side, 0.0, VERIFY_SIZE)
+    best = None
+    for d in _run_detector(sess, crop, score=0.1):
+        dist = math.hypot((d[1] + d[3]) / 2 - VERIFY_SIZE / 2, (d[2] + d[4]) / 2 - VERIFY_SIZE / 2)
+        if dist < VERIFY_SIZE * 0.2 and (best is None or d[0] > best[0]):
+            best = d
+    if best is None:
+        return None
+    out = best.copy()
+    out[1:] *= side / VERIFY_SIZE
+    out[1::2] += cx - side / 2
+    out[2::2] += cy - side / 2
+    return out
+
+
+def _mesh(sess, im: Image.Image, det: np.ndarray, passes: int = 2) -> _Geom:
+    """The face mesh on the detection's square (1.5 x the box, eyes level), then, as MediaPipe
+    does from one video frame to the next, again on the square the first mesh spans (its
+    roll from the eye corners: the detector's eye keypoints are rough on a tilted face)."""
+    x0, y0, x1, y1 = det[1:5]
+    kp = det[5:17].reshape(6, 2)
+    angle = math.atan2(kp[1, 1] - kp[0, 1], kp[1, 0] - kp[0, 0])
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * MESH_SCALE
+    for k in range(passes):
+        crop = _crop(im, cx, cy, side, angle, MESH_SIZE)
+        x = crop.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
+        pts, flag = sess.run(None, {sess.get_inputs()[0].name: x})
+        presence = 1.0 / (1.0 + math.exp(-float(np.clip(flag.reshape(-1)[0], -50, 50))))
+        p = pts.reshape(468, 3).astype(np.float64)
+        mesh = _to_view(p, cx, cy, side, angle, MESH_SIZE)
+        if presence < FACE_PRESENCE or k == passes - 1:
+            break
+        a, b = mesh[33, :2], mesh[263, :2]
+        new_angle = math.atan2(b[1] - a[1], b[0] - a[0])
+        turn = abs((new_angle - angle + math.pi) % (2 * math.pi) - math.pi)
+        extent = float(np.ptp(p[:, :2], axis=0).max()) * side / MESH_SIZE
+        if turn < math.radians(MESH_AGAIN_DEG) and 0.5 < extent * MESH_SCALE / side < 1.3:
+            break  # the first square was right: eyes level, face well framed
+        # MediaPipe's face_landmark_landmarks_to_roi: rotation from the eye corners 33 -> 263,
+        # the landmarks' extent in that frame, 1.5x, square
+        a, b = mesh[33, :2], mesh[263, :2]
+        angle = math.atan2(b[1] - a[1], b[0] - a[0])
+        c, s = math.cos(angle), math.sin(angle)
+        u = mesh[:, 0] * c + mesh[:, 1] * s
+        v = -mesh[:, 0] * s + mesh[:, 1] * c
+        uc, vc = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+        cx, cy = uc * c - vc * s, uc * s + vc * c
+        side = max(u.max() - u.min(), v.max() - v.min()) * MESH_SCALE
+    # yaw: the cheeks' depth difference against their spread, in the eyes-level frame
+    a, b = p[_CHEEKS[0]], p[_CHEEKS[1]]
+    yaw = math.degrees(math.atan2(b[2] - a[2], b[0] - a[0]))
+    return _Geom(presence, mesh, angle, yaw)
+
+
+def _eyes(sess, im: Image.Image, mesh: np.ndarray) -> list[tuple[float | None, np.ndarray | None]]:
+    """(eye-aspect ratio, 71 contour points in view pixels) of the eye on the image's left and
+    on its right; (None, None) for an eye too small to measure."""
+    crops, rois = [], []
+    for i, (a, b) in enumerate(_EYE_CORNERS):
+        p, q = mesh[a, :2], mesh[b, :2]
+        width = float(np.hypot(*(q - p)))
+        if width < MIN_EYE_PX:
+            rois.append(None)
+            continue
+        angle = math.atan2(q[1] - p[1], q[0] - p[0])
+        cx, cy = (p + q) / 2
+        side = width * IRIS_SCALE
+        crop = _crop(im, cx, cy, side, angle, IRIS_SIZE)
+        flip = i == 0  # the model was trained on the eye on the image's right: mirror the other one
+        if flip:
+            crop = crop[:, ::-1]
+        crops.append(crop)
+        rois.append((cx, cy, side, angle, flip))
+    out: list[tuple[float | None, np.ndarray | None]] = []
+    if not crops:
+        return [(None, None), (None, None)]
+    x = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) * (1.0 / 255.0)
+    contours = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0].reshape(len(crops), 71, 3)
+    j = 0
+    for roi in rois:
+        if roi is None:
+            out.append((None, None))
+            continue
+        cx, cy, side, angle, flip = roi
+        c = contours[j].astype(np.float64)
+        j += 1
+        if flip:
+            c[:, 0] = IRIS_SIZE - c[:, 0]
+        ear = _ear(c)
+        out.append((ear, _to_view(c, cx, cy, side, angle, IRIS_SIZE)))
+    return out
+
+
+def _ear(c: np.ndarray) -> float:
+    """Eye-aspect ratio of the iris model's eyelid contour (crop pixels)."""
+    width = float(np.hypot(*(c[_EAR_CORNERS[1], :2] - c[_EAR_CORNERS[0], :2])))
+    if width <= 1e-6:
+        return 0.0
+    gaps = [float(np.hypot(*(c[u, :2] - c[l, :2]))) for u, l in _EAR_PAIRS]
+    return float(np.mean(gaps) / width)
+
+
+# =========================================================================================
+# sharpness
+# =========================================================================================
+def face_sharpness(im: Image.Image, box_px: Sequence[float]) -> float:
+    """Detail of the face in ``box_px`` (x0, y0, x1, y1, view pixels): the grey inner face
+    (brows to mouth, cheek to cheek: no hair, no background) resampled to
+    :data:`SHARP_FACE_PX` px tall, RMS of its Laplacian over its RMS contrast (+4 grey levels,
+    so that a flat patch is not all noise).  Blur lowers it, lighting and skin tone hardly do."""
+    x0, y0, x1, y1 = box_px
+    bw, bh = x1 - x0, y1 - y0
+    w, h = im.size
+    ix0, ix1 = max(0, int(round(x0 + 0.15 * bw))), min(w, int(round(x1 - 0.15 * bw)))
+    iy0, iy1 = max(0, int(round(y0 + 0.1 * bh))), min(h, int(round(y1 - 0.15 * bh)))
+    if ix1 - ix0 < 4 or iy1 - iy0 < 4:
+        return 0.0
+    face = im.crop((ix0, iy0, ix1, iy1)).convert("L")
+    scale = SHARP_FACE_PX / face.size[1]
+    tw = max(8, round(face.size[0] * scale))
+    if scale < 0.5:
+        face = face.reduce(int(1 / scale))
+    face = face.resize((tw, SHARP_FACE_PX), Image.Resampling.BILINEAR)
+    g = np.asarray(face, dtype=np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+    return float(np.sqrt(np.mean(lap * lap)) / (float(g.std()) + 4.0))
+
+
+# =========================================================================================
+# the analysis
+# =========================================================================================
+def find_faces(image, *, min_face: float = 0.03) -> FaceReport:
+    """The faces of an upright RGB view (PIL image of any mode, or a uint8 array): boxes,
+    eyes, yaw, sharpness.  Faces at least ``min_face`` of the short side tall are looked for
+    (never fewer than :data:`FINE_FACE_PX` view pixels); smaller ones are ignored."""
+    if isinstance(min_face, bool) or not isinstance(min_face, (int, float)) or not 0.0 < min_face <= 1.0:
+        raise ValueError(f"min_face must be in (0, 1], got {min_face!r}")
+    im = _as_rgb(image)
+    w, h = im.size
+    short = min(w, h)
+    if short < MIN_VIEW_SIDE:
+        return FaceReport(faces=(), searched=1.0)
+    sess = _MODELS.get()
+    t0 = time.perf_counter()
+    dets, searched, info = _detect(sess[DETECTOR], im, float(min_face))
+    t1 = time.perf_counter()
+    dets.sort(key=lambda d: -d[0])
+    verified: list[np.ndarray] = []
+    looked = 0
+    for det in dets:
+        if looked >= MAX_CANDIDATES:
+            break
+        if any(_iou(det, v) > NMS_IOU for v in verified):  # a face already confirmed
+            continue
+        looked += 1
+        v = _verify(sess[DETECTOR], im, det)
+        if v is None or v[0] < VERIFY_MIN:
+            continue
+        score = (det[0] + v[0]) / 2
+        if score >= VERIFY_SCORE:
+            best = v.copy() if v[0] >= det[0] - 0.1 else det.copy()  # the better-placed look's geometry
+            best[0] = score
+            verified.append(best)
+    info["candidates"], info["verified"] = looked, len(verified)
+    t2 = time.perf_counter()
+    verified = _weighted_nms(verified)
+    verified.sort(key=lambda d: -(d[4] - d[2]))  # largest first
+    faces = []
+    for det in verified[:MAX_FACES]:
+        if det[4] - det[2] < min(searched, 1.0) * short * 0.75:  # well below what was asked for: not guessed
+            continue
+        face = _face(sess, im, det)
+        if face is not None:
+            faces.append(face)
+    faces.sort(key=lambda f: (f.box[0], f.box[1]))
+    info["ms"] = {"detect": (t1 - t0) * 1e3, "verify": (t2 - t1) * 1e3, "faces": (time.perf_counter() - t2) * 1e3}
+    return FaceReport(faces=tuple(faces), searched=round(float(searched), 4), extra=info)
+
+
+def _face(sess, im: Image.Image, det: np.ndarray) -> Face | None:
+    """Mesh, eyes, yaw and sharpness of one verified detection; None when the mesh says it is no face."""
+    w, h = im.size
+    geom = _mesh(sess[MESH], im, det)
+    if geom.presence < FACE_PRESENCE:
+        return None
+    ears = [e for e, _ in _eyes(sess[IRIS], im, geom.mesh)]
+    # when the head turns far its far eye is hidden: positive yaw turns the face towards
+    # the image's right, and its eye on the image's right goes away from the camera
+    if abs(geom.yaw) > ONE_EYE_YAW_DEG:
+        ears[1 if geom.yaw > 0 else 0] = None
+    x0, y0, x1, y1 = (float(v) for v in det[1:5])
+    return Face(
+        box=(_clip01(x0 / w), _clip01(y0 / h), _clip01(x1 / w), _clip01(y1 / h)),
+        confidence=round(float(det[0]), 3),
+        left_eye=None if ears[0] is None else round(float(ears[0]), 4),
+        right_eye=None if ears[1] is None else round(float(ears[1]), 4),
+        eyes_closed=eyes_shut(ears),
+        yaw=round(float(geom.yaw), 1),
+        looking_away=abs(geom.yaw) > AWAY_YAW_DEG,
+        sharpness=round(face_sharpness(im, (x0, y0, x1, y1)), 4),
+        size_px=int(round(y1 - y0)),
+    )
+
+
+def eyes_shut(ears: Sequence[float | None]) -> bool:
+    """A blink (both eyes measured, their mean openness below :data:`CLOSED_EAR`) or a wink
+    (an eye below :data:`WINK_EAR`, the stricter test, which is also all one eye can tell)."""
+    m = [e for e in ears if e is not None]
+    if not m:
+        return False
+    return min(m) < WINK_EAR or (len(m) >= 2 and float(np.mean(m)) < CLOSED_EAR)
+
+
+def _clip01(v: float) -> float:
+    return min(1.0, max(0.0, v))
