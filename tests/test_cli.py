@@ -15,7 +15,7 @@ from conftest import REPO, make_photo
 from photocull.cli import main
 
 CSV_HEADER = ["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error",
-              "aesthetic", "aesthetic_std", "technical", "technical_std"]
+              "aesthetic", "aesthetic_std", "technical", "technical_std", "faces", "eyes_closed"]
 ERROR = CSV_HEADER.index("error")
 
 

@@ -382,3 +382,66 @@ def test_no_face_in_landscapes():
     for rel in ("kodak24/kodim01.png", "kodak24/kodim13.png", "kodak24/kodim23.png",
                 "pixabay640/iceland-1979445_640.jpg", "pixabay640/fox-1284512_640.jpg"):
         assert find_faces(_photo(rel)).count == 0, rel
+
+
+# -- in the pipeline: photocull score, the catalog, the overall rule ----------------------------
+
+@pytest.mark.shared_data
+@needs_shared_data
+def test_score_says_eyes_closed_for_the_sleeping_baby_not_for_kodim04(tmp_path, capsys):
+    import csv
+    import io
+    import shutil
+
+    from photocull.cli import main
+
+    folder = tmp_path / "people"
+    folder.mkdir()
+    shutil.copy(PRISTINE / "pixabay640" / "baby-1151351_640.jpg", folder)
+    shutil.copy(PRISTINE / "kodak24" / "kodim04.png", folder)
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "score", str(folder), "--format", "csv", "-q"]) == 0
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    baby, kodim = rows["baby-1151351_640.jpg"], rows["kodim04.png"]
+    assert "eyes closed" in baby["why"] and baby["faces"] == "1" and baby["eyes_closed"] == "1"
+    assert "eyes closed" not in kodim["why"] and kodim["faces"] == "1" and kodim["eyes_closed"] == "0"
+    # a lone sleeping baby keeps its place: no penalty outside a burst
+    assert float(baby["mean"]) == pytest.approx(float(baby["aesthetic"]), abs=1e-3)
+    # reopening answers from the catalog, faces included, without finding them again
+    import photocull.analysis.faces as faces_mod
+
+    def no_search(*a, **k):
+        raise AssertionError("faces searched again")
+
+    orig = faces_mod.find_faces
+    faces_mod.find_faces = no_search
+    try:
+        assert main(["--home", str(home), "score", str(folder), "--format", "csv", "-q"]) == 0
+    finally:
+        faces_mod.find_faces = orig
+    again = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert again["baby-1151351_640.jpg"]["eyes_closed"] == "1"
+
+
+def test_eyes_closed_ranks_below_open_eyes_in_a_burst_only():
+    """The burst rule of issue 4/7: every face open beats one blink; a missing face counts
+    as not open; a lone frame with closed eyes keeps its place."""
+    from photocull.cull.overall import face_faults, overall_scores
+
+    class Rep:
+        def __init__(self, n, open_, closed):
+            self.count, self.eyes_open_count, self.eyes_closed_count = n, open_, closed
+
+        def reason(self):
+            return "eyes closed" if self.closed_all() else f"{self.eyes_closed_count} of {self.count} people blinking"
+
+        def closed_all(self):
+            return self.eyes_closed_count == self.count
+
+    faces = [Rep(3, 3, 0), Rep(3, 2, 1), Rep(2, 2, 0), Rep(1, 0, 1)]
+    groups = [1, 1, 1, None]
+    ff = face_faults(faces, groups)
+    assert ff[0] == () and ff[1] == ("1 of 3 people blinking",) and "missing" in ff[2][0] and ff[3] == ()
+    out = overall_scores([5.0, 6.0, 5.8, 6.5], [(), (), (), ()], groups=groups, burst_faults=ff)
+    assert out[1].score < out[0].score and out[2].score < out[0].score  # despite higher aesthetic scores
+    assert out[3].score == 6.5  # alone: no penalty

@@ -193,8 +193,10 @@ def test_an_analysis_gets_its_larger_view_and_fills_its_field(tmp_path, tiny_mod
     assert r2.ok and r2.probs is not None and r2.thumbnail is None
 
 
-def test_default_analyses_leave_the_model_decode_alone(tmp_path, tiny_model):
-    assert scoring.decode_side(scoring.ANALYSES) == scoring.DECODE_SIDE
+def test_the_default_decode_is_the_faces_view(tmp_path, tiny_model):
+    """Faces need a short side of FACE_SIDE (a 24 MP JPEG at 1/4 DCT scale); the thumbnail
+    alone would not make the decode larger than the model's."""
+    assert scoring.decode_side(scoring.ANALYSES) == scoring.FACE_SIDE
     assert scoring.decode_side([scoring.THUMBNAIL]) == scoring.DECODE_SIDE
 
 
@@ -262,15 +264,15 @@ def test_stored_analyses_are_kept_and_found_once_for_a_folder_scored_before(tmp_
         wide = scoring.Analysis("focus", run, side=600, uses=("faces",), load=Found.from_json)
         monkeypatch.setattr(scoring, "ANALYSES", (wide,))
         got = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
-        assert len(runs) == 4 and all(max(s) == 600 for s in runs)  # its own, larger view
-        assert all(isinstance(r.focus, Found) and r.focus.side == 600 and r.error is None for r in got)
+        assert runs == [(640, 480)] * 4  # the decode itself: at least 600 px would need more than 480
+        assert all(isinstance(r.focus, Found) and r.focus.side == 640 and r.error is None for r in got)
         after = cat.lookup(files, model.model_id)
         assert all(np.array_equal(after[k].probs, v.probs) for k, v in before.items())  # scores kept
         runs.clear()
         again = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
-        assert runs == [] and all(r.focus.side == 600 for r in again)  # reopening: from the catalog
+        assert runs == [] and all(r.focus.side == 640 for r in again)  # reopening: from the catalog
         # a damaged stored value is found again, never a crash
         cat.con.execute("UPDATE scores SET analyses='{\"focus\": 7}'")
         cat.con.commit()
         fixed = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
-        assert all(r.focus is None or r.focus.side == 600 for r in fixed)
+        assert all(r.focus is None or r.focus.side == 640 for r in fixed)

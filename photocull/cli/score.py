@@ -51,7 +51,7 @@ def cmd_score(args, paths: AppPaths) -> int:
     def comps(path) -> list[Path]:
         return companions.get(os.path.abspath(path), [])
 
-    extra = ["aesthetic", "aesthetic_std", "technical", "technical_std"]
+    extra = ["aesthetic", "aesthetic_std", "technical", "technical_std", "faces", "eyes_closed"]
     if args.format == "csv":
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error", *extra])
@@ -59,11 +59,11 @@ def cmd_score(args, paths: AppPaths) -> int:
             dist = row.distribution
             w.writerow([row.path, fmt(row.mean, 4), fmt(row.std, 4),
                         *([f"{p:.4f}" for p in dist] if dist is not None else [""] * 10), row.why,
-                        row.error or "", *[fmt(x, 4) for x in row.extra]])
+                        row.error or "", *[fmt(x, 4) for x in row.extra], *row.face_counts])
         for r in bad:
-            w.writerow([r.path, "", "", *[""] * 10, "", r.error, *[""] * 4])
+            w.writerow([r.path, "", "", *[""] * 10, "", r.error, *[""] * 6])
         for p, why in problems:
-            w.writerow([p, "", "", *[""] * 10, "", why, *[""] * 4])
+            w.writerow([p, "", "", *[""] * 10, "", why, *[""] * 6])
     elif args.format == "json":
         fams = list(scorers.loaded.cfg.families)
         rows = []
@@ -75,6 +75,9 @@ def cmd_score(args, paths: AppPaths) -> int:
                          "distribution": None if dist is None else [round(float(p), 5) for p in dist],
                          "why": row.why, "faults": list(row.judged.faults),
                          **{k: _round(v) for k, v in zip(extra, row.extra)},
+                         "faces": None if r.faces is None else r.faces.count,
+                         "eyes_closed": None if r.faces is None else r.faces.eyes_closed_count,
+                         "face_details": None if r.faces is None else [_face(f) for f in r.faces.faces],
                          "aesthetic_distribution": _dist(row.aesthetic_probs),
                          "technical_distribution": _dist(row.technical_probs),
                          "severities": None if r.severities is None or not scorers.loaded.trained
@@ -121,10 +124,23 @@ class ScoreRow:
         self.technical_probs = r.probs if mode == "overall" or (mode == "single" and not alone_aesthetic) else None
         self.extra = [_mean(self.aesthetic_probs), _std(self.aesthetic_probs),
                       _mean(self.technical_probs), _std(self.technical_probs)]
+        faces = getattr(r, "faces", None)
+        self.face_counts = ["", ""] if faces is None else [str(faces.count), str(faces.eyes_closed_count)]
         whys = [w for w in (r.why or "").split(", ") if w]
+        whys += [w for w in (faces.reason().split(", ") if faces is not None else []) if w and w not in whys]
         self.why = ", ".join(whys + [f for f in judged.faults if f not in whys])
         self.error = None if mode == "single" or r.aesthetic is not None else (
             r.error or "the aesthetic model did not score this photo")
+
+
+def _face(f) -> dict:
+    """One face for the JSON output: geometry and eyes, no identity."""
+    def num(v, nd=4):
+        return None if v is None else round(float(v), nd)
+
+    return {"box": [num(v) for v in f.box], "confidence": num(f.confidence, 3), "left_eye": num(f.left_eye),
+            "right_eye": num(f.right_eye), "eyes_closed": bool(f.eyes_closed), "yaw": num(f.yaw, 1),
+            "looking_away": bool(f.looking_away), "sharpness": num(f.sharpness), "height_px": int(f.size_px)}
 
 
 def _mean(p):

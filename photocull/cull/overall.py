@@ -95,13 +95,16 @@ def group_faults(technical: Sequence[float | None], groups: Sequence[int | None]
 def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]],
                    technical: Sequence[float | None] | None = None,
                    groups: Sequence[int | None] | None = None,
-                   severities: Sequence | None = None, families: Sequence[str] = ()) -> list[Overall]:
+                   severities: Sequence | None = None, families: Sequence[str] = (),
+                   burst_faults: Sequence[Sequence[str]] | None = None) -> list[Overall]:
     """The rule above, for one shoot.  Per photo, in the same order: ``taste`` (the
     aesthetic or personal mean; None: not scored), ``faults`` (the technical model's, in
     words: :func:`photocull.model.reasons.faults`), ``technical`` (its mean; None
     when not known) and ``groups`` (the burst group's number; None when alone or not known
     yet); ``severities`` and ``families``, when given, name how a burst frame is worse
-    than the group's best."""
+    than the group's best.  ``burst_faults`` are faults that count only against a sound frame
+    of the same burst (eyes closed: a lone sleeping-baby shot keeps its place): no penalty,
+    but placed below the group's sound frames."""
     n = len(taste)
     technical = list(technical) if technical is not None else [None] * n
     groups = list(groups) if groups is not None else [None] * n
@@ -109,17 +112,40 @@ def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]
         raise ValueError("taste, faults, technical and groups must have one entry per photo")
     weaker = group_faults(technical, groups, severities, families)
     found = [tuple(f) + ((w,) if w else ()) for f, w in zip(faults, weaker)]
+    in_burst = [tuple(b) if g is not None else () for b, g in
+                zip(burst_faults if burst_faults is not None else [()] * n, groups)]
     score = [None if _number(t) is None else (_number(t) - FAULT_PENALTY if f else _number(t))
              for t, f in zip(taste, found)]
     lowest_sound: dict[int, float] = {}
-    for s, f, g in zip(score, found, groups):
-        if s is not None and g is not None and not f:
+    for s, f, b, g in zip(score, found, in_burst, groups):
+        if s is not None and g is not None and not f and not b:
             lowest_sound[g] = min(lowest_sound.get(g, s), s)
     out = []
-    for s, f, g in zip(score, found, groups):
-        if s is not None and f and g in lowest_sound:
+    for s, f, b, g in zip(score, found, in_burst, groups):
+        if s is not None and (f or b) and g in lowest_sound:
             s = min(s, lowest_sound[g] - STEP)
-        out.append(Overall(s, f))
+        out.append(Overall(s, f + b))
+    return out
+
+
+def face_faults(faces: Sequence, groups: Sequence[int | None]) -> list[tuple[str, ...]]:
+    """Per photo, the faces' faults inside its burst group (issue 4/7): a frame where fewer
+    faces have their eyes open than the most faces found in any frame of the group (a face
+    that is missing counts as not open).  ``faces``: face reports (``count``,
+    ``eyes_open_count``, ``reason()``) or None (not analysed)."""
+    most: dict[int, int] = {}
+    for f, g in zip(faces, groups):
+        if f is not None and g is not None:
+            most[g] = max(most.get(g, 0), int(f.count))
+    out = []
+    for f, g in zip(faces, groups):
+        if f is None or g is None or not most.get(g) or int(f.eyes_open_count) >= most[g]:
+            out.append(())
+        elif f.eyes_closed_count:
+            out.append((f.reason().split(", ")[0],))  # "eyes closed", "1 of 3 people blinking"
+        else:
+            missing = most[g] - int(f.eyes_open_count)
+            out.append((f"{missing} of {most[g]} faces missing, turned away or eyes not seen",))
     return out
 
 
@@ -140,4 +166,6 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
     taste = [mean(r.aesthetic if mode == "overall" else r.probs) for r in results]
     technical = [mean(r.probs) for r in results] if mode == "overall" else None
     found = [technical_faults(r.severities, families) for r in results]
-    return overall_scores(taste, found, technical, groups, [r.severities for r in results], families)
+    groups = list(groups) if groups is not None else [None] * len(results)
+    faces = face_faults([getattr(r, "faces", None) for r in results], groups)
+    return overall_scores(taste, found, technical, groups, [r.severities for r in results], families, faces)

@@ -41,7 +41,7 @@ from photocull.model.losses import dist_mean, dist_std
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
-from .widgets import LABEL_COLOURS, HistogramWidget, ThumbDelegate
+from .widgets import LABEL_COLOURS, HistogramWidget, ThumbDelegate, reasons_line
 from .workers import GeneratorWorker, ImageLoader, error_text
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,12 @@ class DetailPanel(QWidget):
                 lines.append(" · ".join(parts))
         if it.faults:
             lines.append("<span style='color:#c03030'>ranked below sound frames: " + "; ".join(it.faults) + "</span>")
-        if it.why:
-            lines.append(f"<span style='color:#d06020'>why: {it.why}</span>")
+        why = reasons_line(it)
+        if why:
+            lines.append(f"<span style='color:#d06020'>why: {why}</span>")
+        if it.faces is not None and it.faces.count:
+            lines.append(f"{it.faces.count} face{'s' * (it.faces.count != 1)}, "
+                         f"{it.faces.eyes_closed_count} with eyes closed")
         if it.error:
             lines.append(f"<span style='color:#c03030'>cannot use this file: {it.error}</span>")
         if it.capture_time:

@@ -33,7 +33,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
-from photocull.cull.overall import overall_scores
+from photocull.cull.overall import face_faults, overall_scores
 from photocull.model.losses import dist_mean, dist_std
 from photocull.model.reasons import faults as technical_faults
 
@@ -53,6 +53,7 @@ class PhotoItem:
     technical_mean: float | None = None  # the technical model's mean (None when it did not run)
     technical_faults: tuple = ()         # the technical model's faults (reasons.faults)
     faults: tuple = ()                   # every fault that pulled the overall score down
+    faces: object | None = None          # photocull.analysis.faces.FaceReport (None: not analysed)
     error: str | None = None
     capture_time: float | None = None
     exposure_bias: float | None = None
@@ -252,6 +253,7 @@ class PhotoListModel(QAbstractListModel):
             it = self.items[self._order[row]]
             it.probs, it.severities, it.why, it.error = r.probs, r.severities, r.why, r.error
             it.aesthetic = getattr(r, "aesthetic", None)
+            it.faces = getattr(r, "faces", None)
             self._judge_one(it)
             if r.exif is not None and r.exif.capture_time is not None:
                 it.capture_time = r.exif.capture_time
@@ -305,9 +307,11 @@ class PhotoListModel(QAbstractListModel):
     def _ranks(self) -> None:
         if self.mode != "single":  # the overall rule, over the whole shoot (burst groups as found so far)
             items = self.items
+            groups = [it.group for it in items]
             judged = overall_scores([it.taste_mean for it in items], [it.technical_faults for it in items],
-                                    [it.technical_mean for it in items], [it.group for it in items],
-                                    [it.severities for it in items], self.families)
+                                    [it.technical_mean for it in items], groups,
+                                    [it.severities for it in items], self.families,
+                                    face_faults([it.faces for it in items], groups))
             for it, j in zip(items, judged):
                 it.mean, it.faults = j.score, j.faults
         ranks, n = ranking.rank_items(self.items)  # the command line's ranks and words

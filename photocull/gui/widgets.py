@@ -21,8 +21,10 @@ def both_scores(it) -> str:
 
 
 def reasons_line(it) -> str:
-    """Every reason, once: the technical model's, then the faults the overall rule found."""
-    return ", ".join(dict.fromkeys([*filter(None, (it.why or "").split(", ")), *it.faults]))
+    """Every reason, once: the technical model's, the faces', then the faults the overall rule found."""
+    faces = getattr(it, "faces", None)
+    said = faces.reason().split(", ") if faces is not None else []
+    return ", ".join(dict.fromkeys(filter(None, [*(it.why or "").split(", "), *said, *it.faults])))
 
 
 def score_colour(percentile: float | None) -> QColor:
