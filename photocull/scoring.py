@@ -72,6 +72,7 @@ class ScoreResult(DistributionStats):
     aesthetic_features: np.ndarray | None = None  # its pooled features (float16)
     # -- one field per analysis (see ANALYSES) --
     thumbnail: object | None = None  # PIL image, ``THUMB_SIDE`` px, when asked for
+    tiny_gray: np.ndarray | None = None  # 64x64 uint8 grey for burst grouping (kept in the catalog's greys)
     faces: object | None = None      # photocull.analysis.faces.FaceReport
     focus: object | None = None      # photocull.analysis.focus.FocusReport
 
@@ -169,7 +170,18 @@ def _load_faces(value):
 
 
 FACES = Analysis("faces", _faces, side=FACE_SIDE, load=_load_faces)
-ANALYSES: tuple[Analysis, ...] = (FACES,)  # run for every photo; THUMBNAIL is asked for by the GUI
+
+
+def _tiny_gray(im: Image.Image) -> np.ndarray:
+    from photocull.cull.bursts import tiny_gray_u8
+
+    return tiny_gray_u8(im)
+
+
+# burst grouping compares tiny greys of frames: made from this decode, grouping never decodes
+# a photo again (it did: as dear as scoring it, for a 24 MP JPEG)
+TINY_GRAY = Analysis("tiny_gray", _tiny_gray)
+ANALYSES: tuple[Analysis, ...] = (TINY_GRAY, FACES)  # run for every photo; THUMBNAIL is asked for by the GUI
 
 
 @dataclass
@@ -551,6 +563,9 @@ def iter_scores_cached(
         if aesthetic is not None:
             catalog.store_results([r.aesthetic_result() for r in prog.results
                                    if r.path not in partial or partial[r.path][1] is None], aesthetic.model_id)
+        greys = [(r.path, r.tiny_gray) for r in prog.results if r.tiny_gray is not None]
+        if greys:
+            catalog.store_tiny_grays(greys)
         if wanted:  # the analyses of photos whose scores were kept
             catalog.store_analyses([(r.path, r.analyses_json) for r in prog.results
                                     if r.path in partial and partial[r.path][0] is not None and r.analyses_json],

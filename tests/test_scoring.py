@@ -276,3 +276,24 @@ def test_stored_analyses_are_kept_and_found_once_for_a_folder_scored_before(tmp_
         cat.con.commit()
         fixed = [r for prog in iter_scores_cached(files, model, cat, analyses=(wide,)) for r in prog.results]
         assert all(r.focus is None or r.focus.side == 640 for r in fixed)
+
+
+def test_the_tiny_greys_for_burst_grouping_come_from_the_one_decode(tmp_path, monkeypatch):
+    """Scoring keeps each photo's tiny grey in the catalog: grouping bursts afterwards decodes
+    nothing again."""
+    from reliability_helpers import fast_model
+
+    from photocull.cull import bursts
+
+    files = [make_photo(tmp_path / f"p{i}.jpg", seed=i, size=(320, 240)) for i in range(4)]
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        results = [r for prog in iter_scores_cached(files, fast_model(64), cat) for r in prog.results]
+        assert all(r.tiny_gray is not None and r.tiny_gray.shape == (64, 64) for r in results)
+        assert all(cat.tiny_gray(f, bursts.TINY_SIDE) is not None for f in files)
+
+        def no_decode(path):
+            raise AssertionError(f"{path} decoded again for grouping")
+
+        monkeypatch.setattr(bursts, "load_tiny_gray_u8", no_decode)
+        loader = bursts.CachedGrayLoader(cat, decode=no_decode)
+        assert all(loader(f) is not None for f in files) and loader.decoded == 0

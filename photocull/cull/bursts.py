@@ -512,7 +512,9 @@ def group_numbers(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> 
         found = find_groups_cached(items, catalog, gap_seconds)
     else:
         feats = {os.path.abspath(r.path): r.features for r in results if getattr(r, "features", None) is not None}
-        found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray)
+        grays = {os.path.abspath(r.path): r.tiny_gray for r in results
+                 if getattr(r, "tiny_gray", None) is not None}
+        found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray, grays=grays)
     return [None if g is None else g.group for g in (found or [None] * len(items))]
 
 
