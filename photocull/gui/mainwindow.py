@@ -14,6 +14,7 @@ from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal, Slo
 from PySide6.QtGui import QActionGroup, QColor, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -141,7 +142,12 @@ class DetailPanel(QWidget):
             lines.append(f"<span style='color:#d06020'>why: {why}</span>")
         if it.faces is not None and it.faces.count:
             lines.append(f"{it.faces.count} face{'s' * (it.faces.count != 1)}, "
-                         f"{it.faces.eyes_closed_count} with eyes closed")
+                         f"{it.faces.eyes_closed_count} with eyes closed; face sharpness "
+                         f"{it.faces.sharpness:.2f}" + (" (the softest)" if it.faces.count > 1 else "")
+                         + " — O shows them in the loupe")
+        describe = getattr(it.focus, "describe", None)
+        if callable(describe):
+            lines.append(f"focus: {describe()} — M shows the focus map in the loupe")
         if it.error:
             lines.append(f"<span style='color:#c03030'>cannot use this file: {it.error}</span>")
         if it.capture_time:
@@ -244,6 +250,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.loupe = None
         self.compare = None
+        self.show_faces = False  # O: face boxes in the loupe and compare
+        self.show_focus = False  # M: the focus map
 
         self._build_menus()
         self._build_toolbar()
@@ -286,13 +294,15 @@ class MainWindow(QMainWindow):
 
         v = mb.addMenu("&View")
         grp = QActionGroup(self)
+        self._sort_actions = {}
         for key, label in (("score", "Sort by &Score"), ("name", "Sort by &Name"), ("time", "Sort by Capture &Time"),
-                           ("std", "Sort by Score &Spread")):
+                           ("std", "Sort by Score &Spread"), ("face_sharpness", "Sort by &Face Sharpness")):
             act = v.addAction(label)
             act.setCheckable(True)
             act.setChecked(key == "score")
             act.triggered.connect(lambda _=False, k=key: self.set_sort(k))
             grp.addAction(act)
+            self._sort_actions[key] = act
         v.addSeparator()
         a = v.addAction("&Loupe", self.open_loupe)
         a = v.addAction("&Compare Selected", self.open_compare)
@@ -300,6 +310,11 @@ class MainWindow(QMainWindow):
         self.groups_action.setCheckable(True)
         self.groups_action.setChecked(True)
         self.groups_action.toggled.connect(lambda on: self.proxy.set_filter(collapse_groups=on))
+        v.addSeparator()
+        self.faces_action = v.addAction("Face B&oxes in the Loupe\tO", self.toggle_faces)
+        self.faces_action.setCheckable(True)
+        self.focus_action = v.addAction("Focus &Map in the Loupe\tM", self.toggle_focus_map)
+        self.focus_action.setCheckable(True)
 
         s = mb.addMenu("&Select")
         s.addAction("Pick best of each burst, reject the rest…", self.pick_best_of_groups)
@@ -315,7 +330,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel(" Sort "))
         self.sort_combo = QComboBox()
         for key, label in (("score", "Score (best first)"), ("name", "File name"), ("time", "Capture time"),
-                           ("std", "Spread (std)")):
+                           ("std", "Spread (std)"), ("face_sharpness", "Face sharpness")):
             self.sort_combo.addItem(label, key)
         self.sort_combo.currentIndexChanged.connect(lambda i: self.set_sort(self.sort_combo.itemData(i)))
         tb.addWidget(self.sort_combo)
@@ -347,6 +362,12 @@ class MainWindow(QMainWindow):
         self.score_spin.setSpecialValueText("any")
         self.score_spin.valueChanged.connect(lambda v: self.proxy.set_filter(min_score=v or None))
         tb.addWidget(self.score_spin)
+        self.eyes_check = QCheckBox("eyes closed")
+        self.eyes_check.setToolTip("Show only photos with at least one face whose eyes are closed\n"
+                                   "(every such frame, bursts included)")
+        self.eyes_check.toggled.connect(lambda on: self.proxy.set_filter(eyes_closed=on))
+        self.eyes_check.clicked.connect(self.grid.setFocus)
+        tb.addWidget(self.eyes_check)
         # Enter in a number box applies it (the value is live already) and hands the keys
         # back to the grid; it never reaches the window's Return shortcut (the loupe).
         # A choice in a list does the same (else the next P or G picks a list entry)
@@ -399,6 +420,8 @@ class MainWindow(QMainWindow):
         sc("C", self.open_compare)
         sc("Z", self.toggle_zoom)
         sc("G", self.toggle_group)
+        sc("O", self.toggle_faces)
+        sc("M", self.toggle_focus_map)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -599,6 +622,9 @@ class MainWindow(QMainWindow):
         i = self.sort_combo.findData(key)
         if i >= 0 and i != self.sort_combo.currentIndex():
             self.sort_combo.setCurrentIndex(i)
+        act = self._sort_actions.get(key)
+        if act is not None:
+            act.setChecked(True)
 
     # -- selection and images ------------------------------------------------------------
     def current_item(self) -> PhotoItem | None:
@@ -776,6 +802,7 @@ class MainWindow(QMainWindow):
 
         if self.loupe is None:
             self.loupe = LoupeView(self)
+            self.loupe.set_overlays(self.show_faces, self.show_focus)
             self.stack.addWidget(self.loupe)
         self.loupe.show_item(it)
         self.stack.setCurrentWidget(self.loupe)
@@ -797,6 +824,7 @@ class MainWindow(QMainWindow):
 
         if self.compare is None:
             self.compare = CompareView(self)
+            self.compare.set_overlays(self.show_faces, self.show_focus)
             self.compare.focusMoved.connect(self._on_compare_focus)
             self.stack.addWidget(self.compare)
         cur = self.current_item()
@@ -823,6 +851,30 @@ class MainWindow(QMainWindow):
         w = self.stack.currentWidget()
         if hasattr(w, "toggle_zoom"):
             w.toggle_zoom()
+
+    def toggle_faces(self) -> None:
+        """O: face boxes over the photo in the loupe and compare (green eyes open, red closed,
+        orange looking away); on until pressed again, from photo to photo."""
+        self.set_overlays(faces=not self.show_faces)
+        self.status_label.setText("Face boxes " + ("on: green eyes open, red closed, orange looking away (O hides them)"
+                                                   if self.show_faces else "off"))
+
+    def toggle_focus_map(self) -> None:
+        """M: the focus map (where the photo is sharp) over the photo in the loupe and compare."""
+        self.set_overlays(focus=not self.show_focus)
+        self.status_label.setText("Focus map " + ("on: green sharp, red soft, hatched where there is no detail to judge "
+                                                  "(M hides it)" if self.show_focus else "off"))
+
+    def set_overlays(self, faces: bool | None = None, focus: bool | None = None) -> None:
+        if faces is not None:
+            self.show_faces = faces
+        if focus is not None:
+            self.show_focus = focus
+        for v in (self.loupe, self.compare):
+            if v is not None:
+                v.set_overlays(self.show_faces, self.show_focus)
+        self.faces_action.setChecked(self.show_faces)
+        self.focus_action.setChecked(self.show_focus)
 
     def keyPressEvent(self, ev) -> None:
         if self.stack.currentWidget() is self.loupe and ev.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):

@@ -54,6 +54,7 @@ class PhotoItem:
     technical_faults: tuple = ()         # the technical model's faults (reasons.faults)
     faults: tuple = ()                   # every fault that pulled the overall score down
     faces: object | None = None          # photocull.analysis.faces.FaceReport (None: not analysed)
+    focus: object | None = None          # photocull.analysis.focus.FocusReport (None: not analysed)
     error: str | None = None
     capture_time: float | None = None
     exposure_bias: float | None = None
@@ -94,12 +95,29 @@ class PhotoItem:
     def scored(self) -> bool:
         return self.mean is not None
 
+    @property
+    def eyes_closed_count(self) -> int:
+        """Faces found with an eye shut (0 when none, or when faces were not analysed)."""
+        return self.faces.eyes_closed_count if self.faces is not None else 0
+
+    @property
+    def face_sharpness(self) -> float | None:
+        """The softest face's sharpness (a group frame is as good as its softest face); None without faces."""
+        return self.faces.sharpness if self.faces is not None else None
+
+
+def _by_face_sharpness(it: PhotoItem) -> tuple:
+    """Sharpest softest face first; photos without faces last, each part in the score's order."""
+    s = it.face_sharpness
+    return (s is None, -(s or 0.0), it.rank is None, it.rank or 0, it.sort_name)
+
 
 SORT_KEYS = {
     "score": lambda it: (it.rank is None, it.rank or 0, it.sort_name),  # cull.ranking's order
     "name": lambda it: (it.sort_name,),
     "time": lambda it: (it.capture_time is None, it.capture_time or 0.0, it.sort_name),
     "std": lambda it: (it.std is None, it.std or 0.0, it.sort_name),
+    "face_sharpness": _by_face_sharpness,
 }
 
 
@@ -157,6 +175,9 @@ class PhotoListModel(QAbstractListModel):
                 lines.append(f"score {it.mean:.2f} ± {it.std:.2f}" + (f"  ·  rank {it.rank}" if it.rank else ""))
             if it.why:
                 lines.append(it.why)
+            if it.faces is not None and it.faces.count:
+                n, shut = it.faces.count, it.faces.eyes_closed_count
+                lines.append(f"{n} face{'s' * (n != 1)}" + (f", {shut} with eyes closed" if shut else ""))
             err = it.error or self._thumb_errors.get(it.key)
             if err:
                 lines.append(f"cannot use this file: {err}")
@@ -254,6 +275,7 @@ class PhotoListModel(QAbstractListModel):
             it.probs, it.severities, it.why, it.error = r.probs, r.severities, r.why, r.error
             it.aesthetic = getattr(r, "aesthetic", None)
             it.faces = getattr(r, "faces", None)
+            it.focus = getattr(r, "focus", None)
             self._judge_one(it)
             if r.exif is not None and r.exif.capture_time is not None:
                 it.capture_time = r.exif.capture_time
@@ -438,14 +460,18 @@ class FilterState:
     min_stars: int = 0
     label: str = "all"  # all | none | a colour label's name ("Red")
     min_score: float | None = None
+    eyes_closed: bool = False  # only photos with at least one face whose eyes are closed
     collapse_groups: bool = True
     expanded: set = field(default_factory=set)
 
 
 class PhotoProxy(QSortFilterProxyModel):
-    """Filters by flags/stars/colour label/score.  The order (score, name, capture time, std) is the
-    source model's: ``set_sort_key`` passes the key on; the proxy itself never sorts
-    (no Python ``lessThan`` per comparison)."""
+    """Filters by flags/stars/colour label/score/closed eyes.  The order (score, name, capture time,
+    std, face sharpness) is the source model's: ``set_sort_key`` passes the key on; the proxy
+    itself never sorts (no Python ``lessThan`` per comparison).
+
+    The "eyes closed" filter shows every such frame, collapsed bursts included: the blink is
+    rarely a burst's best frame, and it is the frame this filter is looking for."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -463,7 +489,7 @@ class PhotoProxy(QSortFilterProxyModel):
             model.refreshed.connect(self._on_refreshed)
 
     def _on_refreshed(self) -> None:
-        if self.filter.min_score is not None:
+        if self.filter.min_score is not None or self.filter.eyes_closed:
             self.refilter()
 
     def set_sort_key(self, key: str) -> None:
@@ -505,6 +531,8 @@ class PhotoProxy(QSortFilterProxyModel):
             return False
         if f.min_score is not None and (it.mean is None or it.mean < f.min_score):
             return False
+        if f.eyes_closed:
+            return it.eyes_closed_count > 0
         if f.collapse_groups and it.group is not None and not it.group_best and it.group not in f.expanded:
             return False
         return True

@@ -2,19 +2,100 @@
 
 Each pane paints its photo's marks (flag, stars, colour label) from the item itself, so a
 ``refresh()`` after a mark shows it at once.  Compare has one focused pane (outlined): a
-click, Tab / Shift+Tab or the arrow keys move it, and marks go to that pane's photo only."""
+click, Tab / Shift+Tab or the arrow keys move it, and marks go to that pane's photo only.
+
+Two overlays, drawn from what the scoring pipeline found (nothing is computed here), in the
+photo's own rectangle, so they stay in place at fit, at 100 % and while panning:
+
+* face boxes (**O**): green when the eyes are open, red when closed, orange when looking away,
+  grey when the eyes were too small to tell;
+* the focus map (**M**): the focus analysis's sharpness grid, sharp cells green and faint,
+  soft ones red, cells without detail to judge hatched; the subject it judged dashed.
+
+The panes say in their top-left corner what an overlay has to show ("no focus map", "no
+faces found"), so an empty overlay is never mistaken for a switched-off one."""
 from __future__ import annotations
 
+import math
 import os
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QVBoxLayout, QWidget
 
 from .photomodel import PhotoItem
-from .widgets import LABEL_COLOURS
+from .widgets import LABEL_COLOURS, reasons_line
 
 FOCUS_COLOUR = QColor("#f0c040")
+
+FACE_OPEN = QColor("#30d050")
+FACE_CLOSED = QColor("#ff3030")
+FACE_AWAY = QColor("#ff9a20")
+FACE_UNKNOWN = QColor("#b0b0b0")
+
+# the focus map's colours by cell sharpness (FocusReport: 1 / (1 + blur), blur the Gaussian
+# sigma in the analysed view's pixels): sharp at blur <= 1 px, soft from blur >= 2.3 px
+MAP_SHARP = 0.5
+MAP_SOFT = 0.3
+MAP_ALPHA_SHARP = 45
+MAP_ALPHA_SOFT = 130
+
+
+def face_colour(face) -> QColor:
+    """A face box's colour: red eyes closed, orange looking away, green eyes open, grey unknown."""
+    if getattr(face, "eyes_closed", False):
+        return FACE_CLOSED
+    if getattr(face, "looking_away", False):
+        return FACE_AWAY
+    if getattr(face, "eyes_open", True):
+        return FACE_OPEN
+    return FACE_UNKNOWN
+
+
+def face_label(face) -> str:
+    if getattr(face, "eyes_closed", False):
+        return "eyes closed"
+    if getattr(face, "looking_away", False):
+        return "looking away"
+    if getattr(face, "eyes_open", True):
+        return "eyes open"
+    return "eyes not measured"
+
+
+def focus_grid(report) -> np.ndarray | None:
+    """The report's sharpness grid (rows x cols, 0..1, NaN where no detail), or None when there
+    is none to draw."""
+    if report is None or not hasattr(report, "sharpness_map"):
+        return None
+    try:
+        g = np.asarray(report.sharpness_map(), dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    if g.ndim != 2 or g.size == 0 or not np.isfinite(g).any():
+        return None
+    return g
+
+
+def focus_map_image(grid: np.ndarray) -> QImage:
+    """One pixel per cell, premultiplied ARGB: green (faint) where sharp, through yellow, to red
+    (stronger) where soft; clear where the cell had no detail to judge."""
+    rows, cols = grid.shape
+    t = np.clip((grid - MAP_SOFT) / (MAP_SHARP - MAP_SOFT), 0.0, 1.0)  # 0 soft .. 1 sharp
+    t = np.nan_to_num(t, nan=0.0)
+    red = np.where(t < 0.5, 255.0, 255.0 * (1.0 - t) * 2.0)
+    green = np.where(t < 0.5, 400.0 * t, 210.0)
+    blue = np.full_like(t, 40.0)
+    alpha = MAP_ALPHA_SOFT + (MAP_ALPHA_SHARP - MAP_ALPHA_SOFT) * t
+    alpha[~np.isfinite(grid)] = 0.0
+    a = alpha / 255.0
+    argb = np.zeros((rows, cols, 4), np.uint8)  # Format_ARGB32_Premultiplied in memory: B, G, R, A
+    argb[..., 0] = np.clip(blue * a, 0, 255)
+    argb[..., 1] = np.clip(green * a, 0, 255)
+    argb[..., 2] = np.clip(red * a, 0, 255)
+    argb[..., 3] = np.clip(alpha, 0, 255)
+    img = QImage(argb.tobytes(), cols, rows, cols * 4, QImage.Format.Format_ARGB32_Premultiplied)
+    return img.copy()  # owns its pixels (the bytes above go away)
 
 
 def marks_text(it: PhotoItem) -> str:
@@ -38,6 +119,11 @@ class ImagePane(QWidget):
         self.centre = QPointF(0.5, 0.5)
         self.focused = False  # outlined: the pane that marks go to (compare)
         self.painted_marks: tuple | None = None  # (flag, rating, label) as last painted
+        self.show_faces = False  # O: face boxes
+        self.show_focus = False  # M: the focus map
+        self.painted_faces = 0  # face boxes drawn at the last paint
+        self.painted_focus = False  # the focus map drawn at the last paint
+        self._map_cache: tuple | None = None  # (report, QImage | None, grid | None)
         self._drag = None
         self.setMinimumSize(200, 150)
 
@@ -55,6 +141,11 @@ class ImagePane(QWidget):
     def set_zoom(self, on: bool) -> None:
         self.zoom_100 = on
         self.update()
+
+    def set_overlays(self, faces: bool, focus: bool) -> None:
+        if (faces, focus) != (self.show_faces, self.show_focus):
+            self.show_faces, self.show_focus = faces, focus
+            self.update()
 
     def set_focused(self, on: bool) -> None:
         if on != self.focused:
@@ -84,12 +175,128 @@ class ImagePane(QWidget):
         else:
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             p.drawPixmap(self.target_rect(), self.pixmap, QRectF(self.pixmap.rect()))
+        self.painted_faces, self.painted_focus = 0, False
+        if self.item is not None and self.pixmap is not None:
+            if self.show_focus:
+                self._paint_focus_map(p, self.item)
+            if self.show_faces:
+                self._paint_faces(p, self.item)
         if self.item is not None:
+            self._paint_notes(p)
             self._paint_overlay(p, self.item)
         if self.focused:
             p.setPen(QPen(FOCUS_COLOUR, 4))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRect(self.rect().adjusted(2, 2, -2, -2))
+
+    # -- analyses -------------------------------------------------------------------------
+    def _map_image(self, report) -> QImage | None:
+        if self._map_cache is None or self._map_cache[0] is not report:
+            grid = focus_grid(report)
+            self._map_cache = (report, None if grid is None else focus_map_image(grid), grid)
+        return self._map_cache[1]
+
+    def _frac_rect(self, box) -> QRectF | None:
+        """A box in fractions of the upright photo (x0, y0, x1, y1) in widget coordinates."""
+        r = self.target_rect()
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            return None
+        if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 <= x0 or y1 <= y0:
+            return None
+        return QRectF(r.left() + x0 * r.width(), r.top() + y0 * r.height(), (x1 - x0) * r.width(),
+                      (y1 - y0) * r.height())
+
+    def _paint_focus_map(self, p: QPainter, it: PhotoItem) -> None:
+        img = self._map_image(it.focus)
+        if img is None:
+            return
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # one block per cell
+        target = self.target_rect()
+        p.drawImage(target, img, QRectF(img.rect()))
+        grid = self._map_cache[2]
+        rows, cols = grid.shape
+        cw, ch = target.width() / cols, target.height() / rows
+        hatch = QBrush(QColor(255, 255, 255, 70), Qt.BrushStyle.BDiagPattern)
+        for r, c in zip(*np.nonzero(~np.isfinite(grid))):  # no detail to judge: hatched
+            p.fillRect(QRectF(target.left() + c * cw, target.top() + r * ch, cw, ch), hatch)
+        box = self._frac_rect(getattr(it.focus, "subject_box", None))
+        if box is not None and tuple(getattr(it.focus, "subject_box", ())) != (0.0, 0.0, 1.0, 1.0):
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1.5, Qt.PenStyle.DashLine))
+            p.drawRect(box)
+        p.restore()
+        self.painted_focus = True
+
+    def _paint_faces(self, p: QPainter, it: PhotoItem) -> None:
+        faces = getattr(it.faces, "faces", None) or ()
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        fm = p.fontMetrics()
+        n = 0
+        for face in faces:
+            box = self._frac_rect(getattr(face, "box", None))
+            if box is None:
+                continue
+            colour = face_colour(face)
+            p.setPen(QPen(QColor(0, 0, 0, 160), 4))  # a dark rim: the box reads on light skin and sky
+            p.drawRect(box)
+            p.setPen(QPen(colour, 2))
+            p.drawRect(box)
+            if box.width() >= 36:
+                text = fm.elidedText(face_label(face), Qt.TextElideMode.ElideRight, int(max(box.width(), 80)))
+                tw, th = fm.horizontalAdvance(text) + 8, fm.height() + 2
+                y = box.top() - th if box.top() - th >= 0 else box.bottom()
+                tag = QRectF(box.left() - 1, y, tw, th)
+                p.fillRect(tag, colour)
+                p.setPen(QColor("#000") if colour in (FACE_OPEN, FACE_AWAY, FACE_UNKNOWN) else QColor("#fff"))
+                p.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+            n += 1
+        p.restore()
+        self.painted_faces = n
+
+    def overlay_notes(self) -> list[str]:
+        """What the overlays switched on have to say (drawn in the top-left corner)."""
+        it = self.item
+        if it is None:
+            return []
+        notes = []
+        if self.show_faces:
+            rep = it.faces
+            if rep is None:
+                notes.append("faces not analysed")
+            elif not rep.count:
+                notes.append("no faces found")
+            else:
+                shut, n = rep.eyes_closed_count, rep.count
+                notes.append(f"{n} face{'s' * (n != 1)}" + (f", {shut} with eyes closed" if shut else ""))
+        if self.show_focus:
+            if focus_grid(it.focus) is None:
+                why = getattr(it.focus, "note", "") if it.focus is not None else ""
+                notes.append("no focus map" + (f" ({why})" if why else ""))
+            else:
+                describe = getattr(it.focus, "describe", None)
+                said = describe() if callable(describe) else (it.focus.reason() or "sharp")
+                notes.append(f"focus: {said}  ·  map: green sharp, red soft, hatched no detail")
+        return notes
+
+    def _paint_notes(self, p: QPainter) -> None:
+        notes = self.overlay_notes()
+        if not notes:
+            return
+        fm = p.fontMetrics()
+        y = 8
+        for text in notes:
+            text = fm.elidedText(text, Qt.TextElideMode.ElideRight, self.width() - 32)
+            r = QRectF(8, y, fm.horizontalAdvance(text) + 12, fm.height() + 6)
+            p.fillRect(r, QColor(0, 0, 0, 170))
+            p.setPen(QColor("#eee"))
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+            y += r.height() + 3
 
     def _paint_overlay(self, p: QPainter, it: PhotoItem) -> None:
         """The bottom strip: name, score, reason; then the marks (flag, stars, label)."""
@@ -109,7 +316,8 @@ class ImagePane(QWidget):
             x += p.fontMetrics().horizontalAdvance(marks) + 14
             f.setBold(False)
             p.setFont(f)
-        txt = it.name + (f"   {it.mean:.2f} ± {it.std:.2f}" if it.scored else "") + (f"   {it.why}" if it.why else "")
+        why = reasons_line(it)  # the grid's reasons: the technical model's, the faces', the faults
+        txt = it.name + (f"   {it.mean:.2f} ± {it.std:.2f}" if it.scored else "") + (f"   {why}" if why else "")
         p.setPen(QColor("#eee"))
         txt = p.fontMetrics().elidedText(txt, Qt.TextElideMode.ElideRight, self.width() - x - 8)
         p.drawText(x, self.height() - 8, txt)
@@ -157,6 +365,10 @@ class LoupeView(QWidget):
     def toggle_zoom(self) -> None:
         self.pane.set_zoom(not self.pane.zoom_100)
 
+    def set_overlays(self, faces: bool, focus: bool) -> None:
+        """Face boxes and focus map on or off; they stay so from photo to photo."""
+        self.pane.set_overlays(faces, focus)
+
 
 class CompareView(QWidget):
     """Two to four photos side by side; zoom and pan move all of them together.  One pane
@@ -172,6 +384,7 @@ class CompareView(QWidget):
         self.grid.setSpacing(2)
         self.panes: list[ImagePane] = []
         self.focus_index = 0
+        self.overlays = (False, False)  # (face boxes, focus map), for every pane
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setStyleSheet("CompareView{background:#111}")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
@@ -184,6 +397,7 @@ class CompareView(QWidget):
         for i, it in enumerate(items[:4]):
             pn = ImagePane()
             pn.set_item(it)
+            pn.set_overlays(*self.overlays)
             pn.panned.connect(self._sync)
             pn.clicked.connect(self._on_pane_clicked)
             self.grid.addWidget(pn, i // self.COLS, i % self.COLS)
@@ -247,6 +461,11 @@ class CompareView(QWidget):
     def set_image(self, path, image) -> None:
         for pn in self.panes:
             pn.set_image(path, image)
+
+    def set_overlays(self, faces: bool, focus: bool) -> None:
+        self.overlays = (faces, focus)
+        for pn in self.panes:
+            pn.set_overlays(faces, focus)
 
     def toggle_zoom(self) -> None:
         on = not (self.panes and self.panes[0].zoom_100)

@@ -1,6 +1,8 @@
 """Painting: the thumbnail delegate and the score histogram."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
@@ -25,6 +27,38 @@ def reasons_line(it) -> str:
     faces = getattr(it, "faces", None)
     said = faces.reason().split(", ") if faces is not None else []
     return ", ".join(dict.fromkeys(filter(None, [*(it.why or "").split(", "), *said, *it.faults])))
+
+
+EYES_CLOSED_BADGE = QColor(200, 40, 40, 230)
+
+
+def eyes_closed_badge(it) -> str | None:
+    """The grid badge of a photo with closed eyes: None when it has none; else the words beside
+    the drawn shut eye: '' when every face has them shut, "1/3" in a group (the reason line below
+    the thumbnail says it in words)."""
+    faces = getattr(it, "faces", None)
+    shut = faces.eyes_closed_count if faces is not None else 0
+    if not shut:
+        return None
+    return "" if shut == faces.count else f"{shut}/{faces.count}"
+
+
+def draw_closed_eye(p: QPainter, cx: float, cy: float, w: float, colour: QColor) -> None:
+    """A shut eye (the lid's lower curve and three lashes below it), ``w`` px wide, centred on
+    (cx, cy): drawn, so it needs no symbol font."""
+    rx, ry = w / 2, w * 0.42
+    ecx, ecy = cx, cy - w * 0.3  # the lid's ellipse: its lower curve sits just above the centre
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(colour, max(1.5, w / 8), Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawArc(QRectF(ecx - rx, ecy - ry, 2 * rx, 2 * ry), 200 * 16, 140 * 16)
+    for deg in (235, 270, 305):  # lashes: outwards from the curve
+        a = math.radians(deg)
+        dx, dy = math.cos(a), -math.sin(a)
+        x0, y0 = ecx + rx * dx, ecy + ry * dy
+        p.drawLine(QPointF(x0, y0), QPointF(x0 + dx * w * 0.16, y0 + dy * w * 0.22))
+    p.restore()
 
 
 def score_colour(percentile: float | None) -> QColor:
@@ -103,6 +137,20 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(fr, QColor("#eee") if it.flag > 0 else QColor("#c33"))
             p.setPen(Qt.GlobalColor.black if it.flag > 0 else Qt.GlobalColor.white)
             p.drawText(fr, Qt.AlignmentFlag.AlignCenter, "⚑" if it.flag > 0 else "✕")
+        # closed eyes (top-right, left of the flag): a drawn shut eye, and "1/3" in a group
+        eyes = eyes_closed_badge(it)
+        if eyes is not None:
+            f = QFont(option.font)
+            f.setBold(True)
+            p.setFont(f)
+            tw = p.fontMetrics().horizontalAdvance(eyes) + 4 if eyes else 0
+            right = area.right() - (24 if it.flag else 0)
+            er = QRect(right - 28 - tw, area.top(), 28 + tw, 20)
+            p.fillRect(er, EYES_CLOSED_BADGE)
+            draw_closed_eye(p, er.left() + 14, er.top() + 10, 18, QColor("#fff"))
+            if eyes:
+                p.setPen(Qt.GlobalColor.white)
+                p.drawText(er.adjusted(26, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, eyes)
         if it.kind:
             p.setFont(option.font)
             kr = QRect(area.left(), area.bottom() - 18, p.fontMetrics().horizontalAdvance(it.kind) + 8, 18)
