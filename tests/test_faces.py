@@ -441,7 +441,7 @@ def test_eyes_closed_ranks_below_open_eyes_in_a_burst_only():
     faces = [Rep(3, 3, 0), Rep(3, 2, 1), Rep(2, 2, 0), Rep(1, 0, 1)]
     groups = [1, 1, 1, None]
     ff = face_faults(faces, groups)
-    assert ff[0] == () and ff[1] == ("1 of 3 people blinking",) and "missing" in ff[2][0] and ff[3] == ()
+    assert ff[0] == () and ff[1] == ("1 of 3 people blinking",) and "not found" in ff[2][0] and ff[3] == ()
     out = overall_scores([5.0, 6.0, 5.8, 6.5], [(), (), (), ()], groups=groups, burst_faults=ff)
     assert out[1].score < out[0].score and out[2].score < out[0].score  # despite higher aesthetic scores
     assert out[3].score == 6.5  # alone: no penalty

@@ -193,10 +193,10 @@ def test_an_analysis_gets_its_larger_view_and_fills_its_field(tmp_path, tiny_mod
     assert r2.ok and r2.probs is not None and r2.thumbnail is None
 
 
-def test_the_default_decode_is_the_faces_view(tmp_path, tiny_model):
-    """Faces need a short side of FACE_SIDE (a 24 MP JPEG at 1/4 DCT scale); the thumbnail
-    alone would not make the decode larger than the model's."""
-    assert scoring.decode_side(scoring.ANALYSES) == scoring.FACE_SIDE
+def test_the_default_decode_is_the_focus_view(tmp_path, tiny_model):
+    """Focus needs a short side of FOCUS_SIDE (a 24 MP JPEG at 1/2 DCT scale), faces
+    FACE_SIDE; the thumbnail alone would not make the decode larger than the model's."""
+    assert scoring.decode_side(scoring.ANALYSES) == scoring.FOCUS_SIDE >= scoring.FACE_SIDE
     assert scoring.decode_side([scoring.THUMBNAIL]) == scoring.DECODE_SIDE
 
 
@@ -259,7 +259,7 @@ def test_stored_analyses_are_kept_and_found_once_for_a_folder_scored_before(tmp_
     model = fast_model(64)
     files = [make_photo(tmp_path / f"p{i}.jpg", seed=i, size=(640, 480)) for i in range(4)]
     with Catalog(tmp_path / "c.sqlite") as cat:
-        list(iter_scores_cached(files, model, cat))  # before the analysis existed
+        list(iter_scores_cached(files, model, cat, analyses=()))  # before the analysis existed
         before = cat.lookup(files, model.model_id)
         wide = scoring.Analysis("focus", run, side=600, uses=("faces",), load=Found.from_json)
         monkeypatch.setattr(scoring, "ANALYSES", (wide,))

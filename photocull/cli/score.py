@@ -78,6 +78,10 @@ def cmd_score(args, paths: AppPaths) -> int:
                          "faces": None if r.faces is None else r.faces.count,
                          "eyes_closed": None if r.faces is None else r.faces.eyes_closed_count,
                          "face_details": None if r.faces is None else [_face(f) for f in r.faces.faces],
+                         "focus": None if r.focus is None else {
+                             "verdict": r.focus.verdict, "reason": r.focus.reason(),
+                             "subject_sharpness": _round(r.focus.subject_sharpness),
+                             "best_sharpness": _round(r.focus.best_sharpness)},
                          "aesthetic_distribution": _dist(row.aesthetic_probs),
                          "technical_distribution": _dist(row.technical_probs),
                          "severities": None if r.severities is None or not scorers.loaded.trained
@@ -128,6 +132,9 @@ class ScoreRow:
         self.face_counts = ["", ""] if faces is None else [str(faces.count), str(faces.eyes_closed_count)]
         whys = [w for w in (r.why or "").split(", ") if w]
         whys += [w for w in (faces.reason().split(", ") if faces is not None else []) if w and w not in whys]
+        focus = getattr(r, "focus", None)
+        if focus is not None and focus.reason() and focus.reason() not in whys:
+            whys.append(focus.reason())
         self.why = ", ".join(whys + [f for f in judged.faults if f not in whys])
         self.error = None if mode == "single" or r.aesthetic is not None else (
             r.error or "the aesthetic model did not score this photo")

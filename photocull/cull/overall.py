@@ -128,6 +128,13 @@ def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]
     return out
 
 
+def focus_faults(focus) -> tuple[str, ...]:
+    """The focus analysis's fault (missed focus, camera shake, subject soft and background
+    sharp: judged at half the file's resolution at least; bench/focus.py: no sharp original
+    and 1 of 608 clean web photos given one), or ()."""
+    return (focus.reason(),) if focus is not None and focus.is_fault and focus.reason() else ()
+
+
 def face_faults(faces: Sequence, groups: Sequence[int | None]) -> list[tuple[str, ...]]:
     """Per photo, the faces' faults inside its burst group (issue 4/7): a frame where fewer
     faces have their eyes open than the most faces found in any frame of the group (a face
@@ -145,7 +152,8 @@ def face_faults(faces: Sequence, groups: Sequence[int | None]) -> list[tuple[str
             out.append((f.reason().split(", ")[0],))  # "eyes closed", "1 of 3 people blinking"
         else:
             missing = most[g] - int(f.eyes_open_count)
-            out.append((f"{missing} of {most[g]} faces missing, turned away or eyes not seen",))
+            out.append(("face not found or eyes not seen" if most[g] == 1 else
+                        f"{missing} of {most[g]} faces not found or eyes not seen",))
     return out
 
 
@@ -165,7 +173,7 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
         raise ValueError(f"unknown scoring mode {mode!r}")
     taste = [mean(r.aesthetic if mode == "overall" else r.probs) for r in results]
     technical = [mean(r.probs) for r in results] if mode == "overall" else None
-    found = [technical_faults(r.severities, families) for r in results]
+    found = [technical_faults(r.severities, families) + focus_faults(getattr(r, "focus", None)) for r in results]
     groups = list(groups) if groups is not None else [None] * len(results)
     faces = face_faults([getattr(r, "faces", None) for r in results], groups)
     return overall_scores(taste, found, technical, groups, [r.severities for r in results], families, faces)

@@ -33,7 +33,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
-from photocull.cull.overall import face_faults, overall_scores
+from photocull.cull.overall import face_faults, focus_faults, overall_scores
 from photocull.model.losses import dist_mean, dist_std
 from photocull.model.reasons import faults as technical_faults
 
@@ -309,7 +309,7 @@ class PhotoListModel(QAbstractListModel):
             it.taste_mean = None if taste is None or it.probs is None else float(dist_mean(taste))
             it.std = None if taste is None else float(dist_std(taste))
             it.technical_mean = own if self.mode == "overall" else None
-            it.technical_faults = technical_faults(it.severities, self.families)
+            it.technical_faults = technical_faults(it.severities, self.families) + focus_faults(it.focus)
         if self.mode == "single" or it.taste_mean is None:
             it.mean, it.faults = it.taste_mean, ()
 

@@ -24,8 +24,9 @@ def both_scores(it) -> str:
 
 def reasons_line(it) -> str:
     """Every reason, once: the technical model's, the faces', then the faults the overall rule found."""
-    faces = getattr(it, "faces", None)
+    faces, focus = getattr(it, "faces", None), getattr(it, "focus", None)
     said = faces.reason().split(", ") if faces is not None else []
+    said += [focus.reason()] if focus is not None else []
     return ", ".join(dict.fromkeys(filter(None, [*(it.why or "").split(", "), *said, *it.faults])))
 
 
