@@ -39,12 +39,10 @@ photos of ../shared/data/pristine (judged at their own size).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
