@@ -382,3 +382,20 @@ def test_pairing_with_list_images(tmp_path):
     write_dng(tmp_path / "IMG_9.DNG", astronaut()[:64, :64])
     items = listing.pair_raw_jpeg(listing.list_images(tmp_path))
     assert [(it.primary.name, [c.name for c in it.companions]) for it in items] == [("IMG_9.JPG", ["IMG_9.DNG"])]
+
+
+def test_an_mpo_jpeg_is_decoded_at_reduced_size(tmp_path):
+    """iPhone photos are often MPO (a JPEG with a second image after it): Pillow names them
+    "MPO", and they get the same DCT-scaled decode as any JPEG (it was a full decode)."""
+    from PIL import Image
+
+    from photocull.media.loaders import open_image
+
+    big = Image.new("RGB", (2400, 1600), (120, 90, 60))
+    small = Image.new("RGB", (320, 240), (10, 20, 30))
+    p = tmp_path / "IMG_0001.JPG"
+    big.save(p, "MPO", save_all=True, append_images=[small])
+    with Image.open(p) as im:
+        assert im.format == "MPO"
+    assert open_image(p, 448, draft_only=True).size == (1200, 800)  # 1/2: the DCT scale keeping 448 px
+    assert open_image(p, 448).size == (448, 299)

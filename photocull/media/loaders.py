@@ -92,7 +92,7 @@ def shrink(im: Image.Image, max_side: int | None) -> Image.Image:
 def load_pillow(path: Path, max_side: int | None = None, draft: int | None = None) -> Image.Image:
     """JPEG (reduced-size DCT decoding with ``draft``), PNG, TIFF, WebP, BMP, GIF."""
     with Image.open(path) as im:
-        if (draft or max_side) and im.format == "JPEG":
+        if (draft or max_side) and im.format in ("JPEG", "MPO"):  # (an iPhone JPEG is often an MPO)
             # draft() picks the largest 1/2, 1/4, 1/8 DCT scale that keeps the image
             # at least this big: a 24 MP JPEG decodes 5-6x faster at 1/8.
             im.draft("RGB", (draft or max_side,) * 2)
@@ -259,7 +259,7 @@ def _raw_preview(raw: rawpy.RawPy, max_side: int | None, draft: int | None = Non
             im = Image.open(io.BytesIO(thumb.data))
             if max(im.size) < need:
                 return None
-            if (draft or max_side) and im.format == "JPEG":
+            if (draft or max_side) and im.format in ("JPEG", "MPO"):  # (an iPhone JPEG is often an MPO)
                 im.draft("RGB", (draft or max_side,) * 2)
             im.load()
         elif thumb.format == rawpy.ThumbFormat.BITMAP:
