@@ -8,6 +8,11 @@ Only the command line is used (``python -c "from photocull.cli import main"``), 
 same script runs before and after code moves.  Paths are reduced to file names; every
 other column (mean, std, p1..p10 at 4 decimals, why, error) must be identical.
 Exit status 1 when anything differs (each difference is printed).
+
+The technical model is scored alone (``--model technical``): since issue 3/7 the default
+mode's ``mean`` is the overall score (both networks).  Only the columns the baseline has are
+compared (the CSV now appends aesthetic, aesthetic_std, technical, technical_std), so a
+baseline saved before that change still compares.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 BACKENDS = ("torch", "onnx")
+MODEL = "technical"  # the model the baselines were made with (the default before issue 3/7)
+COLUMNS = ["path", "mean", "std", *[f"p{i}" for i in range(1, 11)], "why", "error"]  # compared
 
 
 def make_fixed_folder(folder: Path, seed: int = 7) -> list[Path]:
@@ -82,23 +89,29 @@ def _cli(args: list[str], home: Path, cwd: Path) -> str:
     return proc.stdout
 
 
-def normalise(text: str) -> list[list[str]]:
+def normalise(text: str, columns: list[str] = COLUMNS) -> list[list[str]]:
+    """The CSV's ``columns`` only (in that order), paths reduced to file names, sorted."""
     rows = list(csv.reader(io.StringIO(text)))
     head, body = rows[0], rows[1:]
-    return [head] + sorted([[Path(r[0]).name, *r[1:]] for r in body])
+    missing = [c for c in columns if c not in head]
+    if missing:
+        raise SystemExit(f"photocull score's CSV lacks the columns {missing} (it has {head})")
+    idx = [head.index(c) for c in columns]
+    pick = [[r[i] if i < len(r) else "" for i in idx] for r in body]
+    return [list(columns)] + sorted([[Path(r[0]).name, *r[1:]] for r in pick])
 
 
-def run_all(work: Path) -> dict[str, str]:
+def run_all(work: Path, columns: list[str] = COLUMNS) -> dict[str, str]:
     fixed, demo, home = work / "fixed", work / "demo", work / "home"
     make_fixed_folder(fixed)
-    _cli(["demo", str(demo)], home, work)  # builds the demo shoot (and ranks it: ignored)
+    _cli(["demo", str(demo), "--model", MODEL], home, work)  # builds the demo shoot (and ranks it: ignored)
     out = {}
     for backend in BACKENDS:
         for name, folder in (("fixed", fixed), ("demo", demo)):
-            text = _cli(["score", folder.name, "--format", "csv", "--no-cache", "-q", "--backend", backend],
-                        home, work)
+            text = _cli(["score", folder.name, "--format", "csv", "--no-cache", "-q", "--backend", backend,
+                         "--model", MODEL], home, work)
             buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(normalise(text))
+            csv.writer(buf, lineterminator="\n").writerows(normalise(text, columns))
             out[f"{backend}_{name}.csv"] = buf.getvalue()
             print(f"{backend} {name}: {len(buf.getvalue().splitlines()) - 1} rows", file=sys.stderr)
     return out
@@ -110,8 +123,14 @@ def main() -> int:
     g.add_argument("--save", type=Path, metavar="DIR")
     g.add_argument("--compare", type=Path, metavar="DIR")
     a = ap.parse_args()
+    columns = COLUMNS
+    if a.compare:  # the baseline's own columns (all its files share them)
+        first = sorted(a.compare.glob("*.csv"))
+        if not first:
+            raise SystemExit(f"no baseline CSVs in {a.compare}")
+        columns = next(csv.reader(io.StringIO(first[0].read_text(encoding="utf-8"))))
     with tempfile.TemporaryDirectory(prefix="photocull-behaviour-") as tmp:
-        now = run_all(Path(tmp))
+        now = run_all(Path(tmp), columns)
     if a.save:
         a.save.mkdir(parents=True, exist_ok=True)
         for name, text in now.items():

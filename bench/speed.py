@@ -7,14 +7,22 @@ Builds (once, cached in bench/out/) a shoot of N 24 MP camera JPEGs (6000x4000, 
 8-12 MB, EXIF with a 160x120 IFD1 thumbnail; see bench/shoot.py) and folders of 1,000
 and 10,000 small (640x427) JPEGs, then measures, all in one run so ratios are fair:
 
-1. ``photocull score`` end to end (a subprocess, as a user runs it): the very first run
-   (PyTorch: nothing exported yet), ``photocull prepare`` (the export for ONNX Runtime, once
-   per model), a cold catalog (the export cached, as on every later shoot), a warm catalog,
-   and a cold one with ``--backend torch``.
-2. Where the time goes: decode vs model, CPU ms per photo (one thread each; the model in
-   PyTorch and in ONNX Runtime), and the pipeline's own BatchProgress figures.
+1. ``photocull score`` end to end (a subprocess, as a user runs it; the default: both
+   networks, technical + aesthetic, and the overall rule): the very first run (PyTorch:
+   nothing exported yet), ``photocull prepare`` (the export for ONNX Runtime, once per
+   model), a cold catalog (the exports cached, as on every later shoot), a warm catalog,
+   and a cold one with ``--backend torch``.  The CPU time of each run is kept too.
+2. Where the time goes (issue 16's budget, per photo per core): the one decode that feeds
+   both networks (``scoring.decode(path, (technical, aesthetic))``: DCT-scaled decode, the
+   448 px view, both inputs, EXIF; the GUI's thumbnail on top), each network alone on the
+   same batches of those inputs (one thread, batch 8; ONNX Runtime and PyTorch), burst
+   grouping + the overall rule, and the rest (what the cold ``photocull score`` used beyond
+   these); then the pipeline's own rate with both networks (and the technical one alone).
+   Also how far the aesthetic means move when its NEAREST input is picked from the
+   pipeline's DCT-scaled decode instead of from a full decode (as idealo/Keras did), on
+   the camera originals in ../shared/data/camera (``--camera``).
 3. Ratios on the same files: photocull's pipeline vs a naive one (full decode + resize,
-   batch 1, the same model) vs pyiqa's NIMA (InceptionResNetV2, its own path->score).
+   batch 1, the same model: compared with the technical model alone) vs pyiqa's NIMA (InceptionResNetV2, its own path->score).
 4. The GUI (offscreen, a subprocess): first screen of thumbnails, a complete grid of
    1,000 photos, reopening a scored 10,000-photo folder, peak RSS (scan + score + reopen).
 
@@ -34,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -50,6 +60,19 @@ def load() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
+
+
+def code_state() -> str:
+    """The commit measured, and whether photocull/ had changes not committed (the figures
+    are those of the working tree)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %cd", "--date=iso"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "photocull"],
+                               capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        return "?"
+    return f"{head}" + (f", {len(dirty)} uncommitted change(s) in photocull/" if dirty else "")
 
 
 def machine() -> dict:
@@ -84,29 +107,35 @@ def machine() -> dict:
 
 # --- 1. the CLI ------------------------------------------------------------------------
 
-def cli_score(folder: Path, home: Path, extra=()) -> float:
+def cli_score(folder: Path, home: Path, extra=()) -> tuple[float, int, float]:
+    """(wall seconds, CSV rows, CPU seconds of the process and its children)."""
     env = dict(ENV0, PHOTOCULL_HOME=str(home), PHOTOCULL_DEVICE=ENV0.get("PHOTOCULL_DEVICE", ""))
     if not env["PHOTOCULL_DEVICE"]:
         del env["PHOTOCULL_DEVICE"]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([PY, "-m", "photocull.cli", "score", str(folder), "--format", "csv", "-q", *extra],
                        env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"photocull score failed:\n{r.stderr[-2000:]}")
     rows = r.stdout.count("\n") - 1
-    return dt, rows
+    return dt, rows, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
 
 # --- 2./3. pipelines in-process --------------------------------------------------------
 
-def ours(files, loaded, **kw):
+def ours(files, loaded, results: list | None = None, **kw):
+    """(seconds, the last BatchProgress) of the pipeline on ``files``; the results are
+    appended to ``results`` when given."""
     from photocull.scoring import iter_scores
 
     t0 = time.perf_counter()
     last = None
     for last in iter_scores(files, loaded, **kw):
-        pass
+        if results is not None:
+            results += last.results
     return time.perf_counter() - t0, last
 
 
@@ -128,41 +157,168 @@ def naive(files, loaded):
     return time.perf_counter() - t0
 
 
-def split(files, loaded, accel_dir=None):
-    """CPU ms per photo, one thread: the scorer's decode, and the model at batch 8."""
+def split(files, loaded, aesthetic=None, accel_dir=None, repeats: int = 2) -> dict:
+    """CPU ms per photo, one thread: the scorer's one decode of each photo for both networks
+    (``scoring.decode(path, (technical cfg, aesthetic cfg))`` made as large as the pipeline's
+    analyses ask, ``scoring.decode_side(ANALYSES)``; with the GUI's thumbnail too), each of
+    the pipeline's analyses (``scoring.ANALYSES``) on that decode, then each network alone on
+    the same batches of 8 of those inputs, in PyTorch and in ONNX Runtime (best of
+    ``repeats`` passes)."""
     import torch
 
+    from photocull import scoring
+    from photocull.media.loaders import open_image, shrink
     from photocull.model.nima import predict
-    from photocull.scoring import THUMBNAIL, decode
     from photocull.model.runtime import batch_to_device
+    from photocull.scoring import THUMBNAIL, Analysis, decode
 
+    models = {"technical": loaded, **({"aesthetic": aesthetic} if aesthetic is not None else {})}
+    cfgs = tuple(m.cfg for m in models.values())
+    analyses = tuple(scoring.ANALYSES)
+    side = scoring.decode_side(analyses)
+    # the decode as large as the pipeline makes it, without running its analyses (timed apart)
+    size = (Analysis("_bench_size", lambda im, **kw: None, side=side),) if side > scoring.DECODE_SIDE else ()
+    out: dict = {"decode_side": side, "analyses": [a.field for a in analyses]}
+    decode(Path(files[0]), cfgs, size)  # warm-up (imports), not timed
     c0 = time.thread_time()
-    arrays = [decode(Path(f), loaded.cfg, (THUMBNAIL,)).array for f in files]
-    dec = (time.thread_time() - c0) / len(files) * 1000
+    decoded = [decode(Path(f), cfgs, size) for f in files]
+    out["decode_cpu_ms"] = (time.thread_time() - c0) / len(files) * 1000
+    c0 = time.thread_time()
+    for f in files:
+        decode(Path(f), cfgs, (*size, THUMBNAIL))
+    out["decode_thumb_cpu_ms"] = (time.thread_time() - c0) / len(files) * 1000
+    bad = [d.path for d in decoded if d.error]
+    if bad:
+        raise SystemExit(f"decode failed on {bad[:3]}")
+    # each analysis on the decode it gets in scoring.decode (the full decode when it asks for
+    # a side, else the DECODE_SIDE view), earlier ones' results passed as in the pipeline
+    spent = {a.field: 0.0 for a in analyses}
+    for i, f in enumerate([files[0], *files]):  # the first pass: warm-up (models load), not counted
+        im = open_image(Path(f), max_side=side, draft_only=True)
+        view = shrink(im.copy(), scoring.DECODE_SIDE)
+        found: dict = {}
+        for a in analyses:
+            c0 = time.process_time()  # the whole process: an analysis may run ONNX Runtime threads
+            try:
+                found[a.field] = a.run(im if a.side else view, **{u: found.get(u) for u in a.uses})
+            except Exception:  # noqa: BLE001 - as in the pipeline
+                found[a.field] = None
+            if i:
+                spent[a.field] += time.process_time() - c0
+    out["analysis_cpu_ms"] = {k: v / len(files) * 1000 for k, v in spent.items()}
+
+    def per_photo(run, batches) -> float:
+        run(batches[0])  # warm-up, not timed
+        best = float("inf")
+        for _ in range(repeats):
+            c0 = time.process_time()  # the whole process: any thread the runtime starts counts
+            for b in batches:
+                run(b)
+            best = min(best, time.process_time() - c0)
+        return best / len(files) * 1000
+
     old = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = loaded.model.to(memory_format=torch.channels_last).eval()
-    batches = [arrays[i:i + 8] for i in range(0, len(arrays), 8)]
-    predict(model, batch_to_device(batches[0], loaded.cfg, torch.device("cpu")))
-    c0 = time.thread_time()
-    for b in batches:
-        predict(model, batch_to_device(b, loaded.cfg, torch.device("cpu")))
-    mod = (time.thread_time() - c0) / len(files) * 1000
-    torch.set_num_threads(old)
-    ort = None
-    if accel_dir is not None:
-        from photocull.model.onnx_cache import OrtRunner
-        from photocull.model.runtime import make_runner
+    try:
+        for k, (name, m) in enumerate(models.items()):
+            batches = [[d.arrays[k] for d in decoded[i:i + 8]] for i in range(0, len(decoded), 8)]
+            model = m.model.to(memory_format=torch.channels_last).eval()
 
-        r = make_runner(loaded, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir,
-                        n_photos=len(files), backend="onnx")
-        if isinstance(r, OrtRunner):
-            r(batches[0])
-            c0 = time.thread_time()
-            for b in batches:
-                r(b)
-            ort = (time.thread_time() - c0) / len(files) * 1000
-    return dec, mod, ort
+            def torch_run(b, model=model, cfg=m.cfg):
+                with torch.inference_mode():
+                    return predict(model, batch_to_device(b, cfg, torch.device("cpu")))
+
+            out[f"{name}_torch_cpu_ms"] = per_photo(torch_run, batches)
+            out[f"{name}_ort_cpu_ms"] = None
+            if accel_dir is not None:
+                from photocull.model.onnx_cache import OrtRunner
+                from photocull.model.runtime import make_runner
+
+                r = make_runner(m, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir,
+                                n_photos=len(files), backend="onnx")
+                if isinstance(r, OrtRunner):
+                    out[f"{name}_ort_cpu_ms"] = per_photo(r, batches)
+                r.close()
+    finally:
+        torch.set_num_threads(old)
+    return out
+
+
+def judge_cost(results, loaded, aesthetic) -> float:
+    """CPU ms per photo of what ``photocull score`` does after scoring in its default mode:
+    burst groups (features, then tiny greys decoded for the frames that need a pixel
+    check; no catalog here, as on a cold one) and the overall rule."""
+    from photocull.cli.common import judge
+    from photocull.model.registry import Scorers
+
+    scored = [r for r in results if r.probs is not None]
+    c0 = time.process_time()
+    judge(scored, Scorers(loaded, aesthetic), None)
+    return (time.process_time() - c0) / max(1, len(scored)) * 1000
+
+
+def nearest_compare(camera: Path, aesthetic, accel_dir=None) -> dict:
+    """Aesthetic means from the pipeline's input (NEAREST from the DCT-scaled decode,
+    ``scoring.decode``) vs from a full decode (NEAREST straight to 224 from the full-size,
+    upright image: Keras ``load_img`` as idealo scored).  Per file list: the iPhone
+    originals, and the exif samples whose pipeline decode is smaller than the file (the
+    others are decoded whole by the pipeline too: the same input, counted)."""
+    import torch
+
+    from photocull.media.loaders import ImageError, is_supported, open_image
+    from photocull.model.losses import dist_mean
+    from photocull.model.runtime import make_runner
+    from photocull.model.spec import to_model_input
+    from photocull import scoring
+
+    runner = make_runner(aesthetic, torch.device("cpu"), batch_size=8, threads=None, cache_dir=accel_dir,
+                         n_photos=1, backend="onnx" if accel_dir is not None else "torch")
+    sides = {"decode_448": scoring.DECODE_SIDE, "decode_pipeline": scoring.decode_side(scoring.ANALYSES)}
+    lists = {"iphone_xs_max": sorted((camera / "iphone_xs_max").glob("*.jpg")),
+             "exif_samples": sorted(p for p in (camera / "exif_samples").rglob("*")
+                                    if p.is_file() and "_upstream_readmes" not in p.parts and is_supported(p))}
+    res: dict = {"runner": runner.name}
+    res["sides"] = sides
+
+    def means(arrays):
+        return np.concatenate([dist_mean(runner(arrays[i:i + 8])[0]) for i in range(0, len(arrays), 8)])
+
+    for name, files in lists.items():
+        entry: dict = {"files": len(files)}
+        ims, fulls, unreadable = {}, {}, 0
+        for f in files:
+            try:
+                im = open_image(f)  # the full decode, upright RGB
+            except ImageError:
+                unreadable += 1
+                continue
+            fulls[f] = to_model_input(im, aesthetic.cfg)
+            ims[f] = im.size
+        entry["unreadable"] = unreadable
+        for tag, side in sides.items():
+            pipe, full, names, whole_large = [], [], [], []
+            for f, size in ims.items():
+                small = open_image(f, max_side=side, draft_only=True)  # what scoring.decode picks from
+                if small.size == size:  # not DCT-scaled: the pipeline picks from the full decode as well
+                    if min(size) >= 2 * side:  # big enough to be scaled, yet decoded whole (not a JPEG to Pillow)
+                        whole_large.append(f"{f.relative_to(camera)} ({size[0]}x{size[1]})")
+                    continue
+                pipe.append(to_model_input(small, aesthetic.cfg))
+                full.append(fulls[f])
+                names.append(str(f.relative_to(camera)))
+            e = {"compared": len(names), "decoded_whole_same_input": len(ims) - len(names),
+                 "decoded_whole_large": whole_large}
+            if names:
+                mp, mf = means(pipe), means(full)
+                diff = mp - mf
+                k = int(np.argmax(np.abs(diff)))
+                e.update(mean_abs_diff=float(np.mean(np.abs(diff))), max_abs_diff=float(abs(diff[k])),
+                         max_file=names[k], mean_signed_diff=float(np.mean(diff)),
+                         per_file={n: [round(float(a), 4), round(float(b), 4)] for n, a, b in zip(names, mp, mf)})
+            entry[tag] = e
+        res[name] = entry
+    runner.close()
+    return res
 
 
 def pyiqa_nima(files):
@@ -390,6 +546,68 @@ def gui(mode: str, folder: Path, rescan: int = 2, home: Path | None = None, onnx
         return json.loads(out.read_text())
 
 
+def ensure_exports(models, accel_dir: Path) -> None:
+    """Each model exported for ONNX Runtime into ``accel_dir`` (a look-up when it is)."""
+    import torch
+
+    from photocull.model.runtime import make_runner
+
+    for m in models:
+        if m is not None:
+            make_runner(m, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir, n_photos=1,
+                        backend="onnx").close()
+
+
+# --- the budget (issue 16) ----------------------------------------------------------------
+
+def budget(fig: dict, n: int) -> None:
+    """Per photo per core, ms: decode, technical model, aesthetic model (ONNX Runtime when
+    it ran, else PyTorch), rest, total.  The total is the CPU the cold ``photocull score``
+    used per photo (start-up and model load included); the rest is that total less the
+    three measured parts (burst grouping + the overall rule, measured apart, is in it).
+    Without the CLI step, the total is the three parts plus grouping."""
+    sp = fig["split"]
+
+    def model_ms(name):
+        v = sp.get(f"{name}_ort_cpu_ms")
+        return (v, "ONNX Runtime") if v is not None else (sp.get(f"{name}_torch_cpu_ms"), "PyTorch")
+
+    tech, tech_rt = model_ms("technical")
+    aest, aest_rt = model_ms("aesthetic")
+    an = sp.get("analysis_cpu_ms", {})
+    parts = [sp["decode_cpu_ms"], *an.values(), tech, aest or 0.0]
+    cores = fig["machine"]["cores"]
+    judge = fig.get("judge_cpu_ms")
+    if "cli_cold_cpu_s" in fig:
+        total = fig["cli_cold_cpu_s"] / n * 1000
+        how = "CPU of the cold photocull score run per photo"
+    else:
+        total = sum(parts) + (judge or 0.0)
+        how = "the parts measured (no CLI run)"
+    rest = total - sum(parts)
+    b = {"decode_ms": parts[0], "analyses_ms": dict(an), "technical_ms": tech, "technical_runtime": tech_rt, "aesthetic_ms": aest,
+         "aesthetic_runtime": aest_rt, "rest_ms": rest, "judge_ms": judge, "total_ms": total,
+         "total_is": how, "ceiling_rate": cores * 1000 / total}
+    if "cli_cold_s" in fig:
+        b["wall_core_ms"] = cores * fig["cli_cold_s"] / n * 1000
+    fig["budget"] = b
+    print(f"budget per photo per core ({cores} cores; {n} x 24 MP):")
+    print(f"  decode (DCT-scaled to >= {sp['decode_side']} px + 448 view + both inputs + EXIF)  {parts[0]:6.1f} ms"
+          f"   (thumbnail in the GUI {sp['decode_thumb_cpu_ms'] - parts[0]:+.1f} ms)")
+    for name, ms in an.items():
+        print(f"  analysis {name}  {ms:6.1f} ms")
+    print(f"  technical model ({tech_rt}, 1 thread, batch 8)  {tech:6.1f} ms")
+    if aest is not None:
+        print(f"  aesthetic model ({aest_rt}, 1 thread, batch 8)  {aest:6.1f} ms   (aim <= 25 ms: "
+              f"{'met' if aest <= 25 else 'NOT met'})")
+    print(f"  rest                                                {rest:6.1f} ms"
+          + (f"   (of which burst grouping + overall rule {judge:.1f} ms)" if judge is not None else ""))
+    print(f"  total ({how})  {total:6.1f} ms -> {cores} x 1000 / total = {cores * 1000 / total:.1f} photos/s")
+    if "wall_core_ms" in b:
+        print(f"  wall clock x cores per photo (cold photocull score)  {b['wall_core_ms']:6.1f} ms "
+              f"-> {n / fig['cli_cold_s']:.1f} photos/s (cores idle {b['wall_core_ms'] - total:.1f} ms per photo)")
+
+
 # --- main --------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -402,7 +620,10 @@ def main(argv=None) -> int:
     ap.add_argument("--gui24-n", type=int, default=100, help="24 MP photos opened in the GUI (first screen, rate)")
     ap.add_argument("--naive-n", type=int, default=48, help="photos for the naive pipeline (same files as ours)")
     ap.add_argument("--pyiqa-n", type=int, default=5, help="photos for pyiqa (first one is a warm-up)")
-    ap.add_argument("--skip", default="", help="comma list of: cli,split,ours,naive,pyiqa,grid,rss")
+    ap.add_argument("--split-n", type=int, default=32, help="photos for the per-photo CPU budget (default 32)")
+    ap.add_argument("--camera", default=str(ROOT.parent / "shared" / "data" / "camera"),
+                    help="camera originals for the NEAREST comparison (default ../shared/data/camera)")
+    ap.add_argument("--skip", default="", help="comma list of: cli,split,ours,naive,pyiqa,nearest,grid,rss")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--gui-child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -422,6 +643,8 @@ def main(argv=None) -> int:
           f"Python {m['python']}, torch {m['torch']} (default {m['torch_threads_default']} threads); "
           f"scorer plan: {m['plan']}")
     print(f"load average before: {fig['load_before']}")
+    fig["code"] = code_state()
+    print(f"code: {fig['code']}")
 
     files = build_shoot("camera24mp", args.n, (6000, 4000), unique=min(args.n, 50))
     folder = files[0].parent
@@ -432,9 +655,14 @@ def main(argv=None) -> int:
     size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     print(f"shoot: {args.n} x 6000x4000 JPEG q92, mean {size_mb:.1f} MB, EXIF + 160x120 thumbnail ({folder})")
 
-    from photocull.model.checkpoint import load_default_model
+    from photocull.model.checkpoint import load_default_model, load_model
+    from photocull.model.spec import aesthetic_model_path
 
     loaded = load_default_model()
+    # the second network photocull score runs by default (issue 16); None: not installed
+    aest = load_model(aesthetic_model_path(), name="aesthetic") if aesthetic_model_path().is_file() else None
+    if aest is None:
+        print("aesthetic model missing: the figures below are the technical model's alone")
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     accel_dir = Path(tempfile.mkdtemp(prefix="photocull-onnx-"))
     # what the first run leaves for later ones beside the export: the model's header (its
@@ -445,13 +673,15 @@ def main(argv=None) -> int:
     header_dir = accel_dir.parent / (accel_dir.name + "-headers")
     if default_model_path().is_file():
         LazyModel(default_model_path(), "default", header_dir)
+    if aest is not None:
+        LazyModel(aesthetic_model_path(), "aesthetic", header_dir)
 
     if "cli" not in skip:
         import shutil
 
         with tempfile.TemporaryDirectory() as home:
             # a brand-new home: under 1,000 photos the first run is PyTorch (an export would not pay yet)
-            dt0, _ = cli_score(folder, Path(home))
+            dt0, _, _ = cli_score(folder, Path(home))
             fig["cli_first_ever_s"], fig["cli_first_ever_rate"] = dt0, args.n / dt0
             t0 = time.perf_counter()  # what the GUI then does in the background, once per model
             r = subprocess.run([PY, "-m", "photocull.cli", "--home", home, "prepare", "-q"], env=dict(ENV0), capture_output=True,
@@ -463,44 +693,64 @@ def main(argv=None) -> int:
                 shutil.copytree(Path(home) / "cache" / "onnx", accel_dir, dirs_exist_ok=True)
             for extra in ("", "-wal", "-shm"):
                 Path(home, "data", "catalog.sqlite" + extra).unlink(missing_ok=True)
-            dt, rows = cli_score(folder, Path(home))
-            fig["cli_cold_s"], fig["cli_cold_rate"] = dt, args.n / dt
-            dt2, _ = cli_score(folder, Path(home))
+            dt, rows, cpu = cli_score(folder, Path(home))
+            fig["cli_cold_s"], fig["cli_cold_rate"], fig["cli_cold_cpu_s"] = dt, args.n / dt, cpu
+            dt2, _, _ = cli_score(folder, Path(home))
             fig["cli_warm_s"] = dt2
-            dtt, _ = cli_score(folder, Path(home), ("--no-cache", "--backend", "torch"))
+            dtt, _, _ = cli_score(folder, Path(home), ("--no-cache", "--backend", "torch"))
             fig["cli_torch_cold_s"], fig["cli_torch_cold_rate"] = dtt, args.n / dtt
         print(f"photocull score, very first run (PyTorch; nothing exported yet): {args.n} photos in {dt0:.1f} s "
               f"= {args.n / dt0:.1f} photos/s")
         print(f"photocull prepare (export for ONNX Runtime, once per model; the GUI does it in the background): "
               f"{fig['prepare_s']:.1f} s")
-        print(f"photocull score, cold catalog: {args.n} photos in {dt:.1f} s = {args.n / dt:.1f} photos/s "
-              f"(includes start-up and model load)")
+        print(f"photocull score, cold catalog (both networks + overall rule, the default): {args.n} photos in "
+              f"{dt:.1f} s = {args.n / dt:.1f} photos/s (includes start-up and model load; goal >= 15: "
+              f"{'met' if args.n / dt >= 15 else 'NOT met'}); CPU {cpu:.1f} s = {cpu / args.n * 1000:.0f} ms per photo")
         print(f"photocull score, warm catalog: {dt2:.2f} s")
         print(f"photocull score --backend torch, cold: {dtt:.1f} s = {args.n / dtt:.1f} photos/s")
 
     if "split" not in skip:
-        sub = files[:min(len(files), 32)]
-        t0 = time.perf_counter()
-        dec, mod, ort = split(sub, loaded, accel_dir)
-        fig["decode_cpu_ms"], fig["model_cpu_ms"], fig["model_ort_cpu_ms"] = dec, mod, ort
-        fast = ort or mod
-        print(f"CPU per photo, one thread: decode (draft 1/8 + resize + thumbnail + EXIF) {dec:.0f} ms, "
-              f"model (batch 8) PyTorch {mod:.0f} ms, ONNX Runtime {ort or float('nan'):.0f} ms "
-              f"-> decode is {dec / (dec + fast):.0%} of the work; ceiling on {fig['machine']['cores']} cores "
-              f"{fig['machine']['cores'] * 1000 / (dec + fast):.1f} photos/s")
+        sub = files[:min(len(files), args.split_n)]
+        fig["split"] = sp = split(sub, loaded, aest, accel_dir)
+        fig["decode_cpu_ms"], fig["model_cpu_ms"], fig["model_ort_cpu_ms"] = (
+            sp["decode_cpu_ms"], sp["technical_torch_cpu_ms"], sp["technical_ort_cpu_ms"])
+        print(f"CPU per photo, one thread ({len(sub)} photos, batch 8): decode for both networks (DCT-scaled to "
+              f">= {sp['decode_side']} px + 448 view + both inputs + EXIF) {sp['decode_cpu_ms']:.1f} ms (with the "
+              f"GUI's thumbnail: {sp['decode_thumb_cpu_ms']:.1f} ms)")
+        for name, ms in sp["analysis_cpu_ms"].items():
+            print(f"  analysis {name}: {ms:.1f} ms")
+        for name in ("technical", "aesthetic"):
+            if f"{name}_torch_cpu_ms" in sp:
+                ort = sp[f"{name}_ort_cpu_ms"]
+                print(f"  {name} model: ONNX Runtime {ort or float('nan'):.1f} ms, PyTorch "
+                      f"{sp[name + '_torch_cpu_ms']:.1f} ms")
 
     sub = files[:min(len(files), args.naive_n)]
+    sub = files[:min(len(files), args.naive_n)]
+    if "ours" not in skip and dev == "cpu":
+        ensure_exports([loaded, aest], accel_dir)  # (not inside the pipeline's timing: once per model)
     if "ours" in skip:
         skip |= {"naive", "pyiqa"}  # their ratios need it
     else:
-        dt_ours, last = ours(sub, loaded, batch_size=8, want_thumbnails=True, accel_dir=accel_dir, backend="onnx")
+        got: list = []
+        dt_ours, last = ours(sub, loaded, got, batch_size=8, want_thumbnails=True, accel_dir=accel_dir,
+                             backend="onnx", aesthetic=aest)
         fig["ours_rate"] = len(sub) / dt_ours
         fig["ours_decode_s"], fig["ours_model_s"] = last.decode_seconds, last.model_seconds
-        print(f"photocull pipeline ({dev}, in-process, {len(sub)} photos): {len(sub) / dt_ours:.1f} photos/s; "
-              f"BatchProgress: decode {last.decode_seconds:.1f} s (summed over threads), model {last.model_seconds:.1f} s")
-        dt_t, _ = ours(sub, loaded, batch_size=8, want_thumbnails=True, backend="torch")
+        both = "both networks" if aest is not None else "the technical network"
+        print(f"photocull pipeline ({dev}, in-process, {len(sub)} photos, {both}, thumbnails): "
+              f"{len(sub) / dt_ours:.1f} photos/s; BatchProgress: decode {last.decode_seconds:.1f} s (summed over "
+              f"threads), model {last.model_seconds:.1f} s")
+        if aest is not None:
+            fig["judge_cpu_ms"] = judge_cost(got, loaded, aest)
+            dt_tech, _ = ours(sub, loaded, batch_size=8, want_thumbnails=True, accel_dir=accel_dir, backend="onnx")
+            fig["ours_tech_rate"] = len(sub) / dt_tech
+            print(f"  the technical network alone: {len(sub) / dt_tech:.1f} photos/s")
+        else:
+            dt_tech = dt_ours
+        dt_t, _ = ours(sub, loaded, batch_size=8, want_thumbnails=True, backend="torch", aesthetic=aest)
         fig["ours_torch_rate"] = len(sub) / dt_t
-        print(f"  the same with the model in PyTorch: {len(sub) / dt_t:.1f} photos/s")
+        print(f"  the same ({both}) with the models in PyTorch: {len(sub) / dt_t:.1f} photos/s")
         if torch.cuda.is_available():
             dt_gpu, _ = ours(sub, loaded, batch_size=8, device="cuda")
             fig["ours_gpu_rate"] = len(sub) / dt_gpu
@@ -511,23 +761,52 @@ def main(argv=None) -> int:
         dt_naive = naive(sub, loaded)
         fig["naive_rate"] = len(sub) / dt_naive
         print(f"naive pipeline (full decode, resize, batch 1, same model; {len(sub)} photos): "
-              f"{len(sub) / dt_naive:.2f} photos/s -> photocull is {dt_naive / dt_ours:.1f}x faster")
+              f"{len(sub) / dt_naive:.2f} photos/s -> photocull (the technical network alone, as the naive one) "
+              f"is {dt_naive / dt_tech:.1f}x faster")
     if "pyiqa" not in skip:
         try:
             per = pyiqa_nima(files[:max(2, args.pyiqa_n)])
             fig["pyiqa_rate"] = 1 / per
             print(f"pyiqa NIMA (InceptionResNetV2, metric(path), {max(2, args.pyiqa_n) - 1} photos): {1 / per:.2f} photos/s "
-                  f"-> photocull is {fig['ours_rate'] * per:.1f}x faster")
+                  f"-> photocull (both networks) is {fig['ours_rate'] * per:.1f}x faster")
         except ImportError:
             print("pyiqa NIMA: skipped (pip install pyiqa, the `bench` extra)")
 
-    if not {"grid", "rss"} <= skip and not any(accel_dir.glob("*.onnx")) and dev == "cpu":
-        # the GUI steps start where a later session does: the model exported (what the first
-        # session's background `photocull prepare` leaves), even when the CLI step was skipped
-        from photocull.model.runtime import make_runner
+    if "split" in fig:
+        budget(fig, args.n)
 
-        make_runner(loaded, torch.device("cpu"), batch_size=8, threads=1, cache_dir=accel_dir, n_photos=1,
-                    backend="onnx").close()
+    if "nearest" not in skip and aest is not None:
+        camera = Path(args.camera)
+        if not camera.is_dir():
+            print(f"NEAREST comparison: skipped ({camera} not found)")
+        else:
+            fig["nearest"] = nc = nearest_compare(camera, aest, accel_dir)
+            print(f"aesthetic means, NEAREST from the pipeline's DCT-scaled decode vs from a full decode "
+                  f"(NEAREST straight to 224 from the full-size image, as idealo/Keras; {nc['runner']}):")
+            labels = {"decode_448": f"decode for {nc['sides']['decode_448']} px (the networks' own)",
+                      "decode_pipeline": f"decode for {nc['sides']['decode_pipeline']} px (the pipeline's now, "
+                                         f"with its analyses)"}
+            for name in ("iphone_xs_max", "exif_samples"):
+                for tag, label in labels.items():
+                    if tag == "decode_pipeline" and nc["sides"][tag] == nc["sides"]["decode_448"]:
+                        continue
+                    e = nc[name][tag]
+                    if e["compared"]:
+                        print(f"  {name}, {label}: {e['compared']} of {nc[name]['files']} files decoded smaller "
+                              f"than full size: mean |diff| {e['mean_abs_diff']:.3f}, max {e['max_abs_diff']:.3f} "
+                              f"({e['max_file']}), mean signed {e['mean_signed_diff']:+.3f}; "
+                              f"{e['decoded_whole_same_input']} decoded whole (same input), "
+                              f"{nc[name]['unreadable']} unreadable")
+                    else:
+                        print(f"  {name}, {label}: no file decoded smaller than full size")
+                    if e["decoded_whole_large"]:
+                        print(f"    decoded whole although large (no DCT scaling for them): "
+                              f"{', '.join(e['decoded_whole_large'])}")
+
+    if not {"grid", "rss"} <= skip and dev == "cpu":
+        # the GUI steps start where a later session does: the models exported (what the first
+        # session's background `photocull prepare` leaves), even when the CLI step was skipped
+        ensure_exports([loaded, aest], accel_dir)
 
     if "grid" not in skip:
         g_files = build_shoot("small1k", args.grid_n, (640, 427))
