@@ -429,8 +429,9 @@ def test_eyes_closed_ranks_below_open_eyes_in_a_burst_only():
     from photocull.cull.overall import face_faults, overall_scores
 
     class Rep:
-        def __init__(self, n, open_, closed):
+        def __init__(self, n, open_, closed, sharpness=0.5):
             self.count, self.eyes_open_count, self.eyes_closed_count = n, open_, closed
+            self.sharpness = sharpness
 
         def reason(self):
             return "eyes closed" if self.closed_all() else f"{self.eyes_closed_count} of {self.count} people blinking"
@@ -445,3 +446,9 @@ def test_eyes_closed_ranks_below_open_eyes_in_a_burst_only():
     out = overall_scores([5.0, 6.0, 5.8, 6.5], [(), (), (), ()], groups=groups, burst_faults=ff)
     assert out[1].score < out[0].score and out[2].score < out[0].score  # despite higher aesthetic scores
     assert out[3].score == 6.5  # alone: no penalty
+    # every face open in both frames: the sharper faces win, whatever the aesthetic score says
+    sharp, soft = Rep(2, 2, 0, 0.6), Rep(2, 2, 0, 0.3)
+    ff = face_faults([sharp, soft, Rep(2, 2, 0, 0.55)], [4, 4, 4])
+    assert ff[0] == () and ff[2] == () and ff[1] == ("face softer than in the best frame of its burst",)
+    out = overall_scores([5.0, 6.0, 5.2], [(), (), ()], groups=[4, 4, 4], burst_faults=ff)
+    assert out[1].score < min(out[0].score, out[2].score)

@@ -135,19 +135,35 @@ def focus_faults(focus) -> tuple[str, ...]:
     return (focus.reason(),) if focus is not None and focus.is_fault and focus.reason() else ()
 
 
+# Inside a burst, a frame whose softest face is below this share of the sharpest such face of
+# the group (frames with every face open) has a soft face: the best frame has them sharp.
+FACE_SOFTER = 0.7
+
+
 def face_faults(faces: Sequence, groups: Sequence[int | None]) -> list[tuple[str, ...]]:
     """Per photo, the faces' faults inside its burst group (issue 4/7): a frame where fewer
     faces have their eyes open than the most faces found in any frame of the group (a face
-    that is missing counts as not open).  ``faces``: face reports (``count``,
-    ``eyes_open_count``, ``reason()``) or None (not analysed)."""
+    that is missing counts as not open); among the frames where every face is open, one whose
+    softest face is clearly softer than the group's best (:data:`FACE_SOFTER`).  ``faces``:
+    face reports (``count``, ``eyes_open_count``, ``sharpness``: the softest face's,
+    ``reason()``) or None (not analysed)."""
     most: dict[int, int] = {}
     for f, g in zip(faces, groups):
         if f is not None and g is not None:
             most[g] = max(most.get(g, 0), int(f.count))
+    sharpest: dict[int, float] = {}
+    for f, g in zip(faces, groups):
+        if (f is not None and g is not None and most.get(g) and int(f.eyes_open_count) >= most[g]
+                and getattr(f, "sharpness", None) is not None):
+            sharpest[g] = max(sharpest.get(g, 0.0), float(f.sharpness))
     out = []
     for f, g in zip(faces, groups):
-        if f is None or g is None or not most.get(g) or int(f.eyes_open_count) >= most[g]:
+        if f is None or g is None or not most.get(g):
             out.append(())
+        elif int(f.eyes_open_count) >= most[g]:
+            sharp = getattr(f, "sharpness", None)
+            soft = sharp is not None and sharpest.get(g, 0.0) > 0 and float(sharp) < FACE_SOFTER * sharpest[g]
+            out.append(("face softer than in the best frame of its burst",) if soft else ())
         elif f.eyes_closed_count:
             out.append((f.reason().split(", ")[0],))  # "eyes closed", "1 of 3 people blinking"
         else:
