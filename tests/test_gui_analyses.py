@@ -319,3 +319,43 @@ def test_overlays_in_compare(qtbot, people):
     assert r > 150 and g < 100, (r, g, b)
     qtbot.keyClick(win.compare, Qt.Key.Key_O)
     assert not any(p.show_faces for p in panes) and all(p.show_focus for p in panes)
+
+
+def test_pick_best_of_a_burst_prefers_open_eyes_then_sharp_faces(qtbot):
+    """Issue 4/7 through the window's model: in a burst, the frame where every face is open
+    is the group's best (and Select > Pick best picks it) even when a blinking frame, or a
+    frame with a missing face, has the higher aesthetic score; then the sharper faces win."""
+    from photocull.cull.bursts import best_of_groups_changes
+    from photocull.gui.photomodel import PhotoItem, PhotoListModel
+    from photocull.model.spec import FAMILIES
+
+    def dist(bucket):
+        p = np.full(10, 0.01, np.float32)
+        p[bucket - 1] = 1.0
+        return p / p.sum()
+
+    def item(name, aesthetic, faces, group=1):
+        it = PhotoItem(Path(f"/shoot/{name}"), probs=dist(8), severities=np.zeros(len(FAMILIES), np.float32),
+                       aesthetic=dist(aesthetic), faces=FaceReport(tuple(faces), 0.03), group=group,
+                       group_size=3, group_kind="burst")
+        return it
+
+    two_open = [face((0.1, 0.1, 0.3, 0.4), sharpness=0.4), face((0.6, 0.1, 0.8, 0.4), sharpness=0.4)]
+    blink = [face((0.1, 0.1, 0.3, 0.4), SHUT, 0.4), face((0.6, 0.1, 0.8, 0.4), sharpness=0.4)]
+    one_missing = [face((0.1, 0.1, 0.3, 0.4), sharpness=0.4)]
+    model = PhotoListModel()
+    items = [item("open.jpg", 5, two_open), item("blink.jpg", 7, blink), item("missing.jpg", 6, one_missing)]
+    model.set_items(items)
+    model.set_mode("overall", FAMILIES)
+    best = [it.name for it in items if it.group_best]
+    assert best == ["open.jpg"]
+    assert items[0].rank == 1 and {items[1].rank, items[2].rank} == {2, 3}
+    assert any("blinking" in f for f in items[1].faults) and any("not found" in f for f in items[2].faults)
+    picks = [it.name for it, flag in best_of_groups_changes(items).changes if flag == 1]
+    assert picks == ["open.jpg"]
+    # every face open in each frame: the sharper faces are the best frame, not the higher aesthetic score
+    soft = [face((0.1, 0.1, 0.3, 0.4), sharpness=0.1), face((0.6, 0.1, 0.8, 0.4), sharpness=0.4)]
+    items2 = [item("sharp.jpg", 5, two_open, 2), item("soft.jpg", 7, soft, 2)]
+    model.set_items(items2)
+    model.set_mode("overall", FAMILIES)
+    assert [it.name for it in items2 if it.group_best] == ["sharp.jpg"]
