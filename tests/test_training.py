@@ -257,6 +257,7 @@ def test_learn_cli_end_to_end(tmp_path, capsys):
     assert cli.main(["--home", str(home), "learn", str(csv), "--name", "My taste", "--min-ratings", "5"]) == 0
     out = capsys.readouterr().out
     assert "generic" in out and "personal" in out and "1 unreadable" in out
+    assert "too few to tell" in out and "not suggested" in out  # the window's verdict, in words
     saved = tmp_path / "home" / "data" / "models" / "my-taste.pt"
     assert checkpoint.load_model(saved).meta["n_ratings"] == 8
     parser = argparse.ArgumentParser()

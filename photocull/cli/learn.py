@@ -125,6 +125,9 @@ def cmd_learn(args, paths: AppPaths) -> int:
     print(f"on {result.n_val} held-out ratings:")
     _print_metrics(f"  generic  ({base.name})", result.before)
     _print_metrics(f"  personal ({args.name})", result.after)
+    from photocull.training.metrics import verdict_of
+
+    print(verdict_of(result).text)  # the window's words: better, worse, or can't tell
     print(f"saved {path} (id {mid})")
     return 0
 

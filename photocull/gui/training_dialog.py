@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks
 from photocull.media.listing import list_images
-from photocull.training.metrics import METRIC_HELP, TasteVerdict, format_metric, taste_verdict
+from photocull.training.metrics import METRIC_HELP, TasteVerdict, format_metric, verdict_of
 from photocull.training.ratings import ratings_from_marks
 
 from .notify import notify
@@ -44,14 +44,6 @@ def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda
                                                 min_ratings=MIN_RATINGS, cancelled=cancelled)
     return None if learned is None else (learned.tuned, base)
 
-
-def verdict_of(result) -> TasteVerdict:
-    """The verdict on a trained :class:`~photocull.training.personal.FineTuneResult`
-    (:func:`~photocull.training.metrics.taste_verdict` on its held-out ratings)."""
-    held = [getattr(result, k, None) for k in ("val_targets", "val_before", "val_after")]
-    if any(h is None for h in held):  # a result without its held-out predictions: nothing to compare
-        held = [[], [], []]
-    return taste_verdict(*held, n_ratings=result.n_ratings)
 
 
 class LossCurve(QWidget):

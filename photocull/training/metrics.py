@@ -245,3 +245,13 @@ def taste_verdict(target, default, personal, *, n_ratings: int | None = None, mi
     if c.diff > 0:
         return TasteVerdict("better", n, f"{said}.", c)
     return TasteVerdict("worse", n, f"{said}. Keep using the default; saving this model is not suggested.", c)
+
+
+def verdict_of(result) -> TasteVerdict:
+    """The verdict on a trained :class:`~photocull.training.personal.FineTuneResult`
+    (:func:`taste_verdict` on its held-out ratings): what the window's Learn My Taste and
+    ``photocull learn`` say."""
+    held = [getattr(result, k, None) for k in ("val_targets", "val_before", "val_after")]
+    if any(h is None for h in held):  # a result without its held-out predictions: nothing to compare
+        held = [[], [], []]
+    return taste_verdict(*held, n_ratings=getattr(result, "n_ratings", None))
