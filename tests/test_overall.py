@@ -102,3 +102,27 @@ def test_demo_shoot_every_degraded_copy_ranks_below_its_original(tmp_path, capsy
     for n in demoted:
         assert photos[n]["mean"] < photos[re.sub(r"_[a-z]+\.jpg$", ".jpg", n)]["mean"]
         assert all(f in photos[n]["why"] for f in photos[n]["faults"])
+
+
+def test_export_one_per_burst_keeps_each_bursts_best_frame(tmp_path, capsys):
+    """``photocull export --one-per-burst``: of each burst only the frame ranked first (the
+    window's top frame) is exported; the blurred and shaken copies taken in the same burst as
+    their original stay behind."""
+    pytest.importorskip("skimage")
+    from photocull.cli import main
+    from photocull.training.demo import make_demo
+
+    folder = tmp_path / "demo"
+    make_demo(folder)
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "score", str(folder), "--format", "json", "-q"]) == 0
+    ranked = [Path(p["path"]).name for p in json.loads(capsys.readouterr().out)["photos"] if p.get("rank")]
+    dest = tmp_path / "out"
+    assert main(["--home", home, "export", str(folder), str(dest), "--top-percent", "100", "--one-per-burst",
+                 "-q"]) == 0
+    got = {p.name for p in dest.glob("*.jpg")}
+    assert ranked[0] in got
+    # the coffee burst (the dark copy does not look like the others: it is a photo alone): one frame
+    assert [n for n in sorted(got) if n.startswith("02_coffee") and "dark" not in n] == ["02_coffee.jpg"]
+    assert len([n for n in got if re.match(r"01_astronaut_burst\d", n)]) <= 1
+    assert "04_rocket.jpg" in got and "06_hubble_deep_field.jpg" in got  # photos alone are all kept

@@ -43,7 +43,10 @@ def cmd_export(args, paths: AppPaths) -> int:
         marks = load_marks([r.path for r in results], cat)  # the catalog's, else the sidecars' (as everywhere)
         companions = {os.path.abspath(it.primary): it.companions for it in items}
         cands = []
+        keep = _one_per_burst(results, judged, cat) if args.one_per_burst else None
         for r, j in zip(results, judged):
+            if keep is not None and id(r) not in keep:
+                continue
             m = marks.get(os.path.abspath(r.path))
             cands.append(Candidate(Path(r.path), j.score if r.probs is not None else None, r.std,
                                    m.flag if m else 0, m.rating if m else 0,
@@ -73,6 +76,28 @@ def cmd_export(args, paths: AppPaths) -> int:
     print(f"photocull: {done} of {len(items)} photos to {args.dest}"
           + (f"; report {rep.report_path}" if rep.report_path else ""), file=sys.stderr)
     return 1 if rep.errors or stopped is not None else 0
+
+
+def _one_per_burst(results, judged, catalog) -> set[int]:
+    """The ids of the results ``--one-per-burst`` keeps: every photo, but of each burst group
+    (not brackets or panoramas: their frames are needed together) only the best by the
+    overall score, as the window shows on top."""
+    from photocull.cull import ranking
+    from photocull.cull.bursts import groups_of_results
+
+    scored = [(r, j) for r, j in zip(results, judged) if r.probs is not None]
+    groups = groups_of_results([r for r, _ in scored], catalog)
+    keep = {id(r) for r in results if r.probs is None}
+    best: dict[int, list] = {}
+    for (r, j), g in zip(scored, groups):
+        if g.group is None or g.kind != "burst":
+            keep.add(id(r))
+        else:
+            best.setdefault(g.group, []).append((r, j))
+    for frames in best.values():
+        top = ranking.best_first(frames, mean=lambda f: f[1].score, path=lambda f: f[0].path)[0]
+        keep.add(id(top[0]))
+    return keep
 
 
 def _check_selection(args, selection: dict) -> None:
@@ -244,6 +269,9 @@ def add_parsers(sub) -> None:
     sel.add_argument("--min-score", type=float, metavar="S", help="photos whose mean score is at least S (1..10)")
     sel.add_argument("--picks", action="store_true", help="picked photos only")
     sel.add_argument("--min-stars", type=int, metavar="N", help="photos with at least N stars")
+    e.add_argument("--one-per-burst", action="store_true",
+                   help="of each burst, only its best frame (by the overall score) can be exported; brackets and "
+                        "panoramas keep all their frames")
     e.add_argument("--move", action="store_true", help="move instead of copy (sources removed after a verified copy)")
     e.add_argument("-r", "--recursive", action="store_true", help="also the photos in SRC's subfolders")
     e.add_argument("--model", help=MODEL_HELP)

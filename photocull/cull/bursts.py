@@ -504,8 +504,14 @@ class _Cancelled(Exception):
 
 def group_numbers(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[int | None]:
     """Per scoring result (``path``, ``exif``, ``features``), its burst group's number
-    (None when alone): with ``catalog``, :func:`find_groups_cached` (features and tiny greys
-    from it); without, from the results' own features, decoding the tiny greys needed."""
+    (None when alone): see :func:`groups_of_results`."""
+    return [g.group for g in groups_of_results(results, catalog, gap_seconds)]
+
+
+def groups_of_results(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[ItemGroup]:
+    """Per scoring result (``path``, ``exif``, ``features``, ``tiny_gray``), its
+    :class:`ItemGroup`: with ``catalog``, :func:`find_groups_cached` (features and tiny greys
+    from it); without, from the results' own features and greys (decoding those missing)."""
     items = [_GroupItem(str(r.path), r.exif.capture_time, r.exif.exposure_bias, getattr(r, "mean", None))
              for r in results]
     if catalog is not None:
@@ -515,7 +521,7 @@ def group_numbers(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> 
         grays = {os.path.abspath(r.path): r.tiny_gray for r in results
                  if getattr(r, "tiny_gray", None) is not None}
         found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray, grays=grays)
-    return [None if g is None else g.group for g in (found or [None] * len(items))]
+    return list(found) if found else [ItemGroup(None, 1, "", True) for _ in items]
 
 
 class _GroupItem(NamedTuple):
