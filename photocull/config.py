@@ -104,6 +104,10 @@ class Settings:
     pick_rating: int = 5  # what a pick means when learning taste (stars)
     reject_rating: int = 1
     batch_size: int = 8
+    # how the window was left: the grid's order and the loupe's overlays come back as they were
+    sort_key: str = "score"
+    show_faces: bool = False
+    show_focus: bool = False
 
     MAX_RECENT = 10
 

@@ -359,3 +359,23 @@ def test_pick_best_of_a_burst_prefers_open_eyes_then_sharp_faces(qtbot):
     model.set_items(items2)
     model.set_mode("overall", FAMILIES)
     assert [it.name for it in items2 if it.group_best] == ["sharp.jpg"]
+
+
+def test_the_windows_view_settings_are_remembered(qtbot, app_paths, tiny_model):
+    """The grid's order and the loupe's overlays come back as they were left."""
+    from photocull.gui.mainwindow import MainWindow
+
+    w = MainWindow(app_paths)
+    qtbot.addWidget(w)
+    assert w.proxy.sort_key == "score" and not w.show_faces and not w.show_focus
+    w.set_sort("face_sharpness")
+    w.set_overlays(faces=True, focus=True)
+    w.shutdown()
+    again = MainWindow(app_paths)
+    qtbot.addWidget(again)
+    try:
+        assert again.proxy.sort_key == "face_sharpness"
+        assert again.show_faces and again.show_focus and again.faces_action.isChecked()
+        assert again.sort_combo.itemData(again.sort_combo.currentIndex()) == "face_sharpness"
+    finally:
+        again.shutdown()

@@ -250,13 +250,15 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.loupe = None
         self.compare = None
-        self.show_faces = False  # O: face boxes in the loupe and compare
-        self.show_focus = False  # M: the focus map
+        self.show_faces = self.settings.show_faces  # O: face boxes in the loupe and compare (remembered)
+        self.show_focus = self.settings.show_focus  # M: the focus map
 
         self._build_menus()
         self._build_toolbar()
         self._build_statusbar()
         self._install_keys()
+        self.set_sort(self.settings.sort_key)  # as the window was left
+        self.set_overlays()
 
     # -- UI construction ------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -618,7 +620,14 @@ class MainWindow(QMainWindow):
             self.start_scoring()
 
     def set_sort(self, key: str) -> None:
+        from .photomodel import SORT_KEYS
+
+        if key not in SORT_KEYS:
+            key = "score"
         self.proxy.set_sort_key(key)
+        if self.settings.sort_key != key:
+            self.settings.sort_key = key  # remembered for the next start
+            self._save_settings()
         i = self.sort_combo.findData(key)
         if i >= 0 and i != self.sort_combo.currentIndex():
             self.sort_combo.setCurrentIndex(i)
@@ -875,6 +884,9 @@ class MainWindow(QMainWindow):
                 v.set_overlays(self.show_faces, self.show_focus)
         self.faces_action.setChecked(self.show_faces)
         self.focus_action.setChecked(self.show_focus)
+        if (self.settings.show_faces, self.settings.show_focus) != (self.show_faces, self.show_focus):
+            self.settings.show_faces, self.settings.show_focus = self.show_faces, self.show_focus
+            self._save_settings()
 
     def keyPressEvent(self, ev) -> None:
         if self.stack.currentWidget() is self.loupe and ev.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right):
