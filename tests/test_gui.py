@@ -686,3 +686,22 @@ def test_unusable_catalog_is_a_message_not_a_traceback(qtbot, tmp_path, monkeypa
     monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda parent, title, text: shown.append(text))
     assert app.run_gui(None, paths, quit_after_ms=0) == 2
     assert shown and "is a folder, not a catalog file" in shown[0]
+
+
+def test_export_dialog_one_per_burst(qtbot, win, tmp_path):
+    """The export dialog's "one per burst", as `photocull export --one-per-burst`: of the
+    three burst frames only the group's best goes; photos alone all go."""
+    from photocull.gui.dialogs import ExportDialog
+
+    d = _burst_folder(tmp_path)
+    with qtbot.waitSignal(win.groupsDone, timeout=180_000):
+        open_and_score(qtbot, win, d)
+    dlg = ExportDialog(win)
+    qtbot.addWidget(dlg)
+    dlg.set_mode("percent")
+    dlg.top_pct.setValue(100)
+    assert {c.path.name for c in dlg.chosen()} == {"burst0.jpg", "burst1.jpg", "burst2.jpg", "coffee.jpg", "cat.jpg"}
+    dlg.one_per_burst.setChecked(True)
+    best = next(it.name for it in win.model.items if it.group is not None and it.group_best)
+    assert {c.path.name for c in dlg.chosen()} == {best, "coffee.jpg", "cat.jpg"}
+    assert "3 photos" in dlg.summary.text()

@@ -75,6 +75,10 @@ class ExportDialog(QDialog):
         h.addWidget(self.dest, 1)
         h.addWidget(b)
         lay.addLayout(h)
+        self.one_per_burst = QCheckBox("One per burst: only the best frame of each burst "
+                                       "(brackets and panoramas keep every frame)")
+        self.one_per_burst.toggled.connect(lambda *_: self._update_summary())
+        lay.addWidget(self.one_per_burst)
         self.move_box = QCheckBox("Move instead of copy (originals are removed only after a verified copy)")
         lay.addWidget(self.move_box)
         self.summary = QLabel()
@@ -104,6 +108,8 @@ class ExportDialog(QDialog):
         w = self.win
         mode = self.mode()
         items = w.selected_items() if mode == "selection" else w.model.items
+        if self.one_per_burst.isChecked():  # as `photocull export --one-per-burst`: the group's best frame
+            items = [it for it in items if it.group is None or it.group_kind != "burst" or it.group_best]
         cands = [Candidate(it.path, it.mean, it.std, it.flag, it.rating, list(it.companions)) for it in items]
         if mode == "selection":
             return choose(cands, exclude_rejects=False)
