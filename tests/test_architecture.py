@@ -203,3 +203,13 @@ def test_cli_help_does_not_import_torch():
     code = ("import sys; from photocull.cli import build_parser; build_parser(); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(PKG.parent))
+
+
+@pytest.mark.parametrize("module", list(MODULES))
+def test_ray_only_in_the_cluster_module(module):
+    """Ray (``photocull[cluster]``) is optional: one module, photocull/cluster.py, imports it."""
+    if module == "photocull.cluster":
+        return
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    bad = sorted(n for n, _ in imports_of(tree, module) if n.split(".")[0] == "ray")
+    assert not bad, f"{module} imports {bad}: only photocull/cluster.py may"

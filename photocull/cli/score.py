@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import sys
@@ -25,6 +26,18 @@ TABLE_PATH_WIDTH = 60
 def cmd_score(args, paths: AppPaths) -> int:
     from photocull.cull.catalog import Catalog, CatalogError
 
+    engine, out_file = getattr(args, "engine", "local"), getattr(args, "out", None)
+    if out_file is not None:
+        check_out(out_file)
+    if engine != "ray" and (getattr(args, "address", None) or getattr(args, "actors", None)):
+        raise SystemExit("photocull: --address and --actors go with --engine ray")
+    if engine == "ray":
+        from photocull.cluster import ClusterError, require_ray
+
+        try:
+            require_ray()
+        except ClusterError as exc:
+            raise SystemExit(f"photocull: {exc}")
     items, problems = collect_photos(args.paths, args.recursive)
     companions = {os.path.abspath(it.primary): it.companions for it in items}
     scorers = load_scorers(args.model, paths)
@@ -36,9 +49,13 @@ def cmd_score(args, paths: AppPaths) -> int:
                 cat = stack.enter_context(Catalog(paths.catalog_path))
             except CatalogError:
                 cat = None  # run_scoring says so, and scores without it
-        results = run_scoring([it.primary for it in items], scorers.loaded, paths, use_cache=not args.no_cache,
-                              batch_size=args.batch_size, progress=not args.quiet, backend=args.backend,
-                              catalog=cat, aesthetic=scorers.aesthetic)
+        files = [it.primary for it in items]
+        if engine == "ray":
+            results = score_on_ray(files, scorers, paths, args, cat)
+        else:
+            results = run_scoring(files, scorers.loaded, paths, use_cache=not args.no_cache,
+                                  batch_size=args.batch_size, progress=not args.quiet, backend=args.backend,
+                                  catalog=cat, aesthetic=scorers.aesthetic)
         scored = [r for r in results if r.probs is not None]
         judged = dict(zip(map(id, scored), judge(scored, scorers, cat)))
     alone_aesthetic = scorers.mode == "single" and not scorers.loaded.cfg.families  # (no severity head)
@@ -50,6 +67,9 @@ def cmd_score(args, paths: AppPaths) -> int:
 
     def comps(path) -> list[Path]:
         return companions.get(os.path.abspath(path), [])
+
+    if out_file is not None:
+        write_out(out_file, ok, bad, problems, scorers)
 
     extra = ["aesthetic", "aesthetic_std", "technical", "technical_std", "faces", "eyes_closed"]
     if args.format == "csv":
@@ -109,6 +129,86 @@ def cmd_score(args, paths: AppPaths) -> int:
         rows += [("-", "", "", "", "", str(p), f"ERROR: {why}") for p, why in problems]
         print_table(rows, out, ("rank", "top", "mean", "A", "T") if both else ("rank", "top", "mean", "std", ""))
     return 0
+
+
+OUT_COLUMNS = ["path", "size", "mtime", "model_id", "aesthetic_model_id", "mean", "aesthetic", "aesthetic_std",
+               "technical", "technical_std", "why", "error", "faces", "eyes_closed"]
+"""``--out FILE``'s columns (any engine): one row per photo, scored or not."""
+
+
+def check_out(out_file: str) -> None:
+    """Refuse an ``--out`` file photocull cannot write, before any scoring."""
+    suffix = Path(out_file).suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise SystemExit(f"photocull: --out {out_file}: give a .csv or .parquet file")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise SystemExit("photocull: --out FILE.parquet needs pyarrow: pip install pyarrow "
+                             "(or pip install 'photocull[cluster]'), or write FILE.csv") from None
+    if not Path(out_file).expanduser().absolute().parent.is_dir():
+        raise SystemExit(f"photocull: --out {out_file}: its folder does not exist")
+
+
+def score_on_ray(files, scorers, paths: AppPaths, args, catalog):
+    """``--engine ray``: the same results list as :func:`run_scoring` gives, scored on Ray."""
+    from photocull.cluster import ClusterError, RayJob, run_on_ray
+
+    backend = args.backend or os.environ.get("PHOTOCULL_BACKEND")
+    job = RayJob(args.model, paths, address=args.address, batch_size=args.batch_size, backend=backend,
+                 concurrency=getattr(args, "actors", None))
+    where = f"the Ray cluster at {args.address}" if args.address else "a local Ray on this machine"
+    if not args.quiet:
+        print(f"photocull: scoring on {where}", file=sys.stderr)
+    try:
+        return run_on_ray(files, scorers, job, catalog=catalog, progress=not args.quiet)
+    except ClusterError as exc:
+        raise SystemExit(f"photocull: {exc}")
+
+
+def write_out(out_file: str, ok: list, bad: list, problems: list, scorers) -> None:
+    """The results table for the archive (:data:`OUT_COLUMNS`) as CSV or Parquet, written atomically."""
+    from photocull.media.fileops import atomic_write
+
+    ids = (scorers.loaded.model_id, None if scorers.aesthetic is None else scorers.aesthetic.model_id)
+
+    def stat(p):
+        try:
+            st = os.stat(p)
+            return st.st_size, st.st_mtime
+        except OSError:
+            return None, None
+
+    def num(x):
+        return None if x is None else round(float(x), 4)
+
+    records = []
+    for row in ok:
+        a, a_std, t, t_std = row.extra
+        faces = row.result.faces
+        records.append([str(row.path), *stat(row.path), *ids, num(row.mean), num(a), num(a_std), num(t),
+                        num(t_std), row.why, row.error, None if faces is None else faces.count,
+                        None if faces is None else faces.eyes_closed_count])
+    for r in bad:
+        records.append([str(r.path), *stat(r.path), *ids, None, None, None, None, None, "", r.error, None, None])
+    for p, why in problems:
+        records.append([str(p), *stat(p), *ids, None, None, None, None, None, "", why, None, None])
+    if Path(out_file).suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist([dict(zip(OUT_COLUMNS, rec)) for rec in records]), sink)
+        data = sink.getvalue().to_pybytes()
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(OUT_COLUMNS)
+        w.writerows([["" if v is None else v for v in rec] for rec in records])
+        data = buf.getvalue().encode("utf-8")
+    atomic_write(Path(out_file).expanduser(), data)
 
 
 class ScoreRow:
@@ -184,7 +284,7 @@ def cmd_demo(args, paths: AppPaths) -> int:
     (folder / ".photocull-demo").write_text("made by photocull demo\n")
     print(f"photocull: demo shoot of {len(files)} photos in {folder}", file=sys.stderr)
     ns = argparse.Namespace(paths=[str(folder)], recursive=False, model=args.model, format="table",
-                            no_cache=False, batch_size=8, quiet=False, backend=None)
+                            no_cache=False, batch_size=8, quiet=False, backend=None, engine="local", out=None)
     rc = cmd_score(ns, paths)
     if args.gui:
         from .gui import cmd_gui
@@ -234,6 +334,16 @@ def add_parsers(sub) -> None:
                    help="CPU inference engine: auto (ONNX Runtime when it pays, the default; "
                         "also PHOTOCULL_BACKEND), torch, or onnx")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--out", metavar="FILE", help="also write the results table (path, size, mtime, model ids, "
+                   "overall, aesthetic and technical means and std, why, error, faces) to FILE.csv or "
+                   "FILE.parquet (Parquet needs pyarrow)")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default: this process) or ray (Ray Data actors, on a local Ray or the "
+                        "cluster at --address; needs pip install 'photocull[cluster]')")
+    s.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster, 'auto' (the one this "
+                   "node belongs to) or ray://HOST:10001 (default: start a local Ray on this machine)")
+    s.add_argument("--actors", type=positive_int, metavar="N", help="with --engine ray: scoring actors, one "
+                   "CPU each (default: the cluster's CPUs)")
     s.set_defaults(func=cmd_score)
 
     d = sub.add_parser("demo", help="build a demo shoot from bundled sample photos and rank it",
