@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from photocull.media.exif import ExifInfo
-from photocull.scoring import ANALYSES, BatchProgress, ScoreResult, iter_scores
+from photocull.scoring import ANALYSES, BatchProgress, ScoreResult, iter_scores, load_analyses
 
 if TYPE_CHECKING:
     from photocull.config import AppPaths
@@ -104,13 +104,7 @@ def row_to_result(row: dict) -> ScoreResult:
                     _unraw(row["features"], np.float16), row["error"] or None, row["why"] or "",
                     ExifInfo(_unnum(row["capture_time"]), _unnum(row["exposure_bias"]), row["camera"] or None))
     r.aesthetic, r.aesthetic_features = _unarr(row["aesthetic"]), _unraw(row["aesthetic_features"], np.float16)
-    stored = json.loads(row["analyses"]) if row["analyses"] else {}
-    for a in ANALYSES:
-        if a.load is not None and a.field in stored:
-            try:
-                setattr(r, a.field, a.load(stored[a.field]))
-            except (ValueError, TypeError):
-                log.warning("%s of %s unreadable; ignored", a.field, r.path)
+    load_analyses(r, json.loads(row["analyses"]) if row["analyses"] else {})
     if row["tiny_gray"]:
         side, data = row["tiny_gray"].split(":", 1)
         r.tiny_gray = _unraw(data, np.uint8).reshape(int(side), int(side))

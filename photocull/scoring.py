@@ -511,7 +511,12 @@ def stored_to_result(s, path: Path | None = None) -> ScoreResult:
     (``path``: the Path it was looked up by, to save parsing ``s.path`` again)."""
     r = ScoreResult(path if path is not None else Path(s.path), s.probs, s.severities, None, s.error, s.why or "",
                     ExifInfo(s.capture_time, s.exposure_bias, s.camera))
-    stored = getattr(s, "analyses", None) or {}
+    return load_analyses(r, getattr(s, "analyses", None) or {})
+
+
+def load_analyses(r: ScoreResult, stored: Mapping) -> ScoreResult:
+    """Fill ``r``'s analysis fields from what was kept of them (field -> JSON value, as
+    :attr:`ScoreResult.analyses_json`); a value that does not load is left out (None)."""
     for a in ANALYSES:
         if a.load is not None and a.field in stored:
             try:
