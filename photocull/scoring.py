@@ -39,7 +39,7 @@ import numpy as np
 from photocull.media.exif import ExifInfo, read_any_exif
 from photocull.media.loaders import ImageError, open_image, shrink
 from photocull.model.devices import device_name, pin_memory_for, thread_plan
-from photocull.model.losses import DistributionStats, dist_mean, dist_std
+from photocull.model.losses import DistributionStats
 from photocull.model.reasons import explain
 from photocull.model.spec import to_model_input
 
@@ -75,14 +75,6 @@ class ScoreResult(DistributionStats):
     tiny_gray: np.ndarray | None = None  # 64x64 uint8 grey for burst grouping (kept in the catalog's greys)
     faces: object | None = None      # photocull.analysis.faces.FaceReport
     focus: object | None = None      # photocull.analysis.focus.FocusReport
-
-    @property
-    def aesthetic_mean(self) -> float | None:
-        return None if self.aesthetic is None else float(dist_mean(self.aesthetic))
-
-    @property
-    def aesthetic_std(self) -> float | None:
-        return None if self.aesthetic is None else float(dist_std(self.aesthetic))
 
     @property
     def ok(self) -> bool:

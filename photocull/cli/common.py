@@ -73,20 +73,28 @@ def load_scorers(spec: str | None, paths: AppPaths):
 def judge(results, scorers, catalog=None) -> list:
     """The overall score and faults of each result (:mod:`photocull.cull.overall`), with
     the burst groups found among them (kept in ``catalog`` when there is one)."""
-    from photocull.cull.bursts import group_numbers
+    return judge_and_group(results, scorers, catalog)[0]
+
+
+def judge_and_group(results, scorers, catalog=None) -> tuple[list, list | None]:
+    """:func:`judge`, and each result's :class:`~photocull.cull.bursts.ItemGroup` (None for a
+    result without a score; the whole list None when one model runs alone: no rule, no groups)."""
+    from photocull.cull.bursts import groups_of_results
     from photocull.cull.catalog import CatalogError
     from photocull.cull.overall import judge_results
 
     mode = scorers.mode
-    groups = None
+    found = None
     if mode != "single":
         scored = [r for r in results if r.probs is not None]
         try:
-            found = dict(zip(map(id, scored), group_numbers(scored, catalog)))
+            grouped = groups_of_results(scored, catalog)
         except CatalogError:
-            found = dict(zip(map(id, scored), group_numbers(scored)))
-        groups = [found.get(id(r)) for r in results]
-    return judge_results(results, scorers.loaded.cfg.families, mode, groups)
+            grouped = groups_of_results(scored)
+        by_id = dict(zip(map(id, scored), grouped))
+        found = [by_id.get(id(r)) for r in results]
+    groups = None if found is None else [None if g is None else g.group for g in found]
+    return judge_results(results, scorers.loaded.cfg.families, mode, groups), found
 
 
 def fmt(x: float | None, nd: int = 3) -> str:

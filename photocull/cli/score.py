@@ -13,7 +13,7 @@ from pathlib import Path
 from photocull.config import AppPaths
 from photocull.cull import ranking
 
-from photocull.model.losses import dist_mean, dist_std
+from photocull.model.losses import mean_of, std_of
 
 from .common import MODEL_HELP, collect_photos, fmt, judge, load_scorers, positive_int, run_scoring
 
@@ -223,11 +223,11 @@ class ScoreRow:
         r = result
         taste = r.aesthetic if mode == "overall" else r.probs
         self.distribution = taste
-        self.std = None if taste is None else float(dist_std(taste))
+        self.std = std_of(taste)
         self.aesthetic_probs = r.aesthetic if mode != "single" else (r.probs if alone_aesthetic else None)
         self.technical_probs = r.probs if mode == "overall" or (mode == "single" and not alone_aesthetic) else None
-        self.extra = [_mean(self.aesthetic_probs), _std(self.aesthetic_probs),
-                      _mean(self.technical_probs), _std(self.technical_probs)]
+        self.extra = [mean_of(self.aesthetic_probs), std_of(self.aesthetic_probs),
+                      mean_of(self.technical_probs), std_of(self.technical_probs)]
         faces = getattr(r, "faces", None)
         self.face_counts = ["", ""] if faces is None else [str(faces.count), str(faces.eyes_closed_count)]
         whys = [w for w in (r.why or "").split(", ") if w]
@@ -248,14 +248,6 @@ def _face(f) -> dict:
     return {"box": [num(v) for v in f.box], "confidence": num(f.confidence, 3), "left_eye": num(f.left_eye),
             "right_eye": num(f.right_eye), "eyes_closed": bool(f.eyes_closed), "yaw": num(f.yaw, 1),
             "looking_away": bool(f.looking_away), "sharpness": num(f.sharpness), "height_px": int(f.size_px)}
-
-
-def _mean(p):
-    return None if p is None else float(dist_mean(p))
-
-
-def _std(p):
-    return None if p is None else float(dist_std(p))
 
 
 def _round(x, nd: int = 4):

@@ -502,12 +502,6 @@ class _Cancelled(Exception):
     pass
 
 
-def group_numbers(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[int | None]:
-    """Per scoring result (``path``, ``exif``, ``features``), its burst group's number
-    (None when alone): see :func:`groups_of_results`."""
-    return [g.group for g in groups_of_results(results, catalog, gap_seconds)]
-
-
 def groups_of_results(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[ItemGroup]:
     """Per scoring result (``path``, ``exif``, ``features``, ``tiny_gray``), its
     :class:`ItemGroup`: with ``catalog``, :func:`find_groups_cached` (features and tiny greys

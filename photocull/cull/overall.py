@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from photocull.model.losses import dist_mean
+from photocull.model.losses import mean_of
 from photocull.model.reasons import faults as technical_faults
 
 # A fault costs this much on the 1-10 scale.  AVA means cluster between 4 and 7 (the
@@ -180,9 +180,7 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
     :attr:`photocull.model.registry.Scorers.mode`: "overall" (taste: the aesthetic mean;
     technical: the first model's), "personal" (taste: the personal model's mean; its
     severities still name the faults) or "single" (one model alone: its mean, no rule)."""
-    def mean(p):
-        return None if p is None else float(dist_mean(p))
-
+    mean = mean_of
     if mode == "single":
         return [Overall(mean(r.probs)) for r in results]
     if mode not in ("overall", "personal"):

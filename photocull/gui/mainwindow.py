@@ -37,7 +37,7 @@ from photocull.cull.catalog import Catalog, Marks
 from photocull.cull.marks import load_marks, save_marks, sidecar_figures
 from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
-from photocull.model.losses import dist_mean, dist_std
+from photocull.model.losses import mean_of, std_of
 
 from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
@@ -128,7 +128,7 @@ class DetailPanel(QWidget):
                          + (f" — rank {it.rank} of {total_scored} ({it.top})" if it.rank else ""))
             parts = []
             if it.aesthetic is not None:
-                parts.append(f"aesthetic {float(dist_mean(it.aesthetic)):.2f}")
+                parts.append(f"aesthetic {it.aesthetic_mean:.2f}")
             if it.technical_mean is not None:
                 parts.append(f"technical {it.technical_mean:.2f}")
             if personal:
@@ -683,8 +683,8 @@ class MainWindow(QMainWindow):
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
             # the sidecar's figures are the named model's own (as `photocull rate` writes them); the
             # overall score depends on the rest of the shoot, so it is not a figure of the photo
-            own = (None, None) if it.probs is None else (float(dist_mean(it.probs)), float(dist_std(it.probs)))
-            writes.append((it.path, new, it.companions, sidecar_figures(*own, it.why, model_id)))
+            writes.append((it.path, new, it.companions,
+                           sidecar_figures(mean_of(it.probs), std_of(it.probs), it.why, model_id)))
             self.model.touch(it.path)
         if writes:
             self._marks_pending = [f for f in self._marks_pending if not f.done()]

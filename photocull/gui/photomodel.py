@@ -34,7 +34,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
 from photocull.cull.overall import face_faults, focus_faults, overall_scores
-from photocull.model.losses import dist_mean, dist_std
+from photocull.model.losses import mean_of, std_of
 from photocull.model.reasons import faults as technical_faults
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
@@ -49,6 +49,7 @@ class PhotoItem:
     severities: np.ndarray | None = None
     why: str = ""
     aesthetic: np.ndarray | None = None  # the aesthetic network's distribution, when it ran beside
+    aesthetic_mean: float | None = None  # its mean
     taste_mean: float | None = None      # what the overall rule ranks sound frames by
     technical_mean: float | None = None  # the technical model's mean (None when it did not run)
     technical_faults: tuple = ()         # the technical model's faults (reasons.faults)
@@ -300,14 +301,15 @@ class PhotoListModel(QAbstractListModel):
 
     def _judge_one(self, it: PhotoItem) -> None:
         """The item's own figures (the overall score itself needs the whole shoot: ``_ranks``)."""
-        own = None if it.probs is None else float(dist_mean(it.probs))
+        own = mean_of(it.probs)
+        it.aesthetic_mean = mean_of(it.aesthetic)
         if self.mode == "single":
             it.taste_mean, it.technical_mean, it.technical_faults = own, None, ()
-            it.std = None if it.probs is None else float(dist_std(it.probs))
+            it.std = std_of(it.probs)
         else:
             taste = it.aesthetic if self.mode == "overall" else it.probs
-            it.taste_mean = None if taste is None or it.probs is None else float(dist_mean(taste))
-            it.std = None if taste is None else float(dist_std(taste))
+            it.taste_mean = None if it.probs is None else mean_of(taste)
+            it.std = std_of(taste)
             it.technical_mean = own if self.mode == "overall" else None
             it.technical_faults = technical_faults(it.severities, self.families) + focus_faults(it.focus)
         if self.mode == "single" or it.taste_mean is None:

@@ -8,8 +8,6 @@ from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
 
-from photocull.model.losses import dist_mean
-
 from .photomodel import ItemRole, PhotoItem
 
 LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d", "Purple": "#a3c"}
@@ -17,9 +15,9 @@ LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d
 
 def both_scores(it) -> str:
     """"A 5.6 · T 8.1" (aesthetic, technical) when both networks scored the photo; else ''."""
-    if it.aesthetic is None or it.technical_mean is None:
+    if it.aesthetic_mean is None or it.technical_mean is None:
         return ""
-    return f"A {float(dist_mean(it.aesthetic)):.1f} · T {it.technical_mean:.1f}"
+    return f"A {it.aesthetic_mean:.1f} · T {it.technical_mean:.1f}"
 
 
 def reasons_line(it) -> str:

@@ -60,6 +60,16 @@ def dist_std(p) -> "np.ndarray | torch.Tensor":
     return np.sqrt(np.clip(p @ (SCORES**2) - m * m, 0, None))
 
 
+def mean_of(p) -> float | None:
+    """:func:`dist_mean` of one distribution as a float; None when there is none."""
+    return None if p is None else float(dist_mean(p))
+
+
+def std_of(p) -> float | None:
+    """:func:`dist_std` of one distribution as a float; None when there is none."""
+    return None if p is None else float(dist_std(p))
+
+
 class DistributionStats:
     """``mean`` and ``std`` of a result's 10-bucket ``probs`` (None when it has none): one
     definition for scoring's results and the catalog's stored scores."""
@@ -68,11 +78,11 @@ class DistributionStats:
 
     @property
     def mean(self) -> float | None:
-        return None if self.probs is None else float(dist_mean(self.probs))
+        return mean_of(self.probs)
 
     @property
     def std(self) -> float | None:
-        return None if self.probs is None else float(dist_std(self.probs))
+        return std_of(self.probs)
 
 
 def max_std(mean: float) -> float:
