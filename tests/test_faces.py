@@ -452,3 +452,23 @@ def test_eyes_closed_ranks_below_open_eyes_in_a_burst_only():
     assert ff[0] == () and ff[2] == () and ff[1] == ("face softer than in the best frame of its burst",)
     out = overall_scores([5.0, 6.0, 5.2], [(), (), ()], groups=[4, 4, 4], burst_faults=ff)
     assert out[1].score < min(out[0].score, out[2].score)
+
+
+def test_a_faulted_frame_does_not_set_the_face_sharpness_of_its_burst():
+    """A noisy copy's faces read as sharper (noise is fine detail): it must not make the sound
+    original's face 'softer than in the best frame'."""
+    from photocull.cull.overall import overall_scores
+
+    class Rep:
+        count = eyes_open_count = 1
+        eyes_closed_count = 0
+
+        def __init__(self, sharpness):
+            self.sharpness = sharpness
+
+        def reason(self):
+            return ""
+
+    out = overall_scores([5.0, 5.5], [(), ("noisy",)], groups=[1, 1], faces=[Rep(0.3), Rep(0.9)])
+    assert out[0].faults == () and out[0].score == 5.0
+    assert out[1].score < out[0].score

@@ -97,6 +97,8 @@ def test_demo_shoot_every_degraded_copy_ranks_below_its_original(tmp_path, capsy
         original = photos[re.sub(r"_[a-z]+\.jpg$", ".jpg", n)]
         assert photos[n]["rank"] > original["rank"], (n, photos[n]["mean"], original["mean"])
         assert photos[n]["aesthetic"] is not None and photos[n]["technical"] is not None
+    for n in ("01_astronaut.jpg", "02_coffee.jpg", "03_chelsea.jpg", "04_rocket.jpg", "05_stereo_motorcycle.jpg"):
+        assert photos[n]["faults"] == [], (n, photos[n]["faults"])  # clean frames are never demoted
     demoted = [n for n in copies if photos[n]["faults"]]
     assert len(demoted) >= 10  # most copies carry a fault; the rest rank lower on taste alone
     for n in demoted:

@@ -96,7 +96,8 @@ def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]
                    technical: Sequence[float | None] | None = None,
                    groups: Sequence[int | None] | None = None,
                    severities: Sequence | None = None, families: Sequence[str] = (),
-                   burst_faults: Sequence[Sequence[str]] | None = None) -> list[Overall]:
+                   burst_faults: Sequence[Sequence[str]] | None = None,
+                   faces: Sequence | None = None) -> list[Overall]:
     """The rule above, for one shoot.  Per photo, in the same order: ``taste`` (the
     aesthetic or personal mean; None: not scored), ``faults`` (the technical model's, in
     words: :func:`photocull.model.reasons.faults`), ``technical`` (its mean; None
@@ -104,7 +105,9 @@ def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]
     yet); ``severities`` and ``families``, when given, name how a burst frame is worse
     than the group's best.  ``burst_faults`` are faults that count only against a sound frame
     of the same burst (eyes closed: a lone sleeping-baby shot keeps its place): no penalty,
-    but placed below the group's sound frames."""
+    but placed below the group's sound frames.  ``faces`` (face reports, or None each): the
+    burst faults of :func:`face_faults`, the frames with another fault not setting the sharpness
+    the others are compared with (noise reads as fine detail)."""
     n = len(taste)
     technical = list(technical) if technical is not None else [None] * n
     groups = list(groups) if groups is not None else [None] * n
@@ -112,6 +115,8 @@ def overall_scores(taste: Sequence[float | None], faults: Sequence[Sequence[str]
         raise ValueError("taste, faults, technical and groups must have one entry per photo")
     weaker = group_faults(technical, groups, severities, families)
     found = [tuple(f) + ((w,) if w else ()) for f, w in zip(faults, weaker)]
+    if faces is not None:
+        burst_faults = face_faults(faces, groups, [bool(f) for f in found])
     in_burst = [tuple(b) if g is not None else () for b, g in
                 zip(burst_faults if burst_faults is not None else [()] * n, groups)]
     score = [None if _number(t) is None else (_number(t) - FAULT_PENALTY if f else _number(t))
@@ -140,20 +145,22 @@ def focus_faults(focus) -> tuple[str, ...]:
 FACE_SOFTER = 0.7
 
 
-def face_faults(faces: Sequence, groups: Sequence[int | None]) -> list[tuple[str, ...]]:
+def face_faults(faces: Sequence, groups: Sequence[int | None],
+                faulted: Sequence[bool] | None = None) -> list[tuple[str, ...]]:
     """Per photo, the faces' faults inside its burst group (issue 4/7): a frame where fewer
     faces have their eyes open than the most faces found in any frame of the group (a face
     that is missing counts as not open); among the frames where every face is open, one whose
     softest face is clearly softer than the group's best (:data:`FACE_SOFTER`).  ``faces``:
     face reports (``count``, ``eyes_open_count``, ``sharpness``: the softest face's,
-    ``reason()``) or None (not analysed)."""
+    ``reason()``) or None (not analysed).  ``faulted``: frames with another fault, which do not
+    set the sharpness the others are compared with (a noisy copy's faces read as sharper)."""
     most: dict[int, int] = {}
     for f, g in zip(faces, groups):
         if f is not None and g is not None:
             most[g] = max(most.get(g, 0), int(f.count))
     sharpest: dict[int, float] = {}
-    for f, g in zip(faces, groups):
-        if (f is not None and g is not None and most.get(g) and int(f.eyes_open_count) >= most[g]
+    for f, g, bad in zip(faces, groups, faulted if faulted is not None else [False] * len(faces)):
+        if (f is not None and g is not None and not bad and most.get(g) and int(f.eyes_open_count) >= most[g]
                 and getattr(f, "sharpness", None) is not None):
             sharpest[g] = max(sharpest.get(g, 0.0), float(f.sharpness))
     out = []
@@ -189,5 +196,5 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
     technical = [mean(r.probs) for r in results] if mode == "overall" else None
     found = [technical_faults(r.severities, families) + focus_faults(getattr(r, "focus", None)) for r in results]
     groups = list(groups) if groups is not None else [None] * len(results)
-    faces = face_faults([getattr(r, "faces", None) for r in results], groups)
-    return overall_scores(taste, found, technical, groups, [r.severities for r in results], families, faces)
+    return overall_scores(taste, found, technical, groups, [r.severities for r in results], families,
+                          faces=[getattr(r, "faces", None) for r in results])

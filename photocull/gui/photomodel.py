@@ -33,7 +33,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
-from photocull.cull.overall import face_faults, focus_faults, overall_scores
+from photocull.cull.overall import focus_faults, overall_scores
 from photocull.model.losses import mean_of, std_of
 from photocull.model.reasons import faults as technical_faults
 
@@ -335,7 +335,7 @@ class PhotoListModel(QAbstractListModel):
             judged = overall_scores([it.taste_mean for it in items], [it.technical_faults for it in items],
                                     [it.technical_mean for it in items], groups,
                                     [it.severities for it in items], self.families,
-                                    face_faults([it.faces for it in items], groups))
+                                    faces=[it.faces for it in items])
             for it, j in zip(items, judged):
                 it.mean, it.faults = j.score, j.faults
         ranks, n = ranking.rank_items(self.items)  # the command line's ranks and words
