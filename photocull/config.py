@@ -99,6 +99,12 @@ class Settings:
     active_model: str = "overall"
     write_sidecars: bool = True
     sidecar_style: str = "adobe"  # "adobe" -> IMG_1.xmp, "darktable" -> IMG_1.JPG.xmp
+    # also write marks into the XMP inside JPEG, TIFF and DNG files (what Lightroom reads for them);
+    # changes the original files (never their pixels): off unless the user turns it on
+    embed_xmp: bool = False
+    # how a pick shows in XMP for programs that cannot read photocull:Pick (photocull.media.embedded.PICK_AS_HELP):
+    # "none", "label:Green" (a pick without a label gets Green) or "stars:3" (a pick gets at least 3 stars)
+    pick_as: str = "none"
     auto_advance: bool = False
     burst_gap_seconds: float = 2.0
     pick_rating: int = 5  # what a pick means when learning taste (stars)

@@ -116,14 +116,17 @@ def _check_selection(args, selection: dict) -> None:
 
 def cmd_rate(args, paths: AppPaths) -> int:
     """Flag, rate or label photos; written to the catalog and to XMP sidecars, with
-    photocull's figures for the photos the active model has scored (as the window does)."""
+    photocull's figures for the photos the active model has scored (as the window does);
+    with ``--embed`` also into the XMP inside JPEG, TIFF and DNG files."""
     from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
     from photocull.cull.marks import (
+        embed_marks,
         load_marks,
         normalise_label,
         save_marks,
         stored_figures,
     )
+    from photocull.media import embedded
     from photocull.media.listing import companions_of
     from photocull.media.loaders import RAW_EXTENSIONS, is_supported
 
@@ -136,6 +139,19 @@ def cmd_rate(args, paths: AppPaths) -> int:
     if args.stars is None and args.label is None and not (args.pick or args.reject or args.unflag):
         raise SystemExit("photocull: say what to set: --stars N, --pick, --reject, --unflag or --label COLOUR")
     settings = Settings.load(paths.settings_path)
+    pick_as = embedded.PickAs()
+    if args.pick_as is not None and not args.embed:
+        raise SystemExit("photocull: --pick-as goes with --embed (the sidecars keep photocull's pick flag)")
+    if args.pick_as is not None:
+        try:
+            pick_as = embedded.parse_pick_as(args.pick_as)
+        except ValueError as exc:
+            raise SystemExit(f"photocull: --pick-as: {exc}")
+    elif args.embed:
+        try:
+            pick_as = embedded.parse_pick_as(settings.pick_as)
+        except ValueError as exc:
+            print(f"photocull: settings: {exc}; picks are written as \"none\"", file=sys.stderr)
     files, rc = [], 0
     for f in map(Path, args.files):
         if not f.is_file():
@@ -146,10 +162,11 @@ def cmd_rate(args, paths: AppPaths) -> int:
             rc = 1
         else:
             files.append(f)
+    embed_rep = None
     try:
         with Catalog(paths.catalog_path) as cat:
             figures = {}
-            if files and not args.no_sidecar:
+            if files and not (args.no_sidecar and not args.embed):
                 model_id = _active_model_id(settings, paths)
                 if model_id is not None:
                     figures = stored_figures(cat, files, model_id)
@@ -163,15 +180,24 @@ def cmd_rate(args, paths: AppPaths) -> int:
                                 m.label if args.label is None else label)
                     comps = [c for c in companions_of(f) if c.suffix.lower() in RAW_EXTENSIONS and c.is_file()]
                     writes.append((f, new, comps, figures.get(path_key(f))))
-                problems = save_marks(cat, writes, write_sidecars=not args.no_sidecar,
-                                      style=settings.sidecar_style)
+                # --no-sidecar --embed: in the file instead of the sidecar, where the file can hold it
+                with_sidecar = [w for w in writes if not args.no_sidecar
+                                or (args.embed and not all(embedded.can_embed(t) for t in [w[0], *w[2]]))]
+                without = [w for w in writes if not any(w is x for x in with_sidecar)]
+                problems = []
+                for group, sidecars in ((with_sidecar, True), (without, False)):
+                    if group:
+                        problems += save_marks(cat, group, write_sidecars=sidecars, style=settings.sidecar_style)
+                unsaved = {Path(p) for p, why in problems if not Path(p).is_file()}
+                if args.embed:
+                    embed_rep = embed_marks(cat, [(f, m, comps) for f, m, comps, _ in writes
+                                                  if Path(f) not in unsaved], pick_as=pick_as)
     except CatalogError as exc:
         # the catalog is written first: when it cannot be, no sidecar is touched either, so
         # the two never disagree (a sidecar-only rating would lose to the catalog's next time)
         print(f"photocull: {exc}", file=sys.stderr)
         print("photocull: no marks were saved, neither in the catalog nor in the sidecars", file=sys.stderr)
         return 2
-    unsaved = {Path(p) for p, why in problems if not Path(p).is_file()}
     for f, m, comps, _ in writes:
         if Path(f) in unsaved:
             continue
@@ -184,6 +210,19 @@ def cmd_rate(args, paths: AppPaths) -> int:
         else:
             print(f"photocull: sidecar of {p}: {why} (the catalog has the marks)", file=sys.stderr)
         rc = 1
+    if embed_rep is not None:
+        primaries = {Path(w[0]) for w in writes}
+        for p, why in embed_rep.skipped:
+            if p in primaries:  # a RAW twin's place is its sidecar: no note for it
+                print(f"photocull: {p}: not written into the file ({why}); its marks are in the sidecar",
+                      file=sys.stderr)
+        for p, why in embed_rep.problems:
+            print(f"photocull: {p}: XMP not written into the file, which is as it was: {why} "
+                  "(the catalog has the marks)", file=sys.stderr)
+            rc = 1
+        n, same = len(embed_rep.written), len(embed_rep.unchanged)
+        print(f"photocull: wrote XMP into {n} file{'s' * (n != 1)}"
+              + (f" ({same} already up to date)" if same else ""), file=sys.stderr)
     return rc
 
 
@@ -255,6 +294,8 @@ def cmd_trash_rejects(args, paths: AppPaths) -> int:
 
 
 def add_parsers(sub) -> None:
+    from photocull.media.embedded import PICK_AS_HELP
+
     e = sub.add_parser("export", help="copy (or move) the best photos to a folder",
                        description="Score the photos in SRC (the catalog's scores when it has them) and copy "
                                    "(or move) those chosen, best first, to DEST with what travels with them "
@@ -285,7 +326,9 @@ def add_parsers(sub) -> None:
                         description="Set the marks the window's keys set, from a script: a flag (pick, reject "
                                     "or none), stars and a colour label, written to the catalog and to XMP "
                                     "sidecars (the RAW twin's too, for a RAW+JPEG pair).  Marks not named "
-                                    "are kept.")
+                                    "are kept.  With --embed they are also written into the XMP inside "
+                                    "JPEG, TIFF and DNG files, where Lightroom Classic reads them for these "
+                                    "(it ignores their sidecars).")
     rt.add_argument("files", nargs="+", metavar="FILE", help="the photos to mark")
     fl = rt.add_mutually_exclusive_group()
     fl.add_argument("--pick", action="store_true", help="flag as a pick")
@@ -293,7 +336,18 @@ def add_parsers(sub) -> None:
     fl.add_argument("--unflag", action="store_true", help="remove the pick or reject flag")
     rt.add_argument("--stars", type=int, metavar="N", help="star rating, 0..5 (0: none)")
     rt.add_argument("--label", metavar="COLOUR", help="colour label: Red, Yellow, Green, Blue, Purple, or none")
-    rt.add_argument("--no-sidecar", action="store_true", help="catalog only, don't write XMP")
+    rt.add_argument("--no-sidecar", action="store_true",
+                    help="don't write XMP sidecars: catalog only (with --embed: in the file instead of the "
+                         "sidecar, where the file can hold it)")
+    rt.add_argument("--embed", action="store_true",
+                    help="also write the marks into the XMP inside JPEG, TIFF and DNG files (as Lightroom, "
+                         "Bridge and Photo Mechanic do).  This CHANGES THE ORIGINAL FILE: its metadata only, "
+                         "never its pixels (the image data is copied byte for byte), through a verified copy "
+                         "that replaces it atomically; its modification time becomes now.  Other files "
+                         "(HEIC, PNG, RAW) keep their marks in the sidecar")
+    rt.add_argument("--pick-as", metavar="SPEC",
+                    help="with --embed, how a pick shows to programs that cannot read photocull's pick flag: "
+                         + PICK_AS_HELP + " (default: the pick_as setting, \"none\")")
     rt.set_defaults(func=cmd_rate)
 
     t = sub.add_parser("trash-rejects",

@@ -534,20 +534,23 @@ class Catalog:
         return out
 
     @_reports_errors
-    def any_features(self, paths: Sequence, dtype=np.float32, dim: int | None = None) -> dict[str, np.ndarray]:
+    def any_features(self, paths: Sequence, dtype=np.float32, dim: int | None = None,
+                     model_id: str | None = None) -> dict[str, np.ndarray]:
         """Backbone features stored under any model (they only depend on the backbone), of
         ``dim`` values each; without ``dim``, of the size most photos have (models with other
-        backbones store other features: only features of one kind can be compared).
+        backbones store other features: only features of one kind can be compared); with
+        ``model_id``, those stored under that model only.
         ``dtype=np.float16`` gives them as stored, at half the memory."""
         by_db = {_db(k): k for k in map(path_key, paths)}
         keys = list(by_db)
         found: dict[int, dict[str, bytes]] = {}  # feature bytes -> {path: blob}
         size_sql = "" if dim is None else f" AND length(features) = {2 * int(dim)}"
+        model_sql, model_arg = ("", []) if model_id is None else (" AND model_id = ?", [model_id])
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            q = (f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL{size_sql} "
+            q = (f"SELECT path, features, size, mtime FROM scores WHERE features IS NOT NULL{size_sql}{model_sql} "
                  f"AND path IN ({','.join('?' * len(chunk))})")
-            for k, b, size, mtime in self.con.execute(q, chunk):
+            for k, b, size, mtime in self.con.execute(q, [*model_arg, *chunk]):
                 k = by_db[k]
                 try:
                     st = os.stat(k)
@@ -594,6 +597,29 @@ class Catalog:
             return
         with self._tx() as con:
             con.executemany("INSERT OR REPLACE INTO grays (path, size, mtime, side, gray) VALUES (?,?,?,?,?)", rows)
+
+    @_reports_errors
+    def carry_identity(self, items: Iterable[tuple[object, tuple[int, float]]]) -> int:
+        """After a rewrite that kept the pixels (marks written into the file's XMP): for each
+        ``(path, (old size, old mtime))``, what was stored under the old identity (scores,
+        analyses, the tiny grey) is kept under the file's current size and mtime, so it is
+        not scored again.  Returns the rows carried."""
+        rows = []
+        for p, (size, mtime) in items:
+            k = path_key(p)
+            try:
+                st = os.stat(k)
+            except OSError:
+                continue
+            rows.append((st.st_size, st.st_mtime, _db(k), size, mtime))
+        n = 0
+        if rows:
+            with self._tx() as con:
+                for table in ("scores", "grays"):
+                    cur = con.executemany(f"UPDATE {table} SET size=?, mtime=? WHERE path=? AND size=? AND mtime=?",
+                                          rows)
+                    n += max(cur.rowcount, 0)
+        return n
 
     # -- burst groups found (whole folders) --------------------------------------------
     @_reports_errors

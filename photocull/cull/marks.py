@@ -186,3 +186,31 @@ def save_marks(catalog: Catalog, items: Iterable[tuple[Path, Marks, list[Path], 
         except CatalogError as exc:  # the sidecars hold the marks; the catalog says pending: same marks win
             log.warning("%s", exc)
     return problems
+
+
+def embed_marks(catalog: Catalog, items: Iterable[tuple[Path, Marks, list[Path]]], pick_as="none"):
+    """Write marks into the XMP inside the photos (and companions) that can hold it (JPEG,
+    TIFF, DNG; :func:`photocull.media.embedded.embed_many`), keeping what the catalog
+    stored for them: the pixels are untouched, so their scores stay valid under the new
+    size and mtime (:meth:`Catalog.carry_identity`).  Returns the :class:`EmbedReport`."""
+    from photocull.media import embedded
+
+    items = list(items)
+    targets = {Path(t) for p, _, comps in items for t in [p, *comps]}
+    for folder in sorted({os.path.dirname(os.path.abspath(t)) for t in targets}):
+        leftovers.sweep_once_in_a_while(folder, embedded.TEMP_NAME)
+    before = {}
+    for t in targets:
+        try:
+            st = os.stat(t)
+        except OSError:
+            continue
+        before[t] = (st.st_size, st.st_mtime)
+    rep = embedded.embed_many([(p, m.flag, m.rating, m.label, comps) for p, m, comps in items], pick_as=pick_as)
+    carried = [(p, before[p]) for p in rep.written if p in before]
+    if carried:
+        try:
+            catalog.carry_identity(carried)
+        except CatalogError as exc:  # the marks are in the files; the scores will be computed again
+            log.warning("%s", exc)
+    return rep

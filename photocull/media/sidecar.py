@@ -510,6 +510,105 @@ def _resolve_rating_pick(cur: SidecarData, rating, pick) -> tuple[object, object
     return rating, ("1" if pick == 1 else None)
 
 
+@dataclass(frozen=True)
+class PacketUpdate:
+    """An XMP packet with our values set (:func:`build_packet`) and what it must read back as."""
+
+    data: bytes  # the new packet, UTF-8
+    expected: SidecarData  # its rating, label, pick and figures
+    managed: frozenset  # the properties we set (Clark notation)
+    others: Counter  # every element and attribute other programs own, as a multiset
+
+
+def _checked_figures(photocull: dict[str, str | None] | None) -> dict[str, str | None]:
+    figures: dict[str, str | None] = {}
+    for k, v in (photocull or {}).items():
+        if not isinstance(k, str) or not _NCNAME.match(k):
+            raise ValueError(f"photocull key {k!r} is not a valid XML name")
+        if k == "Pick":
+            raise ValueError("use pick= for the pick flag, not photocull['Pick']")
+        if v is not None and not isinstance(v, str):
+            v = str(v)
+        figures[k] = None if v is None else _check_text(v, f"photocull[{k!r}]")
+    return figures
+
+
+def build_packet(
+    old: bytes | None,
+    where: Path | str,
+    *,
+    rating: int | None | _Keep = KEEP,
+    label: str | None | _Keep = KEEP,
+    pick: int | None | _Keep = KEEP,
+    photocull: dict[str, str | None] | None = None,
+) -> PacketUpdate:
+    """``old`` (an XMP packet, from a sidecar or from inside a photo; None or blank: a new
+    one) with our values set as :func:`write_sidecar` describes, everything else kept.
+
+    The one XMP writer: sidecars and embedded XMP (:mod:`photocull.media.embedded`) both
+    go through it.  ``where`` names the packet in messages.  Raises :class:`SidecarError`
+    for a packet that is unsafe or not XMP, ValueError / TypeError for bad values."""
+    where = Path(where)
+    if label is not KEEP and label is not None:
+        label = _check_text(label, "label").strip() or None
+    figures = _checked_figures(photocull)
+    if old is not None and len(old) > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"{where}: refused, {len(old)} bytes of XMP is far more than real XMP holds "
+                           f"(at most {MAX_SIDECAR_BYTES})")
+    if old is not None and old.strip():
+        root, file_ns = _parse(old, where)
+    else:
+        root, file_ns, old = _skeleton(), [], None  # an empty file: write a fresh packet
+    cur = _data_from_tree(root, where)
+    new_rating, new_flag = _resolve_rating_pick(cur, rating, pick)
+
+    managed = frozenset({_RATING, _LABEL, _PICK} | {f"{{{NS_PHOTOCULL}}}{k}" for k in figures})
+    descs = _ensure_description(root)
+    others = _fingerprint(root, managed)
+    if new_rating is not KEEP:
+        _set(descs, _RATING, None if new_rating is None else str(new_rating))
+    if label is not KEEP:
+        _set(descs, _LABEL, label)
+    if new_flag is not KEEP:
+        _set(descs, _PICK, new_flag)
+    for k, v in figures.items():
+        _set(descs, f"{{{NS_PHOTOCULL}}}{k}", v)
+    data = _serialize(root, file_ns, old)
+    if len(data) > MAX_SIDECAR_BYTES:  # what we would write must read back
+        raise SidecarError(f"{where}: refused, the updated XMP would be {len(data)} bytes, "
+                           f"over the {MAX_SIDECAR_BYTES} an XMP packet may have here")
+    return PacketUpdate(data, _data_from_tree(root, where), managed, others)
+
+
+def check_packet(saved: bytes, update: PacketUpdate, where: Path | str) -> SidecarData:
+    """Parse ``saved`` (the packet as read back from disk) and check, as Photini does, that
+    it holds ``update``'s values and every element and attribute other programs had put in
+    the old packet; raises :class:`SidecarError` ("save did not land") otherwise."""
+    where = Path(where)
+    saved_root, _ = _parse(saved, where)
+    got = _data_from_tree(saved_root, where)
+    want = update.expected
+    problems = []
+    if (got.rating, got.label, got.pick, got.photocull) != (want.rating, want.label, want.pick, want.photocull):
+        problems.append(f"read back {got!r}, expected {want!r}")
+    if _fingerprint(saved_root, set(update.managed)) != update.others:
+        problems.append("other programs' metadata did not survive")
+    if problems:
+        raise SidecarError(f"{where}: save did not land: " + "; ".join(problems))
+    return got
+
+
+def read_packet(data: bytes, where: Path | str) -> SidecarData:
+    """What an XMP packet (a sidecar's bytes, or the XMP inside a photo) says; ``path`` is
+    left None.  Raises :class:`SidecarError` for one that is unsafe or not XMP."""
+    if not data.strip():
+        return SidecarData()
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"{where}: refused, {len(data)} bytes of XMP (at most {MAX_SIDECAR_BYTES})")
+    root, _ = _parse(data, Path(where))
+    return _data_from_tree(root, None)
+
+
 def write_sidecar(
     photo: Path,
     *,
@@ -533,16 +632,8 @@ def write_sidecar(
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, not {style!r}")
     if label is not KEEP and label is not None:
-        label = _check_text(label, "label").strip() or None
-    figures: dict[str, str | None] = {}
-    for k, v in (photocull or {}).items():
-        if not isinstance(k, str) or not _NCNAME.match(k):
-            raise ValueError(f"photocull key {k!r} is not a valid XML name")
-        if k == "Pick":
-            raise ValueError("use pick= for the pick flag, not photocull['Pick']")
-        if v is not None and not isinstance(v, str):
-            v = str(v)
-        figures[k] = None if v is None else _check_text(v, f"photocull[{k!r}]")
+        _check_text(label, "label")
+    _checked_figures(photocull)  # bad values are refused before any file is looked at
 
     path = find_sidecar(photo)
     if path is not None:
@@ -557,51 +648,18 @@ def write_sidecar(
         before = None
         old = None
 
-    if old is not None and old.strip():
-        root, file_ns = _parse(old, path)
-    else:
-        root, file_ns = _skeleton(), []
-        if old is not None:
-            old = None  # an empty file: write a fresh packet
-    cur = _data_from_tree(root, path)
-    new_rating, new_flag = _resolve_rating_pick(cur, rating, pick)
-
-    managed = {_RATING, _LABEL, _PICK} | {f"{{{NS_PHOTOCULL}}}{k}" for k in figures}
-    descs = _ensure_description(root)
-    before_print = _fingerprint(root, managed)
-    if new_rating is not KEEP:
-        _set(descs, _RATING, None if new_rating is None else str(new_rating))
-    if label is not KEEP:
-        _set(descs, _LABEL, label)
-    if new_flag is not KEEP:
-        _set(descs, _PICK, new_flag)
-    for k, v in figures.items():
-        _set(descs, f"{{{NS_PHOTOCULL}}}{k}", v)
-    data = _serialize(root, file_ns, old)
-    if len(data) > MAX_SIDECAR_BYTES:  # what we would write must read back
-        raise SidecarError(f"{path}: refused, the updated sidecar would be {len(data)} bytes, "
-                           f"over the {MAX_SIDECAR_BYTES} an XMP sidecar may have")
+    update = build_packet(old, path, rating=rating, label=label, pick=pick, photocull=photocull)
 
     if before is not None:
         now = path.stat()
         if (now.st_mtime_ns, now.st_size) != (before.st_mtime_ns, before.st_size):
             raise SidecarError(f"{path} changed on disk while photocull was updating it; try again")
     try:
-        atomic_write(path, data)
+        atomic_write(path, update.data)
     except OSError as e:
         raise SidecarError(f"could not save sidecar {path}: {e}") from e
 
     # Read it back, as Photini does: our values landed and nothing else was lost.
-    saved = _load_bytes(path)
-    saved_root, _ = _parse(saved, path)
-    got = _data_from_tree(saved_root, path)
-    want = _data_from_tree(root, path)
-    problems = []
-    if (got.rating, got.label, got.pick, got.photocull) != (want.rating, want.label, want.pick, want.photocull):
-        problems.append(f"read back {got!r}, expected {want!r}")
-    if _fingerprint(saved_root, managed) != before_print:
-        problems.append("other programs' metadata did not survive")
-    if problems:
-        raise SidecarError(f"{path}: save did not land: " + "; ".join(problems))
+    got = check_packet(_load_bytes(path), update, path)
     log.debug("wrote %s (rating=%r label=%r pick=%r)", path, got.rating, got.label, got.pick)
     return path
