@@ -8,6 +8,11 @@ Each simulated rater likes one property of a photo, computed here from pixel sta
 * contrast  - strong contrast: std of luminance
 * soft_bg   - soft backgrounds: log(sharpness in the centre / sharpness of the border),
               sharpness = mean |Laplacian| of the luminance
+* ava       - agrees with the AVA voters: the shipped aesthetic model's mean score
+* ava_warm  - the AVA voters' taste plus a liking for warm colour (normal scores summed)
+
+Each personal model is trained twice on the same ratings: on the technical network's
+features alone, and (what photocull ships) reading the aesthetic network's pooled features too.
 
 The rater's latent score is the normal score of the property's rank plus Gaussian noise
 (``--noise``, in units of the latent's std); stars 1..5 are cut at the 10/30/70/90th
@@ -38,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from photocull.training import personal
 from photocull.training.heads import drive
 from photocull.model import nima
-from photocull.model import checkpoint
+from photocull.model import checkpoint, spec
 from photocull.media.listing import list_images
 from photocull.media.loaders import open_image
 from photocull.model.losses import dist_mean
@@ -46,7 +51,9 @@ from photocull.scoring import score_all
 
 OUT = ROOT / "bench" / "out"
 DATA = Path("/work/shared/data/pristine")
-TASTES = ("warm", "people", "contrast", "soft_bg")
+PIXEL_TASTES = ("warm", "people", "contrast", "soft_bg")
+# raters who agree with the AVA voters (the aesthetic model's mean), alone or with a liking for warm colour
+TASTES = (*PIXEL_TASTES, "ava", "ava_warm")
 SIZES = (10, 25, 50, 100, 200)
 
 
@@ -107,12 +114,18 @@ def tastes(paths: list[Path]) -> dict[str, np.ndarray]:
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
         if list(z["paths"]) == [str(p) for p in paths]:
-            return {k: z[k] for k in TASTES}
+            return {k: z[k] for k in PIXEL_TASTES}
     rows = [image_stats(p) for p in paths]
-    out = {k: np.array([r[k] for r in rows]) for k in TASTES}
+    out = {k: np.array([r[k] for r in rows]) for k in PIXEL_TASTES}
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez(cache, paths=np.array([str(p) for p in paths]), **out)
     return out
+
+
+def normal_scores(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import norm, rankdata
+
+    return norm.ppf((rankdata(values) - 0.5) / len(values))
 
 
 def stars_for(values: np.ndarray, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -150,8 +163,12 @@ def main(argv=None) -> int:
     loaded = checkpoint.load_default_model()
     print(f"{len(paths)} photos from {DATA}; generic model: {loaded.notice} (id {loaded.model_id})", flush=True)
     feats, probs = features(paths, loaded)
+    aesthetic = checkpoint.load_model(spec.aesthetic_model_path(), "aesthetic")
+    a_feats, a_probs = features(paths, aesthetic)
     generic = dist_mean(probs)
     stats = tastes(paths)
+    stats["ava"] = dist_mean(a_probs)
+    stats["ava_warm"] = normal_scores(stats["ava"]) + normal_scores(stats["warm"])
     kw = {}
     if args.lr:
         kw["lr"] = args.lr
@@ -167,7 +184,8 @@ def main(argv=None) -> int:
         latent, stars = stars_for(stats[taste], args.noise, rng)
         ceiling[taste] = srcc(latent, stars)
         for size in args.sizes:
-            rec = table.setdefault((taste, size), {"generic": [], "personal": [], "personal_latent": []})
+            rec = table.setdefault((taste, size), {"generic": [], "personal": [], "personal_latent": [],
+                                                   "both": [], "both_latent": []})
             for d in range(args.draws):
                 idx = rng.permutation(n)
                 tr, te = idx[:size], idx[size:]
@@ -185,21 +203,35 @@ def main(argv=None) -> int:
                 rec["personal"].append(srcc(pred, stars[te]))
                 rec["personal_latent"].append(srcc(pred, latent[te]))
                 rec["generic"].append(srcc(generic[te], stars[te]))
+                # the same ratings, the head reading the aesthetic network's features as well
+                both = drive(personal.fine_tune(feats[tr], targets, loaded, seed=d, min_ratings=5, init=args.init,
+                                                extra=a_feats[tr], extra_from=aesthetic.model_id, **kw))
+                with torch.no_grad():
+                    heads = both.model.heads
+                    pb = nima.with_extra(heads.extra, heads(torch.from_numpy(feats[te]))[0].numpy(), a_feats[te])
+                rec["both"].append(srcc(dist_mean(pb), stars[te]))
+                rec["both_latent"].append(srcc(dist_mean(pb), latent[te]))
             print(f"{taste:9s} n={size:4d}  generic {np.nanmean(rec['generic']):+.3f}  "
                   f"personal {np.mean(rec['personal']):+.3f} ± {np.std(rec['personal']):.3f}  "
-                  f"(vs noise-free taste {np.mean(rec['personal_latent']):+.3f})", flush=True)
+                  f"with aesthetic features {np.mean(rec['both']):+.3f} ± {np.std(rec['both']):.3f}  "
+                  f"(vs noise-free taste {np.mean(rec['personal_latent']):+.3f} / {np.mean(rec['both_latent']):+.3f})",
+                  flush=True)
 
     print()
     print(f"held-out SRCC with the rater's stars, mean over {args.draws} draws "
           f"(rating noise {args.noise}; test = all photos not rated, {n} photos in all)")
-    head = "taste      ceiling  " + "  ".join(f"n={s:<3d} gen/pers " for s in args.sizes)
+    print("cells: generic / personal (technical features) / personal (technical + aesthetic features)")
+    head = "taste      ceiling  " + "  ".join(f"n={s:<3d} gen/tech/both  " for s in args.sizes)
     print(head)
     for taste in args.tastes:
         cells = []
         for s in args.sizes:
             r = table[(taste, s)]
-            cells.append(f"{np.nanmean(r['generic']):+.2f}/{np.mean(r['personal']):+.2f}   ")
+            cells.append(f"{np.nanmean(r['generic']):+.2f}/{np.mean(r['personal']):+.2f}/{np.mean(r['both']):+.2f}")
         print(f"{taste:9s}  {ceiling[taste]:.2f}     " + "  ".join(cells))
+    print("mean over tastes:  " + "  ".join(
+        f"n={s}: {np.mean([np.mean(table[(t, s)]['personal']) for t in args.tastes]):+.3f} -> "
+        f"{np.mean([np.mean(table[(t, s)]['both']) for t in args.tastes]):+.3f}" for s in args.sizes))
     if times100:
         print(f"\nlearning from 100 ratings: median {np.median(times100):.2f} s, max {np.max(times100):.2f} s "
               f"({torch.get_num_threads()} threads)")

@@ -75,6 +75,7 @@ class ScoreResult(DistributionStats):
     tiny_gray: np.ndarray | None = None  # 64x64 uint8 grey for burst grouping (kept in the catalog's greys)
     faces: object | None = None      # photocull.analysis.faces.FaceReport
     focus: object | None = None      # photocull.analysis.focus.FocusReport
+    exposure: object | None = None   # photocull.analysis.exposure.ExposureReport (the reasons' evidence)
 
     @property
     def ok(self) -> bool:
@@ -129,7 +130,8 @@ class Analysis:
     run: Callable[..., object]
     side: int = 0
     # fields of analyses listed before this one that ``run`` gets as keyword arguments
-    # (focus judges the faces found): ``run(image, faces=...)``
+    # (focus judges the faces found): ``run(image, faces=...)``; "decode" names the whole
+    # decode (the largest any analysis asked for), for an analysis run on the model's view
     uses: tuple[str, ...] = ()
     # stored in the catalog when given: the value's ``to_json()`` is kept, ``load(that)``
     # makes it again (raising ValueError for anything malformed: then it is found again)
@@ -190,10 +192,27 @@ def _load_focus(value):
 FOCUS = Analysis("focus", _focus, side=FOCUS_SIDE, uses=("faces",), load=_load_focus)
 
 
+# Exposure and noise facts on the model's view (~2 ms): "too dark", "too bright" and "noisy"
+# are said only when the pixels agree with the severity head (issue 5/7; bench/exposure.py).
+def _exposure(im: Image.Image, decode: Image.Image | None = None):
+    from photocull.analysis.exposure import analyse_exposure
+
+    return analyse_exposure(im, large=decode)
+
+
+def _load_exposure(value):
+    from photocull.analysis.exposure import ExposureReport
+
+    return ExposureReport.from_json(value)
+
+
+EXPOSURE = Analysis("exposure", _exposure, uses=("decode",), load=_load_exposure)
+
+
 # burst grouping compares tiny greys of frames: made from this decode, grouping never decodes
 # a photo again (it did: as dear as scoring it, for a 24 MP JPEG)
 TINY_GRAY = Analysis("tiny_gray", _tiny_gray)
-ANALYSES: tuple[Analysis, ...] = (TINY_GRAY, FACES, FOCUS)  # every photo's; THUMBNAIL is asked for by the GUI
+ANALYSES: tuple[Analysis, ...] = (TINY_GRAY, FACES, FOCUS, EXPOSURE)  # every photo's; THUMBNAIL is asked for by the GUI
 
 
 @dataclass
@@ -248,7 +267,7 @@ def decode(path: Path, cfgs, analyses: Sequence[Analysis] = (), need: Sequence[b
         for a in analyses:
             try:
                 image = im if a.side else view()
-                found[a.field] = a.run(image, **{u: found.get(u) for u in a.uses})
+                found[a.field] = a.run(image, **{u: im if u == "decode" else found.get(u) for u in a.uses})
             except Exception:  # noqa: BLE001 - an analysis never costs the photo its score
                 log.exception("analysis %s failed on %s", a.field, path)
                 found[a.field] = None
@@ -281,6 +300,7 @@ def iter_scores(
     widen: Callable[[], bool] | None = None,
     aesthetic: "LoadedModel | None" = None,
     need: Mapping[Path, tuple[bool, bool]] | None = None,
+    runners: Sequence | None = None,
 ) -> Generator[BatchProgress, None, int]:
     """Score ``paths``; yield a :class:`BatchProgress` per batch; return the count done.
 
@@ -301,9 +321,13 @@ def iter_scores(
     GUI's own threads (the thumbnails on screen) go first when they want the cores.
     ``widen``: asked before each batch whether the model may run a second lane now (when
     the runner has one); a GUI answers no while it is decoding the thumbnails on screen.
+    ``runners``: one per model (:func:`photocull.model.runtime.make_runner`), made by a caller
+    that scores job after job with the same models (a Ray actor, batch after batch); used
+    as they are and not closed here (default: made for this job, closed at its end).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    check_pair(loaded, aesthetic)
     paths = [Path(p) for p in paths]
     if not paths:
         return 0
@@ -315,8 +339,24 @@ def iter_scores(
                threads=torch_threads or plan_threads,
                pin=pin_memory_for(device) if pin_memory is None else bool(pin_memory),
                backend=backend, accel_dir=None if accel_dir is None else Path(accel_dir), status=status,
-               nice=nice, widen=widen, aesthetic=aesthetic, need=need)
+               nice=nice, widen=widen, aesthetic=aesthetic, need=need,
+               runners=None if runners is None else tuple(runners))
     return (yield from _run(paths, job))
+
+
+def check_pair(loaded, aesthetic) -> None:
+    """Refuse (:class:`ModelError`) a personal model whose head also reads the aesthetic
+    network's features without that very network beside it."""
+    if not loaded.cfg.extra_features:
+        return
+    from photocull.model.registry import EXTRA_FROM
+    from photocull.model.spec import ModelError
+
+    want = (loaded.meta or {}).get(EXTRA_FROM)
+    if aesthetic is None or aesthetic.model_id != want:
+        raise ModelError(f"model {loaded.name} learnt from the aesthetic model's features too "
+                         f"({want or 'unknown model'}): score it with that model beside it "
+                         f"(this installation's is {'missing' if aesthetic is None else aesthetic.model_id})")
 
 
 @dataclass(frozen=True)
@@ -339,6 +379,7 @@ class _Job:
     widen: Callable[[], bool] | None
     aesthetic: "LoadedModel | None" = None
     need: Mapping[Path, tuple[bool, bool]] | None = None
+    runners: tuple | None = None  # the caller's, kept across jobs (not closed)
 
     @property
     def models(self) -> tuple:
@@ -346,6 +387,8 @@ class _Job:
 
     def needs(self, path: Path) -> tuple[bool, ...]:
         n = self.need.get(path, (True, True)) if self.need is not None else (True, True)
+        if n[0] and self.loaded.cfg.extra_features:
+            n = (True, True)  # a personal head that also reads the aesthetic network's features
         return tuple(n[: len(self.models)])
 
 
@@ -385,9 +428,10 @@ def _run(paths: list[Path], job: _Job):
                 pending.append(pool.submit(decode, p, cfgs, job.analyses, job.needs(p)))
 
         fill()  # decoding starts while the models are being made ready
-        runners = [make_runner(m, device, batch_size=batch_size, threads=threads, cache_dir=job.accel_dir,
-                               n_photos=total, backend=job.backend, status=job.status, pin=job.pin)
-                   for m in models]
+        extra = models[0].model.heads.extra if cfgs[0].extra_features else None
+        runners = list(job.runners) if job.runners is not None else [
+            make_runner(m, device, batch_size=batch_size, threads=threads, cache_dir=job.accel_dir,
+                        n_photos=total, backend=job.backend, status=job.status, pin=job.pin) for m in models]
         log.info("scoring %d photos with %s on %s", total, " + ".join(r.name for r in runners), device)
         # ONNX Runtime may run two batches at once (one thread each): when decoding is cheap
         # (small files) the models then have both cores; when it is dear, decoding has them
@@ -435,6 +479,7 @@ def _run(paths: list[Path], job: _Job):
                         outs, dt = _timed_all(runners, per_model)
                 model_s += dt
                 results = {d.path: ScoreResult(d.path, error=d.error, exif=d.exif, **d.found) for d in batch}
+                second: dict[Path, np.ndarray] = {}  # the aesthetic network's features, for a personal head
                 for k, (group, out) in enumerate(zip(per_model, outs)):
                     if isinstance(out, Exception):
                         for d in group:
@@ -447,9 +492,13 @@ def _run(paths: list[Path], job: _Job):
                         if k == 0:
                             r.probs, r.features = probs[i], f
                             r.severities = None if sev is None else sev[i]
-                            r.why = explain(r.severities, cfgs[0].families) if models[0].trained else ""
+                            r.why = (explain(r.severities, cfgs[0].families, evidence=r.exposure)
+                                     if models[0].trained else "")
                         else:
                             r.aesthetic, r.aesthetic_features = probs[i], f
+                            second[d.path] = feats[i]
+                if extra is not None:
+                    _apply_extra(extra, results.values(), second)
                 out = [results[d.path] for d in batch]
                 for r in out:
                     if r.error is None and r.probs is None and r.aesthetic is None:
@@ -460,8 +509,25 @@ def _run(paths: list[Path], job: _Job):
             if model_pool is not None:
                 model_pool.shutdown(wait=True, cancel_futures=True)
             for r in runners:
-                r.close()  # torch's thread setting back as it was
+                if job.runners is None or r not in job.runners:
+                    r.close()  # torch's thread setting back as it was
     return done
+
+
+def _apply_extra(extra, results, second: Mapping[Path, np.ndarray]) -> None:
+    """A personal head reading both networks: its distribution from the score head's and
+    the aesthetic network's features (:func:`photocull.model.nima.with_extra`)."""
+    from photocull.model.nima import with_extra
+
+    for r in results:
+        if r.probs is None:
+            continue
+        if r.path not in second:
+            r.probs = r.features = r.severities = None
+            r.why = ""
+            r.error = r.error or "not scored: the aesthetic model failed on this photo"
+            continue
+        r.probs = with_extra(extra, r.probs[None], second[r.path][None])[0]
 
 
 def _timed_all(runners, per_model: list[list[Decoded]]):
@@ -530,6 +596,7 @@ def iter_scores_cached(
     catalog,
     *,
     aesthetic: "LoadedModel | None" = None,
+    score: Callable[..., Generator[BatchProgress, None, int]] | None = None,
     **kw,
 ) -> Generator[BatchProgress, None, int]:
     """Like :func:`iter_scores`, but answers from the catalog first.
@@ -538,13 +605,16 @@ def iter_scores_cached(
     (unchanged on disk); then only new or changed files are decoded, each running only
     the model(s) the catalog lacks for it (a folder scored before the aesthetic model
     existed gets just that one), and each batch is stored as it arrives (so a cancelled
-    run keeps what it did).
+    run keeps what it did).  ``score`` is what scores them, called as :func:`iter_scores`
+    (the default) is, ``need`` included: :mod:`photocull.cluster` passes one that runs on Ray.
     """
     from photocull.cull.catalog import path_key
 
+    score = score or iter_scores
+
     if aesthetic is not None and aesthetic.model_id == loaded.model_id:  # one network asked for twice
         done = 0
-        for prog in iter_scores_cached(paths, loaded, catalog, **kw):
+        for prog in iter_scores_cached(paths, loaded, catalog, score=score, **kw):
             for r in prog.results:
                 r.aesthetic, r.aesthetic_features = r.probs, r.features
             done = prog.done
@@ -574,7 +644,7 @@ def iter_scores_cached(
     if cached:
         yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
     done = len(cached)
-    for prog in iter_scores(todo, loaded, aesthetic=aesthetic, need=need or None, **kw):
+    for prog in score(todo, loaded, aesthetic=aesthetic, need=need or None, **kw):
         fresh = [r for r in prog.results if r.path not in partial or partial[r.path][0] is None]
         catalog.store_results(fresh, loaded.model_id)
         if aesthetic is not None:
@@ -583,17 +653,21 @@ def iter_scores_cached(
         greys = [(r.path, r.tiny_gray) for r in prog.results if r.tiny_gray is not None]
         if greys:
             catalog.store_tiny_grays(greys)
-        if wanted:  # the analyses of photos whose scores were kept
-            catalog.store_analyses([(r.path, r.analyses_json) for r in prog.results
-                                    if r.path in partial and partial[r.path][0] is not None and r.analyses_json],
-                                   loaded.model_id)
+        kept = []  # photos whose scores were kept: what the analyses found, and the reasons it changed
         for i, r in enumerate(prog.results):
             if r.path in partial:  # what the catalog had, beside what was scored now
                 s, sa = partial[r.path]
                 if s is not None:
+                    found = r.analyses_json
                     r = prog.results[i] = _merged(stored_to_result(s, r.path), r)
+                    if loaded.trained and r.severities is not None:  # the reasons the new evidence allows
+                        r.why = explain(r.severities, loaded.cfg.families, evidence=r.exposure)
+                    if found:
+                        kept.append((r.path, found, r.why))
                 if sa is not None:
                     _with_aesthetic(r, sa)
+        if wanted and kept:
+            catalog.store_analyses(kept, loaded.model_id)
         done = len(cached) + prog.done
         yield BatchProgress(prog.results, done, total, time.perf_counter() - t0,
                             prog.decode_seconds, prog.model_seconds)

@@ -256,10 +256,12 @@ def test_learn_cli_end_to_end(tmp_path, capsys):
     home = tmp_path / "home"
     assert cli.main(["--home", str(home), "learn", str(csv), "--name", "My taste", "--min-ratings", "5"]) == 0
     out = capsys.readouterr().out
-    assert "generic" in out and "personal" in out and "1 unreadable" in out
+    assert "default  (aesthetic, the default order)" in out and "personal" in out and "1 unreadable" in out
+    assert "reading the aesthetic model's features too" in out
     assert "too few to tell" in out and "not suggested" in out  # the window's verdict, in words
     saved = tmp_path / "home" / "data" / "models" / "my-taste.pt"
     assert checkpoint.load_model(saved).meta["n_ratings"] == 8
+    assert checkpoint.load_model(saved).cfg.extra_features == 1024  # the aesthetic network's pooled features
     parser = argparse.ArgumentParser()
     learn.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["learn", str(csv), "--name", "My taste", "--min-ratings", "5"])
@@ -282,3 +284,85 @@ def test_fine_tune_images_guard_rails_and_run(tmp_path):
     res = drive(network.fine_tune_images(paths, [1, 2, 3, 4, 5, 3], small, epochs=1, batch_size=4,
                                                  min_ratings=4))
     assert res.backbone_trained and res.history[-1]["phase"] == "val"
+
+
+# ----------------------------------------------------- a head reading a second network's features
+
+def test_extra_features_carry_a_taste_the_base_features_miss(trained_base, tmp_path):
+    """The taste lives in the second network's features only: the head that reads them
+    learns it, the one on the base's features alone cannot; the saved model gives the
+    same distributions once loaded, and its base part is the base's untouched layout."""
+    d = trained_base.model.backbone.feature_dim
+    rng = np.random.default_rng(3)
+    n, e = 240, 64
+    x = rng.normal(size=(n, d)).astype(np.float32)  # nothing about the taste here
+    extra, stars, _ = synthetic(n, e, seed=4)
+    tr, te = np.arange(160), np.arange(160, n)
+    targets = personal.ratings_to_targets(stars[tr])
+    alone = drive(personal.fine_tune(x[tr], targets, trained_base, seed=0))
+    both = drive(personal.fine_tune(x[tr], targets, trained_base, seed=0, extra=extra[tr], extra_from="aes-id"))
+    heads = both.model.heads
+    assert both.model.cfg.extra_features == e and heads.extra is not None and alone.model.heads.extra is None
+    with torch.no_grad():
+        p_alone = alone.model.heads(torch.from_numpy(x[te]))[0].numpy()
+        p_both = nima.with_extra(heads.extra, heads(torch.from_numpy(x[te]))[0].numpy(), extra[te])
+    s_alone = spearmanr(dist_mean(p_alone), stars[te])[0]
+    s_both = spearmanr(dist_mean(p_both), stars[te])[0]
+    assert s_both > 0.5 and s_both > s_alone + 0.3, (s_alone, s_both)
+    # the held-out figures the dialog shows are those of the head reading both
+    assert both.after["srcc"] > 0.4 and both.meta("mine")["extra_features_from"] == "aes-id"
+    assert "extra_features_from" not in alone.meta("mine")
+
+    path, mid = personal.save_personal_model(both, "two networks", tmp_path)
+    loaded = checkpoint.load_model(path)
+    assert loaded.cfg.extra_features == e and loaded.meta["extra_features_from"] == "aes-id"
+    lh = loaded.model.heads
+    with torch.no_grad():
+        again = nima.with_extra(lh.extra, lh(torch.from_numpy(x[te]))[0].numpy(), extra[te])
+    np.testing.assert_allclose(again, p_both, atol=1e-6)
+    # a model without a second network keeps the config it always had (its file, its id)
+    assert "extra_features" not in alone.model.cfg.to_dict()
+
+
+def test_with_extra_is_one_softmax_over_summed_logits():
+    head = nima.ExtraHead(5)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.randn(10, 5, generator=g))
+        head.feat_mean.copy_(torch.randn(5, generator=g))
+    logits = torch.randn(3, 10, generator=g)
+    feats = torch.randn(3, 5, generator=g)
+    with torch.no_grad():
+        want = torch.softmax(logits + head(feats), dim=1).numpy()
+    got = nima.with_extra(head, torch.softmax(logits, dim=1).numpy(), feats.numpy())
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_extra_features_refused_when_malformed(trained_base):
+    d = trained_base.model.backbone.feature_dim
+    x, stars, _ = synthetic(40, d)
+    t = personal.ratings_to_targets(stars)
+    with pytest.raises(personal.TrainingError, match="extra features"):
+        next(personal.fine_tune(x, t, trained_base, extra=np.zeros((39, 8))))
+    bad = np.zeros((40, 8), np.float32)
+    bad[0, 0] = np.nan
+    with pytest.raises(personal.TrainingError, match="NaN"):
+        next(personal.fine_tune(x, t, trained_base, extra=bad))
+
+
+def test_held_out_before_is_the_second_networks_score_when_asked(trained_base):
+    """With compare_with (the aesthetic model's own head), "before" on the held-out ratings is
+    that model's agreement: a second network whose head follows the taste scores high there."""
+    d = trained_base.model.backbone.feature_dim
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, d)).astype(np.float32)
+    extra, stars, latent = synthetic(120, 32, seed=6, noise=0.1)
+    t = personal.ratings_to_targets(stars)
+    # a "second network" head whose mean follows the taste: logits rising with latent on high buckets
+    w = np.linalg.lstsq(extra, latent, rcond=None)[0]
+    W = np.outer(np.linspace(-1, 1, 10), w)
+    res = drive(personal.fine_tune(x, t, trained_base, extra=extra, extra_from="a", compare_with=(W, np.zeros(10))))
+    plain = drive(personal.fine_tune(x, t, trained_base, extra=extra, extra_from="a"))
+    assert res.compared_with_extra and not plain.compared_with_extra
+    assert res.before["srcc"] > 0.7 and res.before["srcc"] > plain.before["srcc"] + 0.4
+    assert personal.score_layer(trained_base.model)[0].shape == (10, d)

@@ -237,3 +237,46 @@ def test_fine_tune_keeps_the_held_out_predictions(base):
     assert score_metrics(res.val_before, res.val_targets) == pytest.approx(res.before, nan_ok=True)
     assert score_metrics(res.val_after, res.val_targets) == pytest.approx(res.after, nan_ok=True)
     assert "val_targets" not in str(res.meta("x"))  # checkpoint metadata stays small
+
+
+def test_learn_from_ratings_reads_the_aesthetic_features_too(base, tmp_path):
+    """With the aesthetic model beside the base, both networks' features are computed once,
+    stored under their own model, read back on the next run, and the personal model scores
+    photos through both (as the scoring pipeline does, which refuses it without them)."""
+    from photocull.model import checkpoint
+    from photocull.model import spec
+    from photocull.model.spec import ModelError
+    from photocull.scoring import iter_scores
+
+    aesthetic = checkpoint.load_model(spec.aesthetic_model_path(), "aesthetic")
+    photos = _photos(tmp_path, 8)
+    ratings = {p: s for p, s in zip(photos, [1, 2, 5, 4, 1, 2, 3, 5])}
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        got = drive(personal.learn_from_ratings(ratings, base, cat, aesthetic=aesthetic, min_ratings=5))
+        model = got.tuned.model
+        assert model.cfg.extra_features == aesthetic.model.backbone.feature_dim
+        assert got.tuned.meta("x")["extra_features_from"] == aesthetic.model_id
+        stored = cat.any_features(photos, dim=model.cfg.extra_features, model_id=aesthetic.model_id)
+        assert len(stored) == 8
+        rows = []
+        drive(personal.learn_from_ratings(ratings, base, cat, aesthetic=aesthetic, min_ratings=5), rows.append)
+        assert [r["total"] for r in rows if r["phase"] == "features"][-1] == 0  # nothing scored again
+
+    mine = nima.LoadedModel(model, "mine-id", "mine", trained=True, meta=got.tuned.meta("mine"))
+    with pytest.raises(ModelError, match="aesthetic"):
+        next(iter_scores(photos, mine))
+    res = [r for prog in iter_scores(photos, mine, aesthetic=aesthetic) for r in prog.results]
+    alone = {r.path: r for r in score_all(photos, base)}
+    for r in res:
+        with torch.no_grad():
+            want = nima.with_extra(model.heads.extra, model.heads(torch.from_numpy(
+                alone[r.path].features.astype(np.float32)[None]))[0].numpy(), r.aesthetic_features[None])[0]
+        np.testing.assert_allclose(r.probs, want, atol=2e-3)
+    # what the two-network head adds moves the scores: it is not the base head's answer
+    assert max(abs(float(dist_mean_of(r.probs)) - float(dist_mean_of(alone[r.path].probs))) for r in res) > 1e-3
+
+
+def dist_mean_of(p):
+    from photocull.model.losses import dist_mean
+
+    return dist_mean(np.asarray(p)[None])[0]

@@ -88,6 +88,19 @@ def _load_items(args):
 
 # --- commands -------------------------------------------------------------------------------
 
+def _aesthetic_or_none(paths: AppPaths):
+    """The aesthetic model, whose features a personal head reads too; None (a head on the
+    base's features alone) if this installation lacks it."""
+    from photocull.model.registry import AESTHETIC, resolve_lazy
+    from photocull.model.spec import ModelError
+
+    try:
+        return resolve_lazy(AESTHETIC, paths).load()
+    except ModelError as exc:
+        print(f"note: {exc}; learning from the technical model's features alone", file=sys.stderr)
+        return None
+
+
 def cmd_learn(args, paths: AppPaths) -> int:
     """Learn a personal model from a ``path,rating`` CSV."""
     from photocull.cull.catalog import Catalog
@@ -108,9 +121,10 @@ def cmd_learn(args, paths: AppPaths) -> int:
         if dest.exists() and not args.overwrite:
             return _err(f"a model named {dest.stem!r} already exists ({dest}); use --overwrite or another --name")
         base = resolve_model(args.base, paths)
-        print(base.notice)
+        aesthetic = _aesthetic_or_none(paths)
+        print(base.notice + ("" if aesthetic is None else f", reading the {aesthetic.name} model's features too"))
         with Catalog(paths.catalog_path) as catalog:
-            learned = drive(training.learn_from_ratings(ratings, base, catalog, scale=args.scale,
+            learned = drive(training.learn_from_ratings(ratings, base, catalog, aesthetic=aesthetic, scale=args.scale,
                                                         min_ratings=args.min_ratings, seed=args.seed,
                                                         batch_size=args.batch_size), _print_learn_row)
         if learned is None:
@@ -123,7 +137,8 @@ def cmd_learn(args, paths: AppPaths) -> int:
     print(f"trained in {result.seconds:.1f} s (best epoch {result.best_epoch}"
           f"{', then refit on all ratings' if result.refit else ''})")
     print(f"on {result.n_val} held-out ratings:")
-    _print_metrics(f"  generic  ({base.name})", result.before)
+    default = "aesthetic, the default order" if result.compared_with_extra else base.name
+    _print_metrics(f"  default  ({default})", result.before)
     _print_metrics(f"  personal ({args.name})", result.after)
     from photocull.training.metrics import verdict_of
 

@@ -513,13 +513,16 @@ class Catalog:
         return out
 
     @_reports_errors
-    def store_analyses(self, items: Iterable[tuple[object, dict]], model_id: str) -> None:
-        """Add what the analyses found (``(path, {field: JSON value})``) to the stored scores of
-        ``model_id`` (a folder scored before an analysis existed: its scores are kept)."""
-        rows = [(_analyses_text(found), _db(path_key(p)), model_id) for p, found in items]
+    def store_analyses(self, items: Iterable[tuple], model_id: str) -> None:
+        """Add what the analyses found (``(path, {field: JSON value})``, or ``(path, found,
+        why)`` to replace the stored reasons too) to the stored scores of ``model_id`` (a folder
+        scored before an analysis existed: its scores are kept)."""
+        rows = [(_analyses_text(it[1]), it[2] if len(it) > 2 else None, _db(path_key(it[0])), model_id)
+                for it in items]
         if rows:
             with self._tx() as con:
-                con.executemany("UPDATE scores SET analyses=? WHERE path=? AND model_id=?", rows)
+                con.executemany("UPDATE scores SET analyses=?, why=COALESCE(?, why) WHERE path=? AND model_id=?",
+                                rows)
 
     @_reports_errors
     def features(self, paths: Sequence, model_id: str) -> dict[str, np.ndarray]:

@@ -9,7 +9,8 @@ the overall score is not a blend of the two.  The rule (:func:`overall_scores`):
    mean, or a personal model's when one is chosen.
 2. **Faults** are what the technical model reports *and* has been measured to report on at
    most 10 % of clean photos (:data:`photocull.model.reasons.FAULTS`: blurred, shaken, too
-   dark, too bright; ``bench/faults.py`` measures them), plus, inside a burst group (the
+   dark, too bright; ``bench/faults.py`` measures them; too dark / too bright only when the
+   pixels agree: :mod:`photocull.analysis.exposure`), plus, inside a burst group (the
    same scene), a technical mean at least :data:`GROUP_DROP` below the group's best: the
    same picture, visibly worse made (a frame taken at the same moment as a better one is
    what a photographer compares it with).
@@ -180,6 +181,14 @@ def face_faults(faces: Sequence, groups: Sequence[int | None],
     return out
 
 
+def own_faults(r, families: Sequence[str]) -> tuple:
+    """The faults a photo has on its own (before its burst is looked at): the technical
+    model's, where the pixels agree (``r.exposure``), and missed focus or shake (``r.focus``).
+    ``r``: a ``ScoreResult`` or the window's item."""
+    return (technical_faults(r.severities, families, getattr(r, "exposure", None))
+            + focus_faults(getattr(r, "focus", None)))
+
+
 def judge_results(results: Sequence, families: Sequence[str], mode: str,
                   groups: Sequence[int | None] | None = None) -> list[Overall]:
     """:func:`overall_scores` for scoring results (anything with ``probs``, ``severities``
@@ -194,7 +203,7 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
         raise ValueError(f"unknown scoring mode {mode!r}")
     taste = [mean(r.aesthetic if mode == "overall" else r.probs) for r in results]
     technical = [mean(r.probs) for r in results] if mode == "overall" else None
-    found = [technical_faults(r.severities, families) + focus_faults(getattr(r, "focus", None)) for r in results]
+    found = [own_faults(r, families) for r in results]
     groups = list(groups) if groups is not None else [None] * len(results)
     return overall_scores(taste, found, technical, groups, [r.severities for r in results], families,
                           faces=[getattr(r, "faces", None) for r in results])

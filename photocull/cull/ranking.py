@@ -70,3 +70,9 @@ def top_count(n: int, percent: float) -> int:
     if not 0 < percent <= 100:
         raise ValueError(f"the top percentage must be in (0, 100], not {percent}")
     return max(1, math.ceil(n * percent / 100.0)) if n else 0
+
+
+def by_face_sharpness(sharpness: float | None, rank: int | None, name: str = "") -> tuple:
+    """Sort key: the sharpest softest face first (a group frame is as good as its softest
+    face), then photos without faces; each part in the score's order (``rank``)."""
+    return (sharpness is None, -(sharpness or 0.0), rank is None, rank or 0, name)

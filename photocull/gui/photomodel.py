@@ -33,9 +33,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
-from photocull.cull.overall import focus_faults, overall_scores
+from photocull.cull.overall import overall_scores, own_faults
 from photocull.model.losses import mean_of, std_of
-from photocull.model.reasons import faults as technical_faults
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 
@@ -56,6 +55,7 @@ class PhotoItem:
     faults: tuple = ()                   # every fault that pulled the overall score down
     faces: object | None = None          # photocull.analysis.faces.FaceReport (None: not analysed)
     focus: object | None = None          # photocull.analysis.focus.FocusReport (None: not analysed)
+    exposure: object | None = None       # photocull.analysis.exposure.ExposureReport (the reasons' evidence)
     error: str | None = None
     capture_time: float | None = None
     exposure_bias: float | None = None
@@ -108,9 +108,7 @@ class PhotoItem:
 
 
 def _by_face_sharpness(it: PhotoItem) -> tuple:
-    """Sharpest softest face first; photos without faces last, each part in the score's order."""
-    s = it.face_sharpness
-    return (s is None, -(s or 0.0), it.rank is None, it.rank or 0, it.sort_name)
+    return ranking.by_face_sharpness(it.face_sharpness, it.rank, it.sort_name)
 
 
 SORT_KEYS = {
@@ -277,6 +275,7 @@ class PhotoListModel(QAbstractListModel):
             it.aesthetic = getattr(r, "aesthetic", None)
             it.faces = getattr(r, "faces", None)
             it.focus = getattr(r, "focus", None)
+            it.exposure = getattr(r, "exposure", None)
             self._judge_one(it)
             if r.exif is not None and r.exif.capture_time is not None:
                 it.capture_time = r.exif.capture_time
@@ -311,7 +310,7 @@ class PhotoListModel(QAbstractListModel):
             it.taste_mean = None if it.probs is None else mean_of(taste)
             it.std = std_of(taste)
             it.technical_mean = own if self.mode == "overall" else None
-            it.technical_faults = technical_faults(it.severities, self.families) + focus_faults(it.focus)
+            it.technical_faults = own_faults(it, self.families)
         if self.mode == "single" or it.taste_mean is None:
             it.mean, it.faults = it.taste_mean, ()
 

@@ -37,10 +37,18 @@ def personal_job(ratings: dict[str, int], holder, catalog_path, cancelled=lambda
     else computed and stored; then the personal head); yields its progress rows."""
     from photocull.training.personal import learn_from_ratings  # torch: only once training starts
 
-    base = holder.get("default")
+    from photocull.model.registry import AESTHETIC, DEFAULT
+    from photocull.model.spec import ModelError
+
+    base = holder.get(DEFAULT)
     base = base.load() if hasattr(base, "load") else base
+    try:  # the personal head reads the aesthetic network's features too
+        aesthetic = holder.get(AESTHETIC)
+        aesthetic = aesthetic.load() if hasattr(aesthetic, "load") else aesthetic
+    except ModelError:
+        aesthetic = None  # not in this installation: the technical features alone
     with Catalog(catalog_path) as cat:
-        learned = yield from learn_from_ratings(dict(sorted(ratings.items())), base, cat,
+        learned = yield from learn_from_ratings(dict(sorted(ratings.items())), base, cat, aesthetic=aesthetic,
                                                 min_ratings=MIN_RATINGS, cancelled=cancelled)
     return None if learned is None else (learned.tuned, base)
 

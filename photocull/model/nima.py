@@ -178,6 +178,40 @@ class Backbone(nn.Module):
         return torch.cat(pooled[::-1] + cs, 1)  # last-layer features first, centre-surround last
 
 
+class ExtraHead(nn.Module):
+    """The part of a personal score head that reads a second network's pooled features
+    (the aesthetic model's): logits added to the score head's.  The score head is linear,
+    so ``softmax(score(f) + extra(g))`` is one linear layer on both feature sets; it is
+    applied after both networks ran (:func:`with_extra`), so each network keeps its
+    own runner (and ONNX export)."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.n = in_dim
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
+        self.linear = nn.Linear(in_dim, 10, bias=False)
+
+    def normalise(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.feat_mean) / self.feat_std
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.normalise(feats))
+
+
+def with_extra(extra: ExtraHead, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """A personal model's distributions (N, 10) from its score head's ``probs`` and the
+    second network's pooled ``feats`` (N, D): ``softmax(log probs + extra(feats))``, the
+    same as one softmax over the summed logits (the log-sum-exp cancels)."""
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-30, None))
+    with torch.no_grad():
+        add = extra(torch.from_numpy(np.asarray(feats, np.float32))).double().numpy()
+    z = logp + add
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class Heads(nn.Module):
     """Everything trained on top of the (frozen or not) backbone features."""
 
@@ -193,6 +227,7 @@ class Heads(nn.Module):
         layers.append(nn.Linear(d, 10))
         self.score = nn.Sequential(*layers)
         self.severity = nn.Linear(in_dim, len(cfg.families)) if cfg.families else None
+        self.extra = ExtraHead(cfg.extra_features) if cfg.extra_features else None
 
     def normalise(self, f: torch.Tensor) -> torch.Tensor:
         return (f - self.feat_mean) / self.feat_std

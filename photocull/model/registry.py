@@ -40,6 +40,7 @@ OVERALL = "overall"      # not a model: both shipped networks and the overall ru
 SHIPPED = (DEFAULT, AESTHETIC)  # names of the models in resources/models/; no personal model takes them
 RESERVED = (*SHIPPED, TECHNICAL, OVERALL)  # names no personal model can take
 PERSONAL_KIND = "personal taste"  # a personal model's meta["kind"]
+EXTRA_FROM = "extra_features_from"  # meta: the id of the model whose features a personal head also reads
 
 
 def slugify(name: str) -> str:

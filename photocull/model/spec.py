@@ -54,6 +54,7 @@ LAST_ONLY = ("mobilenet_v2", "mobilenet_v1")  # backbones with the last layer's 
 RESIZES = ("bilinear", "nearest")
 MAX_MODEL_BYTES = 256 << 20  # a model file; real ones: 200 KB (heads) to ~60 MB (backbone, hidden layer)
 MAX_HIDDEN = 4096  # 2224 x 4096 floats: a 36 MB layer; the shipped model has none
+MAX_EXTRA = 4096  # pooled features of a second network a personal head may read (MobileNet: 1024)
 MAX_FAMILIES = 32  # the shipped model reports 9
 INPUT_SIZES = (32, 1024)  # the paper's 224; tests train at 64
 MAX_NORM = 1000.0  # |mean| and std beyond this are not a normalisation of 0..1 pixels
@@ -84,6 +85,8 @@ def _check_config(d: dict) -> None:
         raise bad("resize", f"known resize filters: {', '.join(RESIZES)}")
     if "hidden" in d and not (_is_int(d["hidden"]) and 0 <= d["hidden"] <= MAX_HIDDEN):
         raise bad("hidden", f"it must be a whole number from 0 to {MAX_HIDDEN}")
+    if "extra_features" in d and not (_is_int(d["extra_features"]) and 0 <= d["extra_features"] <= MAX_EXTRA):
+        raise bad("extra_features", f"it must be a whole number from 0 to {MAX_EXTRA}")
     if "dropout" in d and not (_is_number(d["dropout"]) and 0 <= d["dropout"] < 1):
         raise bad("dropout", "it must be a number from 0 up to (not including) 1")
     if "input_size" in d:
@@ -120,6 +123,9 @@ class ModelConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     resize: str = "bilinear"  # the filter to the input size (RESIZES)
+    # a personal model's score head also reads this many pooled features of a second network
+    # (the aesthetic model's, named by the checkpoint's meta "extra_features_from"); 0: none
+    extra_features: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -128,6 +134,8 @@ class ModelConfig:
             # the default is left out: a bilinear model's config (its file, its ONNX export's
             # digest) is what it was before the field existed, and older versions read it
             del d["resize"]
+        if not self.extra_features:
+            del d["extra_features"]  # likewise: models without it are what they were
         return d
 
     @classmethod

@@ -57,8 +57,8 @@ from torch import nn
 from photocull.cull.catalog import Catalog, path_key
 from photocull.model.checkpoint import save_checkpoint
 from photocull.model.losses import dist_mean, rating_to_distribution
-from photocull.model.nima import NIMA, LoadedModel
-from photocull.model.registry import PERSONAL_KIND, RESERVED
+from photocull.model.nima import NIMA, ExtraHead, LoadedModel
+from photocull.model.registry import EXTRA_FROM, PERSONAL_KIND, RESERVED
 from photocull.model.spec import PRETRAINED_BACKBONES
 from photocull.scoring import iter_scores
 from photocull.training.datasets import stratified_indices
@@ -121,14 +121,19 @@ class FineTuneResult:
     val_targets: np.ndarray | None = None
     val_before: np.ndarray | None = None
     val_after: np.ndarray | None = None
+    extra_from: str | None = None  # the model id of the second network the head also reads
+    compared_with_extra: bool = False  # "before" is the second network's (aesthetic) score, not the base's
 
     def meta(self, name: str, base_id: str | None = None) -> dict:
         """Checkpoint metadata for :func:`photocull.model.checkpoint.save_checkpoint`."""
-        return {"name": name, "kind": PERSONAL_KIND, "trained": True, "base_model": base_id,
+        meta = {"name": name, "kind": PERSONAL_KIND, "trained": True, "base_model": base_id,
                 "n_ratings": self.n_ratings, "metrics_before": without_nan(self.before),
                 "metrics_after": without_nan(self.after),
                 "best_epoch": self.best_epoch, "init": self.init, "renormalised": self.renormalised,
                 "refit": self.refit}
+        if self.extra_from:
+            meta[EXTRA_FROM] = self.extra_from
+        return meta
 
 
 def _zero_init(score: nn.Sequential) -> None:
@@ -242,6 +247,9 @@ def fine_tune(
     refit: bool = True,
     cancelled: Callable[[], bool] = lambda: False,
     min_ratings: int = 20,
+    extra: np.ndarray | None = None,
+    extra_from: str | None = None,
+    compare_with: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generator[dict, None, FineTuneResult | None]:
     """Train a personal score head on cached backbone features.
 
@@ -261,6 +269,14 @@ def fine_tune(
     ``init``: "base" (start from the base head, L2-SP towards it), "fresh" (zero head,
     plain weight decay) or "auto" (base if its head is trained, else fresh).
     ``dropout``: the rate on the features while training (None: the base head's own).
+    ``extra``: (N, E) pooled features of the same photos from a second network (the
+    aesthetic model, whose id is ``extra_from``): the head then reads both feature sets (see
+    :class:`photocull.model.nima.ExtraHead`); they are normalised on the user's photos and
+    count as one more feature block; their weights start at zero (in bench/personalization.py
+    that did better with 25-50 ratings than starting from the aesthetic model's own head).
+    ``compare_with``: the second network's own score layer (W (10, E), b (10,): logits
+    ``W f + b`` on its raw features, :func:`score_layer`); the held-out "before" figures are
+    then that model's (the aesthetic score orders the default view), not the base's.
     ``balance_blocks``: see the module docstring.  The base is never modified; the new
     model is a deep copy on the CPU with ``requires_grad`` off.
     """
@@ -278,6 +294,7 @@ def fine_tune(
     check_training_set(y_all, min_ratings)
     if init not in ("auto", "base", "fresh"):
         raise ValueError("init must be 'auto', 'base' or 'fresh'")
+    x_extra = _check_extra(extra, len(x_all), base_model)
 
     heads = copy.deepcopy(base_model.heads).cpu().float()
     fitted = normalisation_fitted(heads)
@@ -287,8 +304,12 @@ def fine_tune(
     if renormalise:
         heads.feat_mean.copy_(torch.from_numpy(x_all.mean(0)))
         heads.feat_std.copy_(torch.from_numpy(x_all.std(0)).clamp_min(1e-4))
+    blocks = feature_blocks(base_model.backbone)
     if balance_blocks:
-        _balance_blocks(heads, feature_blocks(base_model.backbone))
+        _balance_blocks(heads, blocks)
+    extra_head = None
+    if x_extra is not None:
+        extra_head = _fit_extra_head(x_extra, heads.feat_std.numel(), len(blocks) if balance_blocks else 0)
 
     # ratings held out for early stopping and the before/after comparison
     keys = np.round(dist_mean(y_all), 3).tolist()
@@ -301,12 +322,18 @@ def fine_tune(
 
     with torch.no_grad():
         xn = heads.normalise(torch.from_numpy(x_all)).float()
+        if extra_head is not None:  # one linear layer reads both: [score head | extra head]
+            xn = torch.cat([xn, extra_head.normalise(torch.from_numpy(x_extra))], dim=1)
     y = torch.from_numpy(y_all).float()
 
-    # the base model on the held-out ratings
-    with torch.no_grad():
-        base_heads = copy.deepcopy(base_model.heads).cpu().float().eval()
-        base_probs = base_heads(torch.from_numpy(x_all[va_idx]))[0].numpy()
+    # the base model (or the second network: compare_with) on the held-out ratings
+    if compare_with is not None and x_extra is not None:
+        z = x_extra[va_idx].astype(np.float64) @ np.asarray(compare_with[0], np.float64).T + compare_with[1]
+        base_probs = torch.softmax(torch.from_numpy(z), dim=1).float().numpy()
+    else:
+        with torch.no_grad():
+            base_heads = copy.deepcopy(base_model.heads).cpu().float().eval()
+            base_probs = base_heads(torch.from_numpy(x_all[va_idx]))[0].numpy()
     before = score_metrics(base_probs, y_all[va_idx])
 
     kw = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
@@ -318,7 +345,7 @@ def fine_tune(
     history: list[dict] = []
     best = None
     for cand in candidates:
-        start = copy.deepcopy(heads.score)
+        start = copy.deepcopy(heads.score) if extra_head is None else _widened(heads.score, extra_head.n)
         if dropout is not None:
             for m in start:
                 if isinstance(m, nn.Dropout):
@@ -353,6 +380,10 @@ def fine_tune(
     score.eval()
 
     model = copy.deepcopy(base_model).cpu().eval()
+    if extra_head is not None:
+        score = _split_extra(score, extra_head)
+        heads.extra = extra_head
+        model.cfg = replace(model.cfg, extra_features=extra_head.n)
     heads.score = score
     model.heads = heads.eval()  # normalisation (and severity weights) as trained with
     if renormalise or not base_trained:
@@ -364,7 +395,81 @@ def fine_tune(
     return FineTuneResult(model, before, after, history, best_epoch, len(y_all), len(tr_idx), len(va_idx),
                           time.perf_counter() - t0, use, renormalise, did_refit,
                           val_targets=np.array(y_all[va_idx]), val_before=np.array(base_probs),
-                          val_after=np.array(after_probs))
+                          val_after=np.array(after_probs),
+                          extra_from=extra_from if extra_head is not None else None,
+                          compared_with_extra=compare_with is not None and x_extra is not None)
+
+
+def _check_extra(extra, n: int, base_model: NIMA) -> np.ndarray | None:
+    if extra is None:
+        return None
+    x = np.asarray(extra, dtype=np.float32)
+    if x.ndim != 2 or len(x) != n or x.shape[1] < 1:
+        raise TrainingError(f"extra features (N={n}, E) expected, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise TrainingError("extra features contain NaN or infinite values")
+    if base_model.cfg.hidden:
+        raise TrainingError("a second network's features need a linear score head (hidden = 0)")
+    return x
+
+
+def score_layer(model: NIMA) -> tuple[np.ndarray, np.ndarray] | None:
+    """A model's score head as logits ``W f + b`` on its raw pooled features ``f`` (W (10, D),
+    b (10,)), or None when it is not one linear layer (a hidden layer)."""
+    if model.cfg.hidden:
+        return None
+    heads = model.heads
+    lin = next(m for m in heads.score if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        w = (lin.weight / heads.feat_std[None, :]).double()
+        b = lin.bias.double() - w @ heads.feat_mean.double()
+    return w.numpy(), b.numpy()
+
+
+def _fit_extra_head(x: np.ndarray, d: int, n_blocks: int) -> ExtraHead:
+    """An :class:`ExtraHead` (weights zero) normalising the second network's features as
+    fitted on the user's photos: their mean, and their std floored at a quarter of the
+    median (a feature nearly constant on the rated photos must not blow up on the next
+    photo), scaled so that they count as one more block of ``n_blocks`` (see
+    :func:`_balance_blocks`; the score head reads ``d`` features)."""
+    std = x.std(0)
+    std = np.maximum(std, 0.25 * float(np.median(std)) + 1e-6)
+    if n_blocks:
+        std = std / math.sqrt(d / (n_blocks * x.shape[1]))
+    head = ExtraHead(x.shape[1])
+    with torch.no_grad():
+        head.feat_mean.copy_(torch.from_numpy(x.mean(0)))
+        head.feat_std.copy_(torch.from_numpy(std.astype(np.float32)))
+        head.linear.weight.zero_()
+    return head.eval()
+
+
+def _widened(score: nn.Sequential, n: int) -> nn.Sequential:
+    """The linear score head reading ``n`` more inputs, their weights zero (the base head's
+    output unchanged)."""
+    wide = copy.deepcopy(score)
+    i, lin = next((i, m) for i, m in enumerate(wide) if isinstance(m, nn.Linear))
+    new = nn.Linear(lin.in_features + n, lin.out_features)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :lin.in_features] = lin.weight
+        new.bias.copy_(lin.bias)
+    wide[i] = new
+    return wide
+
+
+def _split_extra(score: nn.Sequential, extra: ExtraHead) -> nn.Sequential:
+    """The widened head back into the base's score head (returned) and ``extra``'s weights."""
+    i, lin = next((i, m) for i, m in enumerate(score) if isinstance(m, nn.Linear))
+    d = lin.in_features - extra.n
+    base = copy.deepcopy(score)
+    narrow = nn.Linear(d, lin.out_features)
+    with torch.no_grad():
+        narrow.weight.copy_(lin.weight[:, :d])
+        narrow.bias.copy_(lin.bias)
+        extra.linear.weight.copy_(lin.weight[:, d:])
+    base[i] = narrow
+    return base
 
 
 def _relay(inner, history: list, phase: str):
@@ -419,6 +524,7 @@ def learn_from_ratings(
     base: LoadedModel,
     catalog: Catalog,
     *,
+    aesthetic: LoadedModel | None = None,
     scale: int = 5,
     min_ratings: int = 20,
     seed: int = 0,
@@ -428,9 +534,10 @@ def learn_from_ratings(
     """Learn a personal model from ``{photo: stars}`` (used in the dict's order).
 
     Features come from ``catalog`` (stored under any model with ``base``'s backbone; the
-    photo unchanged on disk); the other photos are scored with ``base`` and their results
-    stored in ``catalog``.  Then :func:`fine_tune` (``seed``, ``min_ratings``) on the photos
-    that have features.
+    photo unchanged on disk; with ``aesthetic``, that model's pooled features too, and the
+    personal head reads both); the other photos are scored with ``base`` (and
+    ``aesthetic``) and their results stored in ``catalog``.  Then :func:`fine_tune`
+    (``seed``, ``min_ratings``) on the photos that have features.
 
     Yields ``{"phase": "features", "done", "total"}`` per batch of photos scored (``total``:
     the photos without stored features), then once ``{"phase": "features", "done", "total",
@@ -442,25 +549,45 @@ def learn_from_ratings(
     paths = list(ratings)
     targets = ratings_to_targets([ratings[p] for p in paths], scale)
     check_training_set(targets, min_ratings)
+    if aesthetic is not None and (base.model.cfg.hidden or aesthetic.model_id == base.model_id):
+        aesthetic = None  # a head with a hidden layer reads its own network's features only
     t0 = time.perf_counter()
     dim = base.model.backbone.feature_dim
     # features stored by an older backbone/pooling (e.g. 2144-d "multilevel") are recomputed
     feats = catalog.any_features(paths, dim=dim)  # features stored by another backbone are not these
-    missing = [p for p in paths if path_key(p) not in feats]
+    second: dict[str, np.ndarray] = {}
+    if aesthetic is not None:
+        second = catalog.any_features(paths, dim=aesthetic.model.backbone.feature_dim, model_id=aesthetic.model_id)
+    need = {Path(p): (path_key(p) not in feats, aesthetic is not None and path_key(p) not in second) for p in paths}
+    missing = [p for p in need if any(need[p])]
     unreadable: list[tuple[Path, str]] = []
-    for prog in iter_scores(missing, base, batch_size=batch_size, cancelled=cancelled) if missing else ():
-        catalog.store_results(prog.results, base.model_id)
+    runs = iter_scores(missing, base, aesthetic=aesthetic, need=need, batch_size=batch_size,
+                       cancelled=cancelled) if missing else ()
+    for prog in runs:
+        catalog.store_results([r for r in prog.results if need[r.path][0]], base.model_id)
+        if aesthetic is not None:
+            catalog.store_results([r.aesthetic_result() for r in prog.results if need[r.path][1]],
+                                  aesthetic.model_id)
         for r in prog.results:
             if not r.ok:
                 unreadable.append((r.path, r.error))
-            elif r.features is not None and len(r.features) == dim:
+                continue
+            if r.features is not None and len(r.features) == dim:
                 feats[path_key(r.path)] = r.features
+            if r.aesthetic_features is not None:
+                second[path_key(r.path)] = r.aesthetic_features
         yield {"phase": "features", "done": prog.done, "total": prog.total}
     if cancelled():
         return None
-    keep = [i for i, p in enumerate(paths) if path_key(p) in feats]
+    keep = [i for i, p in enumerate(paths)
+            if path_key(p) in feats and (aesthetic is None or path_key(p) in second)]
     yield {"phase": "features", "done": len(missing), "total": len(missing), "photos": len(keep),
            "unreadable": unreadable, "seconds": time.perf_counter() - t0}
     x = np.stack([feats[path_key(paths[i])] for i in keep]) if keep else np.zeros((0, dim))
-    tuned = yield from fine_tune(x, targets[keep], base, seed=seed, min_ratings=min_ratings, cancelled=cancelled)
+    extra = None
+    if aesthetic is not None and keep:
+        extra = np.stack([second[path_key(paths[i])] for i in keep])
+    tuned = yield from fine_tune(x, targets[keep], base, seed=seed, min_ratings=min_ratings, cancelled=cancelled,
+                                 extra=extra, extra_from=None if aesthetic is None else aesthetic.model_id,
+                                 compare_with=None if aesthetic is None else score_layer(aesthetic.model))
     return None if tuned is None else LearnResult(tuned, len(keep), unreadable)
