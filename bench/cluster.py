@@ -1,9 +1,13 @@
-"""The local engine against a local Ray (1 and 2 CPUs) on the same generated 24 MP shoot.
+"""The local engine against a local Ray on the same generated 24 MP shoot: 1 CPU (one
+actor), 2 CPUs as two one-core actors, and 2 CPUs as the default plan sizes them
+(:func:`photocull.cluster.plan_actors`: one actor with both cores, decode threads + a model
+thread, as on one machine).
 
     python bench/cluster.py [--photos 32] [--dir /tmp/photocull-bench-24mp] [--backend torch]
 
-On one small machine this measures Ray's overhead (start-up, actors loading the models, one
-torch thread per actor), not scaling.  Prints wall times and photos/s; no catalog is used.
+On one small machine this measures Ray's overhead (start-up, actors loading the models once
+each) and how the cores are best shared, not scaling.  Prints the plan, wall times and
+photos/s; no catalog is used.
 """
 from __future__ import annotations
 
@@ -59,16 +63,18 @@ def main() -> None:
 
     from photocull.cluster import RayJob, run_on_ray
 
-    for cpus in (1, 2):
+    for cpus, actors in ((1, None), (2, 2), (2, None)):
         t0 = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False)
         t1 = time.perf_counter()
-        job = RayJob(a.model, paths, backend=a.backend, concurrency=cpus)
+        planned = []
+        job = RayJob(a.model, paths, backend=a.backend, concurrency=actors, status=planned.append)
         run_on_ray(files, scorers, job, progress=False)
         t2 = time.perf_counter()
         ray.shutdown()
         print(f"local Ray, {cpus} CPU{'s' if cpus > 1 else ' '}: {t2 - t0:6.1f} s  {len(files) / (t2 - t0):5.2f} photos/s"
-              f"  (ray.init {t1 - t0:.1f} s; job {t2 - t1:.1f} s, {len(files) / (t2 - t1):.2f} photos/s)")
+              f"  (ray.init {t1 - t0:.1f} s; job {t2 - t1:.1f} s, {len(files) / (t2 - t1):.2f} photos/s; "
+              f"{planned[0].split(' with ', 1)[1] if planned else '?'})")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class Settings:
     pick_as: str = "none"
     auto_advance: bool = False
     burst_gap_seconds: float = 2.0
+    burst_similarity: str = "normal"  # "strict", "normal" or "loose" (photocull.cull.bursts.SIMILARITY)
     pick_rating: int = 5  # what a pick means when learning taste (stars)
     reject_rating: int = 1
     batch_size: int = 8

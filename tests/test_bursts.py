@@ -393,3 +393,26 @@ def test_find_groups_cached_takes_a_catalog_and_remembers_the_groups(tmp_path, a
         monkeypatch.setattr(bursts, "find_groups_for_items", None)  # not called again: from the catalog
         assert bursts.find_groups_cached(snap, cat) == got
         assert all(isinstance(g, bursts.ItemGroup) for g in bursts.find_groups_cached(snap, cat))
+
+
+def test_burst_similarity_setting_loosens_or_tightens_what_is_one_burst(frames, scenes):
+    """The Preferences' burst similarity: a frame zoomed in a little (tiny greys' SSIM ~0.6) is
+    its own shot at "normal" and "strict", part of the burst at "loose"; a frame a few px off
+    is one burst at every setting.  The grouping cache tells the settings apart."""
+    from photocull.cull.bursts import SIMILARITY, grouping_signature, similarity_thresholds
+
+    a = scenes["astronaut"]
+    base = crop(a, 40, 40, 400, 400)
+    zoomed = crop(a, 60, 60, 360, 360).resize((400, 400))
+    shifted = crop(a, 43, 41, 400, 400)
+    items = inputs(frames, [base, zoomed], times=[T0, T0 + 0.5])
+    near = inputs(frames, [base, shifted], times=[T0, T0 + 0.5])
+    got = {s: kinds(group_bursts(items, 2.0, *similarity_thresholds(s))) for s in SIMILARITY}
+    assert got["loose"] == [([0, 1], "burst")]
+    assert got["normal"] == got["strict"] == [([0], "single"), ([1], "single")]
+    for s in SIMILARITY:
+        assert kinds(group_bursts(near, 2.0, *similarity_thresholds(s))) == [([0, 1], "burst")]
+    assert similarity_thresholds("bogus") == SIMILARITY["normal"]
+    its = [SimpleNamespace(path=f"/x/{k}.jpg", capture_time=T0, exposure_bias=0.0, mean=5.0) for k in range(2)]
+    sigs = {s: grouping_signature(its, {}, 2.0, s) for s in SIMILARITY}
+    assert len(set(sigs.values())) == 3 and sigs["normal"] == grouping_signature(its, {}, 2.0)

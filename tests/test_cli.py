@@ -383,3 +383,28 @@ def test_an_export_leaves_no_exporter_info_in_photocull_log(tmp_path, capsys, mo
     chatter = [ln for ln in log if ln.split(" ")[2:3] in (["INFO"], ["DEBUG"])
                and ln.split(" ")[3].startswith(onnx_cache.EXPORTER_LOGGERS)]
     assert chatter == []
+
+
+def test_score_sort_by_face_sharpness(tmp_path, capsys):
+    """--sort face-sharpness: the photo whose face is sharpest first, then the softer face, then
+    the photos without faces; ranks stay the score's."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image, ImageFilter
+
+    d = tmp_path / "faces"
+    d.mkdir()
+    face = Image.fromarray(skdata.astronaut())
+    face.save(d / "a_sharp.jpg", quality=95)
+    face.filter(ImageFilter.GaussianBlur(2.5)).save(d / "b_soft.jpg", quality=95)
+    make_photo(d / "c_none.jpg", seed=3, size=(512, 512))
+    rc, out, _ = run(capsys, "--home", tmp_path / "home", "score", d, "--format", "json", "-q",
+                     "--sort", "face-sharpness")
+    assert rc == 0
+    photos = json.loads(out)["photos"]
+    assert [Path(p["path"]).name for p in photos] == ["a_sharp.jpg", "b_soft.jpg", "c_none.jpg"]
+    assert [p["faces"] for p in photos] == [1, 1, 0]
+    assert sorted(p["rank"] for p in photos) == [1, 2, 3]
+    rc, out, _ = run(capsys, "--home", tmp_path / "home", "score", d, "--format", "json", "-q")
+    by_score = [Path(p["path"]).name for p in json.loads(out)["photos"]]
+    assert [p["rank"] for p in json.loads(out)["photos"]] == [1, 2, 3] and set(by_score) == {
+        "a_sharp.jpg", "b_soft.jpg", "c_none.jpg"}

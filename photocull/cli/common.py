@@ -70,13 +70,22 @@ def load_scorers(spec: str | None, paths: AppPaths):
         raise SystemExit(f"photocull: {exc}")
 
 
-def judge(results, scorers, catalog=None) -> list:
+def burst_settings(paths) -> dict:
+    """The burst sensitivity the user chose (Preferences; ``settings.json``), as keyword
+    arguments of :func:`photocull.cull.bursts.groups_of_results`: the CLI groups as the window does."""
+    from photocull.config import Settings
+
+    s = Settings.load(paths.settings_path)
+    return {"gap_seconds": s.burst_gap_seconds, "similarity": s.burst_similarity}
+
+
+def judge(results, scorers, catalog=None, bursts: dict | None = None) -> list:
     """The overall score and faults of each result (:mod:`photocull.cull.overall`), with
     the burst groups found among them (kept in ``catalog`` when there is one)."""
-    return judge_and_group(results, scorers, catalog)[0]
+    return judge_and_group(results, scorers, catalog, bursts)[0]
 
 
-def judge_and_group(results, scorers, catalog=None) -> tuple[list, list | None]:
+def judge_and_group(results, scorers, catalog=None, bursts: dict | None = None) -> tuple[list, list | None]:
     """:func:`judge`, and each result's :class:`~photocull.cull.bursts.ItemGroup` (None for a
     result without a score; the whole list None when one model runs alone: no rule, no groups)."""
     from photocull.cull.bursts import groups_of_results
@@ -88,9 +97,9 @@ def judge_and_group(results, scorers, catalog=None) -> tuple[list, list | None]:
     if mode != "single":
         scored = [r for r in results if r.probs is not None]
         try:
-            grouped = groups_of_results(scored, catalog)
+            grouped = groups_of_results(scored, catalog, **(bursts or {}))
         except CatalogError:
-            grouped = groups_of_results(scored)
+            grouped = groups_of_results(scored, **(bursts or {}))
         by_id = dict(zip(map(id, scored), grouped))
         found = [by_id.get(id(r)) for r in results]
     groups = None if found is None else [None if g is None else g.group for g in found]

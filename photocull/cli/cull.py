@@ -7,7 +7,7 @@ from pathlib import Path
 
 from photocull.config import AppPaths, Settings
 
-from .common import MODEL_HELP, collect_photos, fmt, judge_and_group, load_scorers, run_scoring
+from .common import MODEL_HELP, burst_settings, collect_photos, fmt, judge_and_group, load_scorers, run_scoring
 
 
 def cmd_export(args, paths: AppPaths) -> int:
@@ -40,11 +40,12 @@ def cmd_export(args, paths: AppPaths) -> int:
         results = run_scoring([it.primary for it in items], scorers.loaded, paths, progress=not args.quiet,
                               catalog=cat, aesthetic=scorers.aesthetic)
         # the overall score, as photocull score and the window rank (and the burst groups it used)
-        judged, grouped = judge_and_group(results, scorers, cat)
+        bursts = burst_settings(paths)
+        judged, grouped = judge_and_group(results, scorers, cat, bursts)
         marks = load_marks([r.path for r in results], cat)  # the catalog's, else the sidecars' (as everywhere)
         companions = {os.path.abspath(it.primary): it.companions for it in items}
         cands = []
-        keep = _one_per_burst(results, judged, grouped, cat) if args.one_per_burst else None
+        keep = _one_per_burst(results, judged, grouped, cat, bursts) if args.one_per_burst else None
         for r, j in zip(results, judged):
             if keep is not None and id(r) not in keep:
                 continue
@@ -79,7 +80,7 @@ def cmd_export(args, paths: AppPaths) -> int:
     return 1 if rep.errors or stopped is not None else 0
 
 
-def _one_per_burst(results, judged, grouped, catalog) -> set[int]:
+def _one_per_burst(results, judged, grouped, catalog, bursts: dict | None = None) -> set[int]:
     """The ids of the results ``--one-per-burst`` keeps: every photo, but of each burst group
     (not brackets or panoramas: their frames are needed together) only the best by the
     overall score, as the window shows on top.  ``grouped``: the groups the overall rule used
@@ -89,7 +90,7 @@ def _one_per_burst(results, judged, grouped, catalog) -> set[int]:
 
     scored = [(r, j) for r, j in zip(results, judged) if r.probs is not None]
     groups = ([g for r, g in zip(results, grouped) if r.probs is not None] if grouped is not None
-              else groups_of_results([r for r, _ in scored], catalog))
+              else groups_of_results([r for r, _ in scored], catalog, **(bursts or {})))
     keep = {id(r) for r in results if r.probs is None}
     best: dict[int, list] = {}
     for (r, j), g in zip(scored, groups):

@@ -15,7 +15,8 @@ from photocull.cull import ranking
 
 from photocull.model.losses import mean_of, std_of
 
-from .common import MODEL_HELP, collect_photos, fmt, judge, load_scorers, positive_int, run_scoring
+from .common import (MODEL_HELP, burst_settings, collect_photos, fmt, judge, load_scorers, positive_int,
+                     run_scoring)
 
 
 # the table's path column is padded to its longest path up to this width (a longer path
@@ -29,8 +30,8 @@ def cmd_score(args, paths: AppPaths) -> int:
     engine, out_file = getattr(args, "engine", "local"), getattr(args, "out", None)
     if out_file is not None:
         check_out(out_file)
-    if engine != "ray" and (getattr(args, "address", None) or getattr(args, "actors", None)):
-        raise SystemExit("photocull: --address and --actors go with --engine ray")
+    if engine != "ray" and any(getattr(args, k, None) is not None for k in RAY_OPTIONS):
+        raise SystemExit("photocull: --address, --actors, --actor-cpus and --actor-gpus go with --engine ray")
     if engine == "ray":
         from photocull.cluster import ClusterError, require_ray
 
@@ -38,7 +39,12 @@ def cmd_score(args, paths: AppPaths) -> int:
             require_ray()
         except ClusterError as exc:
             raise SystemExit(f"photocull: {exc}")
-    items, problems = collect_photos(args.paths, args.recursive)
+    named, listed = list(args.paths), getattr(args, "files_from", None)
+    if not named and not listed:
+        raise SystemExit("photocull: score: give photos or folders, or --files-from LIST")
+    if listed:
+        named += read_file_list(listed)
+    items, problems = collect_photos(named, args.recursive)
     companions = {os.path.abspath(it.primary): it.companions for it in items}
     scorers = load_scorers(args.model, paths)
     print(f"photocull: {scorers.notice}", file=sys.stderr)
@@ -57,12 +63,16 @@ def cmd_score(args, paths: AppPaths) -> int:
                                   batch_size=args.batch_size, progress=not args.quiet, backend=args.backend,
                                   catalog=cat, aesthetic=scorers.aesthetic)
         scored = [r for r in results if r.probs is not None]
-        judged = dict(zip(map(id, scored), judge(scored, scorers, cat)))
+        judged = dict(zip(map(id, scored), judge(scored, scorers, cat, burst_settings(paths))))
     alone_aesthetic = scorers.mode == "single" and not scorers.loaded.cfg.families  # (no severity head)
     rows = [ScoreRow(r, judged[id(r)], scorers.mode, alone_aesthetic) for r in scored]
     ok = ranking.best_first(rows)
     bad = [r for r in results if r.probs is None]
     ranks, n = ranking.rank_items(ok)  # None for a photo without an overall score (its aesthetic one failed)
+    if getattr(args, "sort", "score") == "face-sharpness":  # ranks stay the score's
+        order = sorted(range(len(ok)), key=lambda i: ranking.by_face_sharpness(
+            ok[i].result.faces.sharpness if ok[i].result.faces is not None else None, ranks[i], str(ok[i].path)))
+        ok, ranks = [ok[i] for i in order], [ranks[i] for i in order]
     out = sys.stdout
 
     def comps(path) -> list[Path]:
@@ -152,13 +162,43 @@ def check_out(out_file: str) -> None:
         raise SystemExit(f"photocull: --out {out_file}: its folder does not exist")
 
 
+RAY_OPTIONS = ("address", "actors", "actor_cpus", "actor_gpus")
+"""``photocull score``'s options that only ``--engine ray`` takes."""
+
+
+def read_file_list(name: str) -> list[str]:
+    """The paths in ``--files-from`` ``name`` (``-``: stdin): one per line, surrounding spaces
+    trimmed; blank lines and lines starting with ``#`` left out.  A relative path is relative to the list's folder (a
+    list made with ``find . -name '*.jpg' > list.txt`` inside the archive works from
+    anywhere), or to the working folder for stdin.  Bytes that are not UTF-8 are kept as
+    the file system's (surrogateescape)."""
+    try:
+        if name == "-":
+            data, base = sys.stdin.buffer.read(), Path.cwd()
+        else:
+            src = Path(name).expanduser()
+            data, base = src.read_bytes(), src.absolute().parent
+    except OSError as exc:
+        raise SystemExit(f"photocull: --files-from {name}: {exc.strerror or exc}") from None
+    out = []
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        p = Path(entry).expanduser()
+        out.append(str(p if p.is_absolute() else base / p))
+    return out
+
+
 def score_on_ray(files, scorers, paths: AppPaths, args, catalog):
     """``--engine ray``: the same results list as :func:`run_scoring` gives, scored on Ray."""
     from photocull.cluster import ClusterError, RayJob, run_on_ray
 
     backend = args.backend or os.environ.get("PHOTOCULL_BACKEND")
     job = RayJob(args.model, paths, address=args.address, batch_size=args.batch_size, backend=backend,
-                 concurrency=getattr(args, "actors", None))
+                 concurrency=getattr(args, "actors", None), actor_cpus=getattr(args, "actor_cpus", None),
+                 actor_gpus=getattr(args, "actor_gpus", None),
+                 status=None if args.quiet else (lambda m: print(f"photocull: {m}", file=sys.stderr)))
     where = f"the Ray cluster at {args.address}" if args.address else "a local Ray on this machine"
     if not args.quiet:
         print(f"photocull: scoring on {where}", file=sys.stderr)
@@ -305,6 +345,16 @@ def cmd_prepare(args, paths: AppPaths) -> int:
     return 0
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return x
+
+
 def add_parsers(sub) -> None:
     s = sub.add_parser("score", help="score photos and print them best first",
                        description="Score photos and print them best first: a table (rank, top x %, mean, "
@@ -313,12 +363,18 @@ def add_parsers(sub) -> None:
                                    "it; a lone RAW is a photo of its own.  A file that cannot be read gets a "
                                    "row with the reason and the rest are still scored.  Scores are kept in "
                                    "the catalog: a folder scored before answers at once.")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="photos, or folders of photos")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="photos, or folders of photos")
+    s.add_argument("--files-from", metavar="LIST", help="also the photos (or folders) named in LIST, one per "
+                   "line ('-': stdin); blank lines and lines starting with # are skipped; a relative path is "
+                   "relative to LIST's folder (to the working folder for stdin)")
     s.add_argument("-r", "--recursive", action="store_true", help="also score the photos in subfolders")
     s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table (default, for reading), csv (path,mean,std,p1..p10,why,error) or json "
                         "(adds rank, top, severities, companions)")
+    s.add_argument("--sort", choices=("score", "face-sharpness"), default="score",
+                   help="the order of the rows: best score first (default), or the photos whose softest face "
+                        "is sharpest first, then those without faces (ranks stay the score's)")
     s.add_argument("--no-cache", action="store_true", help="ignore and don't update the catalog")
     s.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                    help="photos per model batch (default %(default)s)")
@@ -334,8 +390,14 @@ def add_parsers(sub) -> None:
                         "cluster at --address; needs pip install 'photocull[cluster]')")
     s.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster, 'auto' (the one this "
                    "node belongs to) or ray://HOST:10001 (default: start a local Ray on this machine)")
-    s.add_argument("--actors", type=positive_int, metavar="N", help="with --engine ray: scoring actors, one "
-                   "CPU each (default: the cluster's CPUs)")
+    s.add_argument("--actors", type=positive_int, metavar="N", help="with --engine ray: scoring actors at most "
+                   "(default: as many as the cluster holds: one per GPU, else one per --actor-cpus CPUs)")
+    s.add_argument("--actor-cpus", type=positive_int, metavar="N", help="with --engine ray: each actor's CPUs "
+                   "(default: 4 on CPU nodes, or the cluster's CPUs shared among --actors; on GPU nodes, the "
+                   "node's CPUs shared among its GPUs)")
+    s.add_argument("--actor-gpus", type=non_negative_float, metavar="X", help="with --engine ray: each actor's "
+                   "GPUs, its models then on CUDA (default 1 when the cluster has GPUs: one actor per GPU; "
+                   "0.5: two per GPU; 0: CPU actors only)")
     s.set_defaults(func=cmd_score)
 
     d = sub.add_parser("demo", help="build a demo shoot from bundled sample photos and rank it",

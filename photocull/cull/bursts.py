@@ -66,6 +66,14 @@ UNTIMED_EXTRA_SSIM = 0.10
 PREPARED_LRU = 64          # frames kept blurred + transformed while grouping (48 KB each)
 
 PROTECTED_KINDS = frozenset({"bracket", "panorama"})
+# how alike two frames must look to be one burst (the Preferences' burst similarity):
+# (feature cosine, aligned SSIM of the tiny greys); "normal" is what the thresholds above were calibrated as
+SIMILARITY = {"strict": (0.90, 0.75), "normal": (FEATURE_THRESHOLD, SSIM_THRESHOLD), "loose": (0.78, 0.55)}
+
+
+def similarity_thresholds(similarity: str) -> tuple[float, float]:
+    """(feature cosine, SSIM) thresholds for a :data:`SIMILARITY` name (unknown: "normal")."""
+    return SIMILARITY.get(similarity, SIMILARITY["normal"])
 
 
 # --- inputs and outputs ---------------------------------------------------------------
@@ -448,7 +456,7 @@ class ItemGroup(NamedTuple):
 
 def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float = 2.0,
                           gray_loader: Callable[[Path], np.ndarray | None] | None = None,
-                          grays: dict[str, np.ndarray] | None = None) -> list[ItemGroup]:
+                          grays: dict[str, np.ndarray] | None = None, similarity: str = "normal") -> list[ItemGroup]:
     """Group photo items (duck-typed, read only: ``path``, ``capture_time``,
     ``exposure_bias``, ``mean``); one :class:`ItemGroup` per item, in the order given.
     ``features`` and ``grays`` map absolute paths to feature vectors and :func:`tiny_gray`
@@ -466,7 +474,7 @@ def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_
               for it in items]
     out: list[ItemGroup | None] = [None] * len(items)
     gid = 0
-    for g in group_bursts(inputs, gap_seconds, gray_loader=gray_loader):
+    for g in group_bursts(inputs, gap_seconds, *similarity_thresholds(similarity), gray_loader=gray_loader):
         multi = len(g.members) > 1
         for i in g.members:
             out[i] = ItemGroup(gid if multi else None, len(g.members), g.kind if multi else "", i == g.best)
@@ -474,7 +482,8 @@ def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_
     return out
 
 
-def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float) -> str:
+def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float,
+                       similarity: str = "normal") -> str:
     """A digest of everything :func:`find_groups_for_items` decides from: the thresholds,
     ``gap_seconds``, and per item (in order) its path, the file's size and mtime (which
     stand for its pixels), capture time, exposure bias, mean score and features.  Equal
@@ -483,6 +492,8 @@ def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_sec
     h.update(repr((TINY_SIDE, FEATURE_THRESHOLD, SSIM_THRESHOLD, COSINE_FLOOR, MAX_BURST_SHIFT, BRACKET_NCC,
                    BRACKET_MIN_EV, PANO_COSINE, PANO_NCC, PANO_MIN_OVERLAP, UNTIMED_EXTRA_COSINE,
                    UNTIMED_EXTRA_SSIM, float(gap_seconds), len(items))).encode())
+    if similarity_thresholds(similarity) != SIMILARITY["normal"]:  # (the digests of "normal" as they were)
+        h.update(repr(similarity_thresholds(similarity)).encode())
     for it in items:
         key = os.path.abspath(it.path)
         try:
@@ -502,19 +513,21 @@ class _Cancelled(Exception):
     pass
 
 
-def groups_of_results(results: Sequence, catalog=None, gap_seconds: float = 2.0) -> list[ItemGroup]:
+def groups_of_results(results: Sequence, catalog=None, gap_seconds: float = 2.0,
+                      similarity: str = "normal") -> list[ItemGroup]:
     """Per scoring result (``path``, ``exif``, ``features``, ``tiny_gray``), its
     :class:`ItemGroup`: with ``catalog``, :func:`find_groups_cached` (features and tiny greys
     from it); without, from the results' own features and greys (decoding those missing)."""
     items = [_GroupItem(str(r.path), r.exif.capture_time, r.exif.exposure_bias, getattr(r, "mean", None))
              for r in results]
     if catalog is not None:
-        found = find_groups_cached(items, catalog, gap_seconds)
+        found = find_groups_cached(items, catalog, gap_seconds, similarity=similarity)
     else:
         feats = {os.path.abspath(r.path): r.features for r in results if getattr(r, "features", None) is not None}
         grays = {os.path.abspath(r.path): r.tiny_gray for r in results
                  if getattr(r, "tiny_gray", None) is not None}
-        found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray, grays=grays)
+        found = find_groups_for_items(items, feats, gap_seconds, gray_loader=load_tiny_gray, grays=grays,
+                                      similarity=similarity)
     return list(found) if found else [ItemGroup(None, 1, "", True) for _ in items]
 
 
@@ -532,7 +545,8 @@ FEATURE_DIM = 2224
 
 
 def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
-                       cancelled: Callable[[], bool] = lambda: False) -> list[ItemGroup] | None:
+                       cancelled: Callable[[], bool] = lambda: False,
+                       similarity: str = "normal") -> list[ItemGroup] | None:
     """:func:`find_groups_for_items` for a folder's photos, with ``catalog``
     (a :class:`~photocull.cull.catalog.Catalog`) as its cache: features are read from it;
     an unchanged folder (same :func:`grouping_signature`) gets the groups stored last
@@ -545,7 +559,7 @@ def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
     feats = catalog.any_features(paths, dtype=np.float16, dim=FEATURE_DIM) or catalog.any_features(paths, dtype=np.float16)
     if cancelled():
         return None
-    signature = grouping_signature(items, feats, gap_seconds)
+    signature = grouping_signature(items, feats, gap_seconds, similarity)
     known = _valid_grouping(catalog.grouping(signature), len(items))
     if known is not None:
         return known  # an unchanged folder: its groups as found last time
@@ -557,7 +571,7 @@ def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
         return cached(path)
 
     try:
-        result = find_groups_for_items(items, feats, gap_seconds, gray_loader=loader)
+        result = find_groups_for_items(items, feats, gap_seconds, gray_loader=loader, similarity=similarity)
     except _Cancelled:
         return None
     finally:

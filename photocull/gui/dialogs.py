@@ -1,4 +1,4 @@
-"""Dialogs: export the keepers; manage models."""
+"""Dialogs: export the keepers; manage models; preferences."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,13 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
+    QGroupBox,
     QGridLayout,
     QHBoxLayout,
     QInputDialog,
@@ -281,3 +284,98 @@ class ModelsDialog(QDialog):
                 shutil.copyfile(personal_model_path(self.win.paths, name), f)
             except Exception as exc:  # noqa: BLE001
                 self._error(exc)
+
+
+PICK_CHOICES = (("none", "only photocull's own pick flag"), ("label:Green", "a Green colour label"),
+                ("label:Yellow", "a Yellow colour label"), ("stars:3", "at least 3 stars"),
+                ("stars:4", "at least 4 stars"), ("stars:5", "5 stars"))
+SIMILARITY_CHOICES = (("strict", "strict: nearly identical frames only"),
+                      ("normal", "normal"), ("loose", "loose: also a small zoom or reframing"))
+
+
+class PreferencesDialog(QDialog):
+    """The settings a photographer changes: keys, where marks are written, bursts.  Works on
+    a :class:`~photocull.config.Settings`; :meth:`apply_to` writes the choices into one."""
+
+    def __init__(self, settings, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Preferences")
+        lay = QVBoxLayout(self)
+
+        keys = QGroupBox("Keys")
+        kf = QFormLayout(keys)
+        self.auto_advance = QCheckBox("Go to the next photo after a flag or stars")
+        self.auto_advance.setChecked(settings.auto_advance)
+        kf.addRow(self.auto_advance)
+        lay.addWidget(keys)
+
+        marks = QGroupBox("Marks (flags, stars, colour labels)")
+        mf = QFormLayout(marks)
+        self.sidecars = QCheckBox("Write XMP sidecars (IMG_1.xmp), read by Lightroom for RAW files, "
+                                  "darktable, digiKam, Capture One")
+        self.sidecars.setChecked(settings.write_sidecars)
+        mf.addRow(self.sidecars)
+        self.style = QComboBox()
+        self.style.addItem("IMG_1.xmp (Adobe, Capture One)", "adobe")
+        self.style.addItem("IMG_1.JPG.xmp (darktable)", "darktable")
+        self.style.setCurrentIndex(max(0, self.style.findData(settings.sidecar_style)))
+        mf.addRow("Sidecar names", self.style)
+        self.embed = QCheckBox("Also write marks into JPEG, TIFF and DNG files")
+        self.embed.setChecked(settings.embed_xmp)
+        self.embed.setToolTip(
+            "Lightroom Classic reads XMP sidecars only for camera RAW files; for JPEG, TIFF and DNG it reads "
+            "the XMP inside the file. With this on, photocull writes rating, label and reject into that XMP "
+            "as Lightroom, Bridge and Photo Mechanic do. This changes the original file: its metadata only, "
+            "never its pixels (the image data is copied byte for byte, into a checked copy that then replaces "
+            "the file). HEIC, PNG and RAW files keep their marks in the sidecar.")
+        mf.addRow(self.embed)
+        note = QLabel("Changes the original files (metadata only, never the pixels). Off by default.")
+        note.setStyleSheet("color: gray")
+        mf.addRow(note)
+        self.pick_as = QComboBox()
+        for value, text in PICK_CHOICES:
+            self.pick_as.addItem(text, value)
+        i = self.pick_as.findData(settings.pick_as)
+        if i < 0:  # a value set by hand in settings.json: kept and shown
+            self.pick_as.addItem(settings.pick_as, settings.pick_as)
+            i = self.pick_as.count() - 1
+        self.pick_as.setCurrentIndex(i)
+        self.pick_as.setToolTip("Lightroom keeps its pick flag in its catalog, never in XMP: other programs "
+                                "see a photocull pick as this (written into files only).")
+        mf.addRow("A pick shows in other programs as", self.pick_as)
+        self.embed.toggled.connect(self.pick_as.setEnabled)
+        self.pick_as.setEnabled(self.embed.isChecked())
+        lay.addWidget(marks)
+
+        bursts = QGroupBox("Bursts")
+        bf = QFormLayout(bursts)
+        self.gap = QDoubleSpinBox()
+        self.gap.setRange(0.5, 30.0)
+        self.gap.setSingleStep(0.5)
+        self.gap.setDecimals(1)
+        self.gap.setSuffix(" s")
+        self.gap.setValue(min(30.0, max(0.5, float(settings.burst_gap_seconds))))
+        self.gap.setToolTip("Frames taken at most this far apart (and alike) are one burst.")
+        bf.addRow("Frames at most this far apart", self.gap)
+        self.similarity = QComboBox()
+        for value, text in SIMILARITY_CHOICES:
+            self.similarity.addItem(text, value)
+        self.similarity.setCurrentIndex(max(0, self.similarity.findData(settings.burst_similarity)))
+        bf.addRow("and this alike", self.similarity)
+        lay.addWidget(bursts)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    def apply_to(self, settings) -> set[str]:
+        """Write the choices into ``settings``; returns the names of the fields that changed."""
+        new = {"auto_advance": self.auto_advance.isChecked(), "write_sidecars": self.sidecars.isChecked(),
+               "sidecar_style": self.style.currentData(), "embed_xmp": self.embed.isChecked(),
+               "pick_as": self.pick_as.currentData(), "burst_gap_seconds": round(self.gap.value(), 1),
+               "burst_similarity": self.similarity.currentData()}
+        changed = {k for k, v in new.items() if getattr(settings, k) != v}
+        for k in changed:
+            setattr(settings, k, new[k])
+        return changed

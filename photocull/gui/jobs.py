@@ -87,11 +87,12 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
     return loaded
 
 
-def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, cancelled=lambda: False):
+def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, cancelled=lambda: False,
+              similarity: str = "normal"):
     """Burst grouping off the GUI thread (:func:`photocull.cull.bursts.find_groups_cached`).
     ``snapshot`` holds plain copies of the items (path, capture_time, exposure_bias, mean);
     returns, per item, (group, group_size, group_kind, group_best), or None when cancelled."""
     from photocull.cull.bursts import find_groups_cached
 
     with Catalog(catalog_path) as cat:
-        return find_groups_cached(snapshot, cat, gap_seconds, cancelled)
+        return find_groups_cached(snapshot, cat, gap_seconds, cancelled, similarity=similarity)
