@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -43,7 +44,7 @@ from .jobs import ModelHolder, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
 from .widgets import LABEL_COLOURS, HistogramWidget, ThumbDelegate, reasons_line
-from .workers import GeneratorWorker, ImageLoader, error_text
+from .workers import FullImageCache, GeneratorWorker, ImageLoader, error_text
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ class MainWindow(QMainWindow):
         self.model.thumbnailWanted.connect(self.loader.request)
         self.loader.ready.connect(self._on_image)
         self.loader.failed.connect(self._on_image_failed)
+        self.loader.sized.connect(self._on_full_size)
+        self.full_cache = FullImageCache(2)  # full-resolution images for 100 % (loupe, compare)
 
         self.grid = QListView()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
@@ -249,11 +252,14 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(split)
         self.setCentralWidget(self.stack)
         self.loupe = None
+        self._state_before_full = Qt.WindowState.WindowNoState  # maximised or not, before F
         self.compare = None
         self.show_faces = self.settings.show_faces  # O: face boxes in the loupe and compare (remembered)
         self.show_focus = self.settings.show_focus  # M: the focus map
 
         self._build_menus()
+        for menu in self.menuBar().findChildren(QMenu):  # their keys work with the menu bar hidden (F)
+            self.addActions([a for a in menu.actions() if not a.shortcut().isEmpty()])
         self._build_toolbar()
         self._build_statusbar()
         self._install_keys()
@@ -308,6 +314,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         a = v.addAction("&Loupe", self.open_loupe)
         a = v.addAction("&Compare Selected", self.open_compare)
+        self.full_screen_action = v.addAction("&Full Screen Loupe\tF", self.toggle_full_screen)
+        self.full_screen_action.setCheckable(True)
         self.groups_action = v.addAction("Collapse &Bursts")
         self.groups_action.setCheckable(True)
         self.groups_action.setChecked(True)
@@ -329,6 +337,7 @@ class MainWindow(QMainWindow):
         tb = QToolBar("Main")
         tb.setObjectName("main-toolbar")
         self.addToolBar(tb)
+        self.toolbar = tb
         tb.addWidget(QLabel(" Sort "))
         self.sort_combo = QComboBox()
         for key, label in (("score", "Score (best first)"), ("name", "File name"), ("time", "Capture time"),
@@ -418,7 +427,8 @@ class MainWindow(QMainWindow):
             sc(QKeySequence(key).toString(), lambda name=name: self.toggle_label(name))
         sc("Space", self.toggle_loupe)
         sc("Return", self.toggle_loupe)
-        sc("Escape", self.close_viewers)
+        sc("Escape", self.escape)
+        sc("F", self.toggle_full_screen)
         sc("C", self.open_compare)
         sc("Z", self.toggle_zoom)
         sc("G", self.toggle_group)
@@ -656,6 +666,12 @@ class MainWindow(QMainWindow):
     def _on_image(self, path: str, size: int, image) -> None:
         if size == PhotoListModel.THUMB_SIZE:
             self.model.set_thumbnail(path, image)
+        elif size == ImageLoader.FULL:
+            v = self._viewer()
+            if v is not None and os.path.abspath(path) in {it.key for it in v.wanted_full()}:
+                self.full_cache.put(os.path.abspath(path), image)
+                v.set_full(path, image)
+            # else: the user has moved on; the pixels go at once
         else:
             self.detail.set_preview(path, image)
             for v in (self.loupe, self.compare):
@@ -666,6 +682,10 @@ class MainWindow(QMainWindow):
     def _on_image_failed(self, path: str, size: int, reason: str) -> None:
         if size == PhotoListModel.THUMB_SIZE:
             self.model.set_thumbnail_error(path, reason)
+        elif size == ImageLoader.FULL:
+            for v in (self.loupe, self.compare):
+                if v is not None:
+                    v.set_full_failed(path, reason)
         else:
             self.detail.set_preview_error(path, reason)
 
@@ -812,11 +832,23 @@ class MainWindow(QMainWindow):
         if self.loupe is None:
             self.loupe = LoupeView(self)
             self.loupe.set_overlays(self.show_faces, self.show_focus)
+            self.loupe.fullWanted.connect(self._on_full_wanted)
+            self.loupe.show_strip(self.proxy, self.grid.selectionModel(), ThumbDelegate(self.loupe.strip, compact=True))
+            self.loupe.strip.clicked.connect(self._on_strip_clicked)
             self.stack.addWidget(self.loupe)
-        self.loupe.show_item(it)
+        if self.stack.currentWidget() is not self.loupe:
+            self._leave_viewer()
+            self.full_cache.size = 2
         self.stack.setCurrentWidget(self.loupe)
+        self.loupe.show_item(it)
         self.loader.request(str(it.path), self.PREVIEW_SIZE)
         self.loupe.setFocus()
+
+    @Slot(object)
+    def _on_strip_clicked(self, ix) -> None:
+        """A photo of the loupe's filmstrip: the loupe shows it (the grid's cursor is on it)."""
+        self.grid.selectionModel().setCurrentIndex(ix, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.open_loupe()
 
     def toggle_loupe(self) -> None:
         if self.stack.currentIndex() == 0:
@@ -835,8 +867,11 @@ class MainWindow(QMainWindow):
             self.compare = CompareView(self)
             self.compare.set_overlays(self.show_faces, self.show_focus)
             self.compare.focusMoved.connect(self._on_compare_focus)
+            self.compare.fullWanted.connect(self._on_full_wanted)
             self.stack.addWidget(self.compare)
         cur = self.current_item()
+        self._leave_viewer()
+        self.full_cache.size = max(2, len(items))
         self.compare.show_items(items, focus=items.index(cur) if cur in items else 0)
         self.stack.setCurrentWidget(self.compare)
         self.compare.setFocus()
@@ -853,8 +888,73 @@ class MainWindow(QMainWindow):
             self.grid.selectionModel().setCurrentIndex(ix, QItemSelectionModel.SelectionFlag.NoUpdate)
 
     def close_viewers(self) -> None:
+        self.set_full_screen(False)
+        self._leave_viewer()
+        self.full_cache.clear()  # back to the grid: the full-resolution pixels go
         self.stack.setCurrentIndex(0)
         self.grid.setFocus()
+
+    def escape(self) -> None:
+        """Esc: out of full screen first, then back to the grid."""
+        if self.isFullScreen():
+            self.set_full_screen(False)
+        else:
+            self.close_viewers()
+
+    def toggle_full_screen(self) -> None:
+        """F: the loupe (or compare) on the whole screen, without menus, toolbar and status
+        bar; from the grid it opens the loupe so.  F again or Esc leaves it."""
+        if self._viewer() is None:
+            self.open_loupe()
+            if self._viewer() is None:
+                return
+        self.set_full_screen(not self.isFullScreen())
+
+    def set_full_screen(self, on: bool) -> None:
+        if on == self.isFullScreen():
+            self.full_screen_action.setChecked(on)
+            return
+        for bar in (self.menuBar(), self.toolbar, self.statusBar()):
+            bar.setVisible(not on)
+        if on:
+            self._state_before_full = self.windowState()
+            self.showFullScreen()
+        else:
+            self.setWindowState(self._state_before_full)
+            self.show()
+        self.full_screen_action.setChecked(on)
+
+    # -- 100 %: full-resolution pixels, decoded on demand in the loader's thread ----------
+    def _viewer(self):
+        """The loupe or compare view on screen, else None."""
+        w = self.stack.currentWidget()
+        return w if w is not None and w in (self.loupe, self.compare) else None
+
+    def _leave_viewer(self) -> None:
+        """The viewer on screen is going away: its panes let their full images go (the
+        cache keeps the last two) and nothing more is decoded for it."""
+        v = self._viewer()
+        if v is not None:
+            v.drop_full()
+        self.loader.want_full([])
+
+    @Slot(object)
+    def _on_full_wanted(self, it: PhotoItem) -> None:
+        """A pane went to 100 % (or got a new photo there): from the cache, else decoded in
+        the loader's thread; the preview stays on screen until then."""
+        v = self._viewer()
+        if v is None or self.sender() is not v:
+            return
+        image = self.full_cache.get(it.key)
+        if image is not None:
+            v.set_full(str(it.path), image)
+        self.loader.want_full([str(w.path) for w in v.wanted_full()])
+
+    @Slot(str, int, int)
+    def _on_full_size(self, path: str, w: int, h: int) -> None:
+        for v in (self.loupe, self.compare):
+            if v is not None:
+                v.set_full_size(path, w, h)
 
     def toggle_zoom(self) -> None:
         w = self.stack.currentWidget()

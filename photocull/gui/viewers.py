@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGridLayout, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QGridLayout, QListView, QVBoxLayout, QWidget
 
 from .photomodel import PhotoItem
 from .widgets import LABEL_COLOURS, reasons_line
@@ -106,17 +106,31 @@ def marks_text(it: PhotoItem) -> str:
 
 
 class ImagePane(QWidget):
-    """Paints one image fitted, or at 100 % around a centre that can be dragged."""
+    """Paints one photo fitted, or at 100 % around a centre that can be dragged.
+
+    100 % is the file's own pixels, one per device pixel (a 2x screen shows them at half
+    the logical size).  Zoomed in, the pane asks for them (``fullWanted``) and shows the
+    preview scaled up to the same layout until they come (:meth:`set_full`): the layout at
+    100 % is known before then from the file's headers (:meth:`set_full_size`)."""
 
     panned = Signal(QPointF)  # centre in image fractions
     clicked = Signal()
+    zoomAt = Signal(QPointF)  # a click without a drag (loupe) or a double click (compare), here
+    fullWanted = Signal(object)  # the PhotoItem: zoomed in, its full-resolution pixels missing
+
+    CLICK_SLOP = 4  # px a press may move and still be a click
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.pixmap: QPixmap | None = None
+        self.pixmap: QPixmap | None = None  # the preview (fit, and 100 % until the full image comes)
+        self.full: QImage | None = None  # every pixel of the file, once decoded (72-96 MB at 24 MP)
+        self.full_size: tuple[int, int] | None = None  # (w, h) of the full image, from the headers
+        self.full_error = ""  # why the full image could not be read (100 % shows the preview)
         self.item: PhotoItem | None = None
         self.zoom_100 = False
         self.centre = QPointF(0.5, 0.5)
+        self.click_zooms = True  # a click toggles 100 % there (loupe); else a double click (compare)
+        self.painted_source = ""  # "full" or "preview": what the last paint drew
         self.focused = False  # outlined: the pane that marks go to (compare)
         self.painted_marks: tuple | None = None  # (flag, rating, label) as last painted
         self.show_faces = False  # O: face boxes
@@ -128,19 +142,89 @@ class ImagePane(QWidget):
         self.setMinimumSize(200, 150)
 
     def set_item(self, it: PhotoItem) -> None:
-        self.item, self.pixmap = it, None
+        """Show ``it`` (zoom and centre stay: a burst is checked at 100 % frame by frame)."""
+        same = self.item is not None and it.key == self.item.key
+        self.item = it
+        if not same:
+            self.pixmap, self.full, self.full_size, self.full_error = None, None, None, ""
         self.update()
+        self._want_full()
 
     def set_image(self, path: str, image) -> bool:
-        if self.item is None or os.path.abspath(path) != self.item.key:
+        if not self._is_mine(path):
             return False
         self.pixmap = QPixmap.fromImage(image)
         self.update()
         return True
 
-    def set_zoom(self, on: bool) -> None:
+    def _is_mine(self, path: str) -> bool:
+        return self.item is not None and os.path.abspath(path) == self.item.key
+
+    # -- 100 % --------------------------------------------------------------------------------
+    def set_full(self, path: str, image: QImage) -> bool:
+        """The full-resolution pixels of this pane's photo: 100 % shows them from now on."""
+        if not self._is_mine(path) or image.isNull():
+            return False
+        self.full, self.full_size, self.full_error = image, (image.width(), image.height()), ""
+        self.update()
+        return True
+
+    def set_full_size(self, path: str, w: int, h: int) -> None:
+        """The full image's size, read from the headers, before its pixels are decoded."""
+        if self._is_mine(path) and self.full is None and w > 0 and h > 0:
+            self.full_size = (w, h)
+            self.update()
+
+    def set_full_failed(self, path: str, reason: str) -> None:
+        if self._is_mine(path) and self.full is None:
+            self.full_error = reason or "unreadable"
+            self.update()
+
+    def drop_full(self) -> None:
+        """Let the full-resolution pixels go (the viewer is hidden)."""
+        self.full = None
+
+    def wants_full(self) -> bool:
+        return self.zoom_100 and self.item is not None and self.full is None and not self.full_error
+
+    def _want_full(self) -> None:
+        if self.wants_full():
+            self.fullWanted.emit(self.item)
+
+    def image_size(self) -> tuple[int, int] | None:
+        """Pixels across and down at 100 %: the full image's (known from the headers before it
+        is decoded), else the preview's."""
+        if self.full_size is not None:
+            return self.full_size
+        if self.pixmap is not None:
+            return self.pixmap.width(), self.pixmap.height()
+        return None
+
+    def set_zoom(self, on: bool, at: QPointF | None = None) -> None:
+        """100 % on or off.  Turning it on with ``at`` (a point of the pane) keeps the part
+        of the photo under that point where it is."""
+        if on and not self.zoom_100 and at is not None:
+            self.zoom_100 = True
+            self.set_centre(self.centre_for(at))
         self.zoom_100 = on
         self.update()
+        self._want_full()
+
+    def centre_for(self, at: QPointF) -> QPointF:
+        """The centre (image fractions) at 100 % that keeps the photo's point now under
+        ``at`` under it; the current centre when there is no photo yet."""
+        was = self.zoom_100
+        self.zoom_100 = False
+        fit = self.target_rect()
+        self.zoom_100 = was
+        size = self.image_size()
+        if fit.isEmpty() or size is None:
+            return QPointF(self.centre)
+        fx = min(max((at.x() - fit.left()) / fit.width(), 0.0), 1.0)
+        fy = min(max((at.y() - fit.top()) / fit.height(), 0.0), 1.0)
+        dpr = self.devicePixelRatioF()
+        w, h = size[0] / dpr, size[1] / dpr  # logical size at 100 %
+        return QPointF(fx + (self.width() / 2 - at.x()) / w, fy + (self.height() / 2 - at.y()) / h)
 
     def set_overlays(self, faces: bool, focus: bool) -> None:
         if (faces, focus) != (self.show_faces, self.show_focus):
@@ -157,26 +241,58 @@ class ImagePane(QWidget):
         self.update()
 
     def target_rect(self) -> QRectF:
-        pm = self.pixmap
-        if pm is None:
+        """Where the photo is drawn, in the pane's (logical) coordinates.  At 100 % its
+        corner sits on a device pixel, so the drawing is a copy, never a resampling."""
+        size = self.image_size()
+        if size is None:
             return QRectF()
-        w, h = pm.width(), pm.height()
         if self.zoom_100:
-            return QRectF(self.width() / 2 - self.centre.x() * w, self.height() / 2 - self.centre.y() * h, w, h)
+            dpr = self.devicePixelRatioF()
+            w, h = size[0] / dpr, size[1] / dpr
+            left = round((self.width() / 2 - self.centre.x() * w) * dpr) / dpr
+            top = round((self.height() / 2 - self.centre.y() * h) * dpr) / dpr
+            return QRectF(left, top, w, h)
+        w, h = size
         s = min(self.width() / w, self.height() / h)
         return QRectF((self.width() - w * s) / 2, (self.height() - h * s) / 2, w * s, h * s)
+
+    def _draw_full_1to1(self, p: QPainter, target: QRectF) -> None:
+        """The visible part of the full image, one image pixel per device pixel (only the
+        pixels on screen are touched: a pan repaints in a few ms at 24 MP)."""
+        dpr = self.devicePixelRatioF()
+        vis = target.intersected(QRectF(self.rect()))
+        if vis.isEmpty():
+            return
+        sx, sy = round((vis.left() - target.left()) * dpr), round((vis.top() - target.top()) * dpr)
+        sw = min(math.ceil(vis.width() * dpr), self.full.width() - sx)
+        sh = min(math.ceil(vis.height() * dpr), self.full.height() - sy)
+        if sw <= 0 or sh <= 0:
+            return
+        dest = QRectF(target.left() + sx / dpr, target.top() + sy / dpr, sw / dpr, sh / dpr)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        p.drawImage(dest, self.full, QRectF(sx, sy, sw, sh))
 
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#111"))
-        if self.pixmap is None:
+        target = self.target_rect()
+        self.painted_source = ""
+        if self.zoom_100 and self.full is not None:
+            self._draw_full_1to1(p, target)
+            self.painted_source = "full"
+        elif self.pixmap is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawPixmap(target, self.pixmap, QRectF(self.pixmap.rect()))
+            self.painted_source = "preview"
+        elif self.full is not None:  # no preview (it failed): the full image, scaled
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawImage(target, self.full, QRectF(self.full.rect()))
+            self.painted_source = "full"
+        else:
             p.setPen(QColor("#aaa"))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "loading…" if self.item else "")
-        else:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            p.drawPixmap(self.target_rect(), self.pixmap, QRectF(self.pixmap.rect()))
         self.painted_faces, self.painted_focus = 0, False
-        if self.item is not None and self.pixmap is not None:
+        if self.item is not None and self.painted_source:
             if self.show_focus:
                 self._paint_focus_map(p, self.item)
             if self.show_faces:
@@ -265,6 +381,9 @@ class ImagePane(QWidget):
         if it is None:
             return []
         notes = []
+        if self.zoom_100 and self.full is None and self.painted_source:
+            notes.append(f"100 % of the preview: full resolution unreadable ({self.full_error})" if self.full_error
+                         else "100 %: loading full resolution…")
         if self.show_faces:
             rep = it.faces
             if rep is None:
@@ -317,37 +436,117 @@ class ImagePane(QWidget):
             f.setBold(False)
             p.setFont(f)
         why = reasons_line(it)  # the grid's reasons: the technical model's, the faces', the faults
-        txt = it.name + (f"   {it.mean:.2f} ± {it.std:.2f}" if it.scored else "") + (f"   {why}" if why else "")
+        zoom = f"   100 % ({self.full.width()}×{self.full.height()})" if self.zoom_100 and self.full is not None else ""
+        txt = (it.name + zoom + (f"   {it.mean:.2f} ± {it.std:.2f}" if it.scored else "")
+               + (f"   {why}" if why else ""))
         p.setPen(QColor("#eee"))
         txt = p.fontMetrics().elidedText(txt, Qt.TextElideMode.ElideRight, self.width() - x - 8)
         p.drawText(x, self.height() - 8, txt)
         self.painted_marks = (it.flag, it.rating, it.label)
 
     def mousePressEvent(self, ev) -> None:
-        self._drag = (ev.position(), QPointF(self.centre))
+        self._drag = (ev.position(), QPointF(self.centre), False)
         self.clicked.emit()
 
     def mouseMoveEvent(self, ev) -> None:
-        if self._drag is None or not self.zoom_100 or self.pixmap is None:
+        if self._drag is None:
             return
-        start, c0 = self._drag
+        start, c0, moved = self._drag
         d = ev.position() - start
-        c = QPointF(c0.x() - d.x() / self.pixmap.width(), c0.y() - d.y() / self.pixmap.height())
-        self.set_centre(c)
+        if not moved and abs(d.x()) + abs(d.y()) < self.CLICK_SLOP:
+            return
+        self._drag = (start, c0, True)
+        size = self.image_size()
+        if not self.zoom_100 or size is None:
+            return
+        dpr = self.devicePixelRatioF()
+        self.set_centre(QPointF(c0.x() - d.x() * dpr / size[0], c0.y() - d.y() * dpr / size[1]))
         self.panned.emit(self.centre)
 
     def mouseReleaseEvent(self, ev) -> None:
-        self._drag = None
+        drag, self._drag = self._drag, None
+        if drag is not None and not drag[2] and self.click_zooms and ev.button() == Qt.MouseButton.LeftButton:
+            self.zoomAt.emit(ev.position())
+
+    def mouseDoubleClickEvent(self, ev) -> None:
+        if not self.click_zooms and ev.button() == Qt.MouseButton.LeftButton:
+            self.zoomAt.emit(ev.position())
+        else:
+            super().mouseDoubleClickEvent(ev)
+
+    def cursor_point(self) -> QPointF | None:
+        """The mouse's position on the pane, None when it is elsewhere."""
+        pos = self.mapFromGlobal(QCursor.pos())
+        return QPointF(pos) if self.rect().contains(pos) else None
 
 
-class LoupeView(QWidget):
+class FullPixels:
+    """The full-resolution side of a viewer (loupe, compare), over its ``panes``."""
+
+    panes: list[ImagePane]
+
+    def wanted_full(self) -> list[PhotoItem]:
+        """The photos shown at 100 % whose full-resolution pixels are still missing."""
+        return [pn.item for pn in self.panes if pn.wants_full()]
+
+    def set_full(self, path: str, image: QImage) -> bool:
+        return any([pn.set_full(path, image) for pn in self.panes])
+
+    def set_full_size(self, path: str, w: int, h: int) -> None:
+        for pn in self.panes:
+            pn.set_full_size(path, w, h)
+
+    def set_full_failed(self, path: str, reason: str) -> None:
+        for pn in self.panes:
+            pn.set_full_failed(path, reason)
+
+    def drop_full(self) -> None:
+        for pn in self.panes:
+            pn.drop_full()
+
+
+class LoupeView(FullPixels, QWidget):
+    """One photo, fitted or at 100 % (Z, or a click: zoomed to the point under the mouse),
+    over a filmstrip of the grid's photos (the grid's model, selection and thumbnails: the
+    window wires it with :meth:`show_strip`; a click on one shows it)."""
+
+    fullWanted = Signal(object)  # a PhotoItem whose full-resolution pixels the pane needs
+
     def __init__(self, parent=None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.pane = ImagePane()
-        lay.addWidget(self.pane)
+        self.pane.fullWanted.connect(self.fullWanted)
+        self.pane.zoomAt.connect(self.toggle_zoom)
+        lay.addWidget(self.pane, 1)
+        self.strip = QListView()
+        self.strip.setViewMode(QListView.ViewMode.IconMode)
+        self.strip.setFlow(QListView.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setMovement(QListView.Movement.Static)
+        self.strip.setUniformItemSizes(True)
+        self.strip.setSpacing(1)
+        self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.strip.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the loupe
+        self.strip.setStyleSheet("QListView{background:#181818;border:0}")
+        self.strip.hide()
+        lay.addWidget(self.strip)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def show_strip(self, model, selection, delegate) -> None:
+        """The filmstrip over ``model`` (the grid's), sharing its ``selection``."""
+        self.strip.setModel(model)
+        self.strip.setSelectionModel(selection)
+        self.strip.setItemDelegate(delegate)
+        cell = delegate.sizeHint(None, None)
+        self.strip.setFixedHeight(cell.height() + self.strip.horizontalScrollBar().sizeHint().height() + 4)
+        self.strip.show()
+        selection.currentChanged.connect(lambda cur, _prev: self.strip.scrollTo(cur))
+
+    @property
+    def panes(self) -> list[ImagePane]:
+        return [self.pane]
 
     def show_item(self, it: PhotoItem) -> None:
         self.pane.set_item(it)
@@ -362,20 +561,23 @@ class LoupeView(QWidget):
     def set_image(self, path, image) -> None:
         self.pane.set_image(path, image)
 
-    def toggle_zoom(self) -> None:
-        self.pane.set_zoom(not self.pane.zoom_100)
+    def toggle_zoom(self, at: QPointF | None = None) -> None:
+        """Fit <-> 100 %; zooming in keeps the point under ``at`` (default: the mouse, if it
+        is over the photo) where it is."""
+        self.pane.set_zoom(not self.pane.zoom_100, at if at is not None else self.pane.cursor_point())
 
     def set_overlays(self, faces: bool, focus: bool) -> None:
         """Face boxes and focus map on or off; they stay so from photo to photo."""
         self.pane.set_overlays(faces, focus)
 
 
-class CompareView(QWidget):
+class CompareView(FullPixels, QWidget):
     """Two to four photos side by side; zoom and pan move all of them together.  One pane
     has the focus (outlined): a click, Tab / Shift+Tab or the arrow keys move it."""
 
     COLS = 2
     focusMoved = Signal(object)  # the focused pane's PhotoItem
+    fullWanted = Signal(object)  # a PhotoItem whose full-resolution pixels a pane needs
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -398,8 +600,11 @@ class CompareView(QWidget):
             pn = ImagePane()
             pn.set_item(it)
             pn.set_overlays(*self.overlays)
+            pn.click_zooms = False  # a click focuses a pane; a double click zooms
             pn.panned.connect(self._sync)
             pn.clicked.connect(self._on_pane_clicked)
+            pn.zoomAt.connect(self._on_pane_zoom)
+            pn.fullWanted.connect(self.fullWanted)
             self.grid.addWidget(pn, i // self.COLS, i % self.COLS)
             self.panes.append(pn)
         self.focus_index = -1
@@ -467,10 +672,24 @@ class CompareView(QWidget):
         for pn in self.panes:
             pn.set_overlays(faces, focus)
 
-    def toggle_zoom(self) -> None:
-        on = not (self.panes and self.panes[0].zoom_100)
+    def toggle_zoom(self, pane: ImagePane | None = None, at: QPointF | None = None) -> None:
+        """Fit <-> 100 % for every pane, all at the same place of their photos: zooming in
+        keeps the point under ``at`` on ``pane`` (default: the mouse, over whichever pane it
+        is) where it is."""
+        if not self.panes:
+            return
+        on = not self.panes[0].zoom_100
+        if on and at is None:
+            pane, at = next(((pn, pt) for pn in self.panes if (pt := pn.cursor_point()) is not None), (None, None))
+        centre = pane.centre_for(at) if on and pane is not None and at is not None else None
         for pn in self.panes:
+            if centre is not None:
+                pn.set_centre(centre)
             pn.set_zoom(on)
+
+    def _on_pane_zoom(self, at: QPointF) -> None:
+        if self.sender() in self.panes:
+            self.toggle_zoom(self.sender(), at)
 
     def _sync(self, centre: QPointF) -> None:
         for pn in self.panes:

@@ -75,11 +75,19 @@ def score_colour(percentile: float | None) -> QColor:
 class ThumbDelegate(QStyledItemDelegate):
     """Paints a cell: thumbnail, score + rank badge, flags, stars, label, reason.
 
-    ``paint`` only reads the model's pixmap cache; a miss queues a request.
+    ``paint`` only reads the model's pixmap cache; a miss queues a request.  ``compact``
+    (the loupe's filmstrip): a small cell, the thumbnail with its badges and marks, no text.
     """
 
     CELL = QSize(220, 220)
+    COMPACT_CELL = QSize(132, 96)
     PAD = 6
+
+    def __init__(self, parent=None, compact: bool = False):
+        super().__init__(parent)
+        self.compact = compact
+        if compact:
+            self.CELL = self.COMPACT_CELL
 
     def sizeHint(self, option, index) -> QSize:
         return self.CELL
@@ -97,7 +105,9 @@ class ThumbDelegate(QStyledItemDelegate):
         p.fillRect(r, QColor("#3d5a80") if selected else QColor("#2b2b2b"))
         if it.flag < 0:
             p.setOpacity(0.35)  # rejected photos look faded
-        area = QRect(r.left() + self.PAD, r.top() + self.PAD, r.width() - 2 * self.PAD, r.height() - 48)
+        pad = self.PAD // 2 if self.compact else self.PAD
+        high = r.height() - 2 * pad if self.compact else r.height() - 48  # 48: the name and reason lines
+        area = QRect(r.left() + pad, r.top() + pad, r.width() - 2 * pad, high)
         pm = src.thumbnail(it)
         if pm is not None and not pm.isNull():
             scaled = pm.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
@@ -123,7 +133,7 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(br, score_colour(it.percentile))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(br, Qt.AlignmentFlag.AlignCenter, badge)
-            both = both_scores(it)
+            both = "" if self.compact else both_scores(it)
             if both:  # the two networks beside the overall score: "A 5.6 · T 8.1"
                 p.setFont(option.font)
                 w2 = p.fontMetrics().horizontalAdvance(both) + 10
@@ -163,6 +173,18 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(gr, QColor(40, 90, 160, 210))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(gr, Qt.AlignmentFlag.AlignCenter, txt)
+        if self.compact:  # stars and label over the thumbnail's foot
+            if it.label:
+                p.fillRect(QRect(r.left() + 2, r.top() + 2, 5, r.height() - 4), QColor(LABEL_COLOURS.get(it.label, "#999")))
+            if it.rating:
+                p.setFont(option.font)
+                bottom = area.bottom() - (19 if it.kind else 0)  # above the RAW+JPEG tag
+                sr = QRect(area.left(), bottom - 17, p.fontMetrics().horizontalAdvance("★" * it.rating) + 8, 18)
+                p.fillRect(sr, QColor(0, 0, 0, 170))
+                p.setPen(QColor("#f0c040"))
+                p.drawText(sr, Qt.AlignmentFlag.AlignCenter, "★" * it.rating)
+            p.restore()
+            return
         # bottom lines: name, stars/label, reason
         p.setFont(option.font)
         p.setPen(QColor("#ddd"))

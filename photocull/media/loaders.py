@@ -302,3 +302,71 @@ def load_raw(path: Path, max_side: int | None = None, draft: int | None = None) 
             except MemoryError:
                 raise ImageError("not enough memory to decode this RAW file") from None
         return finish(im, max_side)
+
+
+# -- every pixel: the loupe at 100 % ------------------------------------------------------
+
+# an embedded RAW preview at least this share of the sensor's long side is "full size"
+# (cameras crop a few edge pixels off it); a smaller one is demosaiced instead
+_FULL_PREVIEW_SHARE = 0.9
+
+
+def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _raw_full_preview_size(raw: rawpy.RawPy) -> tuple[int, int] | None:
+    """The embedded preview's size when it is full size (before orientation), else None."""
+    try:
+        thumb = raw.extract_thumb()
+    except rawpy.LibRawError:
+        return None
+    try:
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            with Image.open(io.BytesIO(thumb.data)) as im:
+                size = im.size
+        elif thumb.format == rawpy.ThumbFormat.BITMAP:
+            h, w = np.asarray(thumb.data).shape[:2]
+            size = (w, h)
+        else:
+            return None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError):
+        return None
+    sensor = max(raw.sizes.width, raw.sizes.height)
+    return size if max(size) >= _FULL_PREVIEW_SHARE * sensor else None
+
+
+def open_full(path: os.PathLike | str) -> Image.Image:
+    """Every pixel the file has, upright RGB (what the loupe shows at 100 %): ``open_image``
+    without a size limit, except a RAW whose embedded preview is smaller than its sensor
+    (a NEF's or ARW's 1616 px one): that one is demosaiced at full size.  Raises
+    :class:`ImageError`."""
+    path = Path(path)
+    if path.suffix.lower() not in RAW_EXTENSIONS:
+        return open_image(path)
+    check_readable(path)
+    with _open_raw(path) as raw:
+        if _raw_full_preview_size(raw) is not None:
+            return open_image(path)
+        try:
+            # LibRaw applies the file's orientation itself when it renders.
+            rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+        except MemoryError:
+            raise ImageError("not enough memory to decode this RAW file") from None
+        return Image.fromarray(np.ascontiguousarray(rgb))
+
+
+def full_size(path: os.PathLike | str) -> tuple[int, int] | None:
+    """The upright (width, height) ``open_full`` gives, read from the headers only (no
+    decode); None when the file cannot tell."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in RAW_EXTENSIONS:
+            with _open_raw(path) as raw:
+                orientation = _FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1)
+                size = _raw_full_preview_size(raw) or (raw.sizes.width, raw.sizes.height)
+                return _upright(size, orientation)
+        with Image.open(path) as im:
+            return _upright(im.size, im.getexif().get(_ORIENTATION, 1))
+    except (ImageError, OSError, SyntaxError, ValueError, TypeError, EOFError, KeyError):
+        return None
