@@ -39,3 +39,47 @@ def test_settings_round_trip_the_new_fields(tmp_path):
     s.save(tmp_path / "s.json")
     t = Settings.load(tmp_path / "s.json")
     assert (t.burst_similarity, t.burst_gap_seconds, t.embed_xmp) == ("strict", 4.0, True)
+
+
+def test_the_window_takes_the_preferences_and_writes_marks_into_the_file(qtbot, win, tmp_path, monkeypatch):
+    """Edit ▸ Preferences: saved at once, the Edit menu's toggles follow, bursts are grouped
+    again when their sensitivity changes; with 'write marks into files' a star key puts the
+    rating into the JPEG's own XMP (Pillow reads it back), pixels unchanged."""
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtCore import Qt
+
+    from conftest import make_photo
+    from photocull.media.embedded import read_embedded
+
+    d = tmp_path / "shoot"
+    photo = make_photo(d / "IMG_0001.jpg", seed=1)
+    make_photo(d / "IMG_0002.jpg", seed=2)
+    before = np.asarray(Image.open(photo))
+    win.autoscore = False
+    assert win.open_folder(d)
+    regrouped = []
+    monkeypatch.setattr(win, "update_groups", lambda: regrouped.append(1))
+
+    dlg = PreferencesDialog(win.settings, win)
+    qtbot.addWidget(dlg)
+    dlg.embed.setChecked(True)
+    dlg.auto_advance.setChecked(not win.settings.auto_advance)
+    dlg.gap.setValue(3.0)
+    changed = win.apply_preferences(dlg)
+    assert {"embed_xmp", "auto_advance", "burst_gap_seconds"} <= changed and regrouped == [1]
+    assert win.auto_advance_action.isChecked() == win.settings.auto_advance
+    saved = Settings.load(win.paths.settings_path)
+    assert saved.embed_xmp and saved.burst_gap_seconds == 3.0
+
+    win.settings.auto_advance = False
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.grid.setFocus()
+    row = next(r for r in range(win.proxy.rowCount()) if win.proxy.item(win.proxy.index(r, 0)).path == photo)
+    win.grid.setCurrentIndex(win.proxy.index(row, 0))
+    qtbot.keyClick(win.grid, Qt.Key.Key_4)
+    assert win.flush_marks()
+    assert read_embedded(photo).rating == 4
+    assert Image.open(photo).getxmp()  # other programs read it
+    np.testing.assert_array_equal(np.asarray(Image.open(photo)), before)

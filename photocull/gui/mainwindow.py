@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from photocull.config import AppPaths, Settings
 from photocull.cull.catalog import Catalog, Marks
-from photocull.cull.marks import load_marks, save_marks, sidecar_figures
+from photocull.cull.marks import embed_marks, load_marks, save_marks, sidecar_figures
 from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
 from photocull.model.losses import mean_of, std_of
@@ -299,6 +299,10 @@ class MainWindow(QMainWindow):
         self.sidecar_action.setCheckable(True)
         self.sidecar_action.setChecked(self.settings.write_sidecars)
         self.sidecar_action.toggled.connect(lambda v: setattr(self.settings, "write_sidecars", v))
+        e.addSeparator()
+        a = e.addAction("&Preferences…", self.open_preferences)
+        a.setShortcut(QKeySequence.StandardKey.Preferences)
+        a.setMenuRole(a.MenuRole.PreferencesRole)
 
         v = mb.addMenu("&View")
         grp = QActionGroup(self)
@@ -709,7 +713,8 @@ class MainWindow(QMainWindow):
         if writes:
             self._marks_pending = [f for f in self._marks_pending if not f.done()]
             self._marks_pending.append(self._marks_writer.submit(
-                self._write_marks, writes, self.settings.write_sidecars, self.settings.sidecar_style))
+                self._write_marks, writes, self.settings.write_sidecars, self.settings.sidecar_style,
+                self.settings.pick_as if self.settings.embed_xmp else None))
         if undo and record:
             self.undo_stack.append(MarkStep(undo, what))
             del self.undo_stack[:-200]
@@ -719,11 +724,17 @@ class MainWindow(QMainWindow):
                 v.refresh()  # the panes' overlays show the new marks
         self.proxy.refilter()
 
-    def _write_marks(self, writes, write_sidecars: bool, style: str) -> None:
-        """In the marks writer thread: the catalog and the sidecars; problems go back to
-        the GUI thread as a signal."""
+    def _write_marks(self, writes, write_sidecars: bool, style: str, embed_pick_as: str | None = None) -> None:
+        """In the marks writer thread: the catalog and the sidecars (and, with
+        ``embed_pick_as``, the XMP inside JPEG/TIFF/DNG files: Preferences); problems go back
+        to the GUI thread as a signal."""
         try:
             problems = save_marks(self.catalog, writes, write_sidecars=write_sidecars, style=style)
+            if embed_pick_as is not None:
+                gone = {Path(p) for p, _ in problems if not Path(p).is_file()}
+                rep = embed_marks(self.catalog, [(p, m, comps) for p, m, comps, _ in writes if Path(p) not in gone],
+                                  pick_as=embed_pick_as)
+                problems += [(p, f"not written into the file, which is as it was: {why}") for p, why in rep.problems]
         except Exception as exc:  # noqa: BLE001 - a full disk, a locked catalog: say so, keep culling
             log.exception("could not save marks")
             problems = [(writes[0][0], f"{type(exc).__name__}: {exc}")]
@@ -995,6 +1006,37 @@ class MainWindow(QMainWindow):
             return
         super().keyPressEvent(ev)
 
+    # -- preferences ----------------------------------------------------------------------
+    def open_preferences(self) -> bool:
+        """The Preferences dialog; returns whether the user accepted it."""
+        from .dialogs import PreferencesDialog
+
+        d = PreferencesDialog(self.settings, self)
+        self._prefs_dialog = d  # (tests reach it while it runs)
+        try:
+            if d.exec() != d.DialogCode.Accepted:
+                return False
+            self.apply_preferences(d)
+            return True
+        finally:
+            self._prefs_dialog = None
+            d.deleteLater()
+
+    def apply_preferences(self, d) -> set[str]:
+        """Take the dialog's choices: saved at once, the menu's toggles follow, bursts are
+        grouped again when their sensitivity changed."""
+        changed = d.apply_to(self.settings)
+        for action, key in ((self.auto_advance_action, "auto_advance"), (self.sidecar_action, "write_sidecars")):
+            if action.isChecked() != getattr(self.settings, key):
+                action.setChecked(getattr(self.settings, key))
+        self._save_settings()
+        if changed & {"burst_gap_seconds", "burst_similarity"}:
+            self.update_groups()
+        if "embed_xmp" in changed:
+            self.status_label.setText("Marks will also be written into JPEG, TIFF and DNG files (metadata only)"
+                                      if self.settings.embed_xmp else "Marks go to the catalog and sidecars only")
+        return changed
+
     # -- bursts ----------------------------------------------------------------------------
     def update_groups(self) -> None:
         """Group bursts in the background; the grid shows each group's best frame."""
@@ -1009,7 +1051,8 @@ class MainWindow(QMainWindow):
             self.group_worker = None
         snap = [SimpleNamespace(path=it.path, capture_time=it.capture_time, exposure_bias=it.exposure_bias,
                                 mean=it.mean) for it in items]
-        w = GeneratorWorker(group_job, snap, self.paths.catalog_path, self.settings.burst_gap_seconds)
+        w = GeneratorWorker(group_job, snap, self.paths.catalog_path, self.settings.burst_gap_seconds,
+                            similarity=self.settings.burst_similarity)
 
         def apply(result):
             if result is None or self.model.items is not items:
