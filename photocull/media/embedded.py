@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from photocull.media import sidecar
-from photocull.media.fileops import fit_stem, sha256_of
+from photocull.media.fileops import fit_stem, fsync_folder, sha256_of
 from photocull.media.sidecar import KEEP, SidecarData, SidecarError
 
 log = logging.getLogger(__name__)
@@ -534,17 +534,7 @@ def _replace_verified(path: Path, before: os.stat_result, pieces: list, verify: 
                 os.unlink(tmp)
             except OSError:
                 pass
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+    fsync_folder(path)
 
 
 def write_embedded(

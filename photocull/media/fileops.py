@@ -183,6 +183,22 @@ def _tmp_stem(path: Path) -> str:
     return fit_stem(name[: len(name) - len(suffix)], ["." + extra], suffix) + suffix
 
 
+def fsync_folder(path: Path) -> None:
+    """Make a rename into ``path``'s folder durable (POSIX: fsync the folder; elsewhere a no-op)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        dfd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
 def atomic_write(path: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a hidden temporary file beside it, fsync,
     ``os.replace`` (keeping an existing file's permissions), then fsync of the folder.  The
@@ -221,14 +237,4 @@ def atomic_write(path: os.PathLike | str, data: bytes) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+    fsync_folder(path)
