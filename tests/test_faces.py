@@ -140,6 +140,56 @@ def test_skin_cells_see_skin_and_not_sky():
     assert cells.tolist() == [[True, False, False, False], [False, True, False, False]]
 
 
+def test_the_gate_cuts_a_warm_streak_into_parts_and_keeps_every_skin_cell_with_its_margin():
+    cells = np.zeros((30, 40), bool)
+    for i in range(30):
+        cells[i, i] = True  # a diagonal streak (a red car's edge, a lit beam)
+    cells[3, 30] = True  # and one lone cell
+    grow = faces.GATE_GROW
+    rects = faces._cover(cells, faces._dilate(cells, grow), grow)
+    for r, c in zip(*np.nonzero(cells)):
+        around = (max(r - grow, 0), max(c - grow, 0), min(r + grow + 1, 30), min(c + grow + 1, 40))
+        assert any(r0 <= around[0] and c0 <= around[1] and r1 >= around[2] and c1 >= around[3]
+                   for r0, c0, r1, c1 in rects), (r, c)
+    area = sum((r1 - r0) * (c1 - c0) for r0, c0, r1, c1 in rects)
+    assert area < 0.5 * 32 * 32  # not the streak's bounding box
+    assert faces._cover(np.zeros((4, 4), bool), np.zeros((4, 4), bool), grow) == []
+
+
+def test_the_rewritten_detector_gives_the_models_own_answers(astronaut):
+    """The detector runs as a rewritten graph (channels in blocks of 8, its input's scaling
+    folded in): same scores and boxes as the file's graph."""
+    import onnxruntime as ort
+
+    path = faces.resource_path(*faces.MODEL_DIR, faces.DETECTOR)
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fast = ort.InferenceSession(faces._blocked_detector(path.read_bytes()), providers=["CPUExecutionProvider"])
+    x = np.asarray(astronaut.resize((256, 192)), np.float32).transpose(2, 0, 1)[None]
+    want = plain.run(None, {"input": x / 127.5 - 1.0})
+    got = fast.run(None, {"input": x - 127.5})
+    for a, b in zip(want, got):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 1e-3 * (1.0 + np.abs(a).max())
+    with pytest.raises(ValueError):  # another graph is refused (find_faces then runs the file as it is)
+        faces._blocked_detector(faces.resource_path(*faces.MODEL_DIR, faces.IRIS).read_bytes())
+
+
+def test_a_face_in_a_gated_region_is_found_as_on_the_whole_level():
+    """A face in a gated region is found as on the whole fine level (the detector sees less
+    around it: boxes within a few pixels)."""
+    im = _paste_astronaut(Image.new("RGB", (1500, 1000), (70, 130, 200)), face_px=40, at=(0.55, 0.3))
+    gated = find_faces(im)
+    saved = faces.GATE_FULL
+    faces.GATE_FULL = -1.0  # the whole fine level
+    try:
+        whole = find_faces(im)
+    finally:
+        faces.GATE_FULL = saved
+    assert gated.extra["fine_px_run"] < 0.5 * gated.extra["fine_px"] and whole.extra["fine_px_run"] == whole.extra["fine_px"]
+    assert gated.count == whole.count == 1
+    assert gated.faces[0].box == pytest.approx(whole.faces[0].box, abs=0.005)
+
+
 # -- odd input: never a crash -------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16", "LA", "LAB", "HSV", "YCbCr", "I", "F", "1"])
 def test_any_image_mode(astronaut, mode):

@@ -24,8 +24,14 @@ and what was measured):
      level's smallest face up (12 % of the short side at the default) are never skipped.
    * On a photo without faces the fine level is most of the cost, so it looks only near
      skin-coloured pixels (:func:`skin_cells`, a wide YCbCr box: every skin tone, warm or
-     cool light; a face under strongly coloured light, green or blue, is the price).  A
-     grey photo has no colour to go by: its fine level is searched whole.
+     cool light; a face under strongly coloured light, green or blue, is the price): cells
+     of 16 x 16 fine-level pixels of which 3 in 16 are skin-coloured at a quarter of its
+     size, with 2 cells around each, in rectangles cut where that saves area
+     (:func:`_cover`).  A grey photo has no colour to go by: its fine level is searched
+     whole but for flat cells.
+   * The detector runs as a rewritten graph, same answers (:func:`_blocked_detector`:
+     channels in blocks of 8, no channel ``Pad``), 10-17 % faster on one core; all candidates
+     of a photo are verified in one run.
    * Each candidate is detected again on a crop where the detector sees best (the face
      ~40 px of a 96 px input): bark, leaves and most animals score low there.
 2. **Landmarks**: MediaPipe's face mesh (``face_landmark.onnx``: 468 points in 3-D and a
@@ -115,8 +121,9 @@ SOFT_FACE_PX = 64        # "face soft" only for faces at least this tall in the 
 SOFT_SHARPNESS = 0.12
 # -- skin gate of the fine level ------------------------------------------------------------
 GATE_CELL = 16           # fine-level pixels per gate cell
-GATE_SKIN = 0.05         # a cell with this fraction of skin-coloured pixels may hold a face
+GATE_SKIN = 0.15         # a cell with this fraction of skin-coloured pixels may hold a face (3 of a 4 x 4 cell)
 GATE_GROW = 2            # cells added around each (a fine-level face is up to 64 px; coarse levels see larger ones)
+GATE_SPLIT = 0.9         # a gated region is cut in two where the parts cover at most this fraction of it
 GATE_GREY_CHROMA = 8     # a photo whose pixels are (99th percentile) this close to grey has no colour to go by
 GATE_FULL = 0.6          # gated regions covering more of the level than this: run it whole
 GATE_FLAT = 3.0          # grey photos: a cell whose grey levels vary less than this holds no face
@@ -336,7 +343,112 @@ def _session(name: str):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    model: str | bytes = str(path)
+    if name == DETECTOR:
+        try:
+            model = _blocked_detector(path.read_bytes())
+        except (ValueError, KeyError, ImportError) as exc:  # another graph: run it as it is
+            log.warning("face detector left as it is (%s)", exc)
+            model = str(path)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+_BLOCK = 8                     # ONNX Runtime's blocked convolutions work on 8 channels at a time (AVX2)
+_BLOCKED_OPS = {"Conv", "Relu", "Add", "MaxPool", "Pad"}
+
+
+def _blocked_detector(data: bytes) -> bytes:
+    """The detector's graph, same outputs, rewritten for ONNX Runtime's blocked (NCHWc)
+    convolutions, 10-17 % faster on one core (~85-95 ns per pixel searched instead of ~105):
+
+    * every tensor widened to a multiple of 8 channels (the extra ones zero: zero weights
+      and biases), so that no convolution falls back to the plain layout;
+    * each residual's channel padding (a ``Pad``, which ONNX Runtime runs in the plain layout,
+      converting the tensor there and back) replaced by a 1 x 1 convolution copying the
+      channels, so that the ``Add`` and ``Relu`` after it fuse into that convolution;
+    * the input's scaling folded into the first convolution: it takes ``pixel - 127.5``
+      (:func:`_run_detector`), not ``pixel / 127.5 - 1``.
+
+    Raises ValueError (KeyError) on a graph made of anything else."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load_from_string(data)
+    g = m.graph
+    weights = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    users: dict[str, set] = {}
+    for n in g.node:
+        for t in n.input:
+            users.setdefault(t, set()).add(n.op_type)
+    src = g.input[0].name
+    real, wide = {src: 3}, {src: 3}  # channels of each tensor: meaningful, as run
+    nodes, inits = [], []
+
+    def up(c: int) -> int:
+        return -(-c // _BLOCK) * _BLOCK
+
+    def add_init(arr: np.ndarray, name: str) -> str:
+        inits.append(numpy_helper.from_array(arr.astype(np.float32), name))
+        return name
+
+    for n in g.node:
+        x = n.input[0] if n.input else ""
+        if n.op_type == "Conv":
+            k, b = weights[n.input[1]], weights[n.input[2]]
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            group = attrs.get("group", 1)
+            cin = wide[x]
+            if group == 1:
+                if k.shape[1] != real[x]:
+                    raise ValueError(f"{n.name}: unexpected input channels")
+                head = not users.get(n.output[0], set()) <= _BLOCKED_OPS  # feeds the outputs: keep its width
+                cout = k.shape[0] if head else up(k.shape[0])
+                k2 = np.zeros((cout, cin, *k.shape[2:]), np.float32)
+                k2[:k.shape[0], :k.shape[1]] = k
+            elif group == k.shape[0] == real[x] and k.shape[1] == 1:  # depthwise
+                cout = cin
+                k2 = np.zeros((cin, 1, *k.shape[2:]), np.float32)
+                k2[:k.shape[0]] = k
+                attrs["group"] = cin
+            else:
+                raise ValueError(f"{n.name}: grouped convolution")
+            if x == src:
+                k2 *= 1.0 / 127.5
+            b2 = np.zeros(cout, np.float32)
+            b2[:b.shape[0]] = b
+            ins = [x, add_init(k2, n.name + "/k8"), add_init(b2, n.name + "/b8")]
+            nodes.append(helper.make_node("Conv", ins, list(n.output), name=n.name, **attrs))
+            real[n.output[0]], wide[n.output[0]] = k.shape[0], cout
+        elif n.op_type == "Pad":
+            pads = weights[n.input[1]].tolist()
+            mode = next((a.s for a in n.attribute if a.name == "mode"), b"constant")
+            if len(pads) != 8 or any(pads[i] for i in (0, 1, 2, 3, 4, 6, 7)) or mode != b"constant":
+                raise ValueError(f"{n.name}: not a channel padding")
+            c = real[x] + pads[5]
+            eye = np.zeros((up(c), wide[x], 1, 1), np.float32)
+            eye[np.arange(real[x]), np.arange(real[x])] = 1.0
+            nodes.append(helper.make_node("Conv", [x, add_init(eye, n.name + "/copy")], list(n.output),
+                                          name=n.name, kernel_shape=[1, 1]))
+            real[n.output[0]], wide[n.output[0]] = c, up(c)
+        elif n.op_type in ("Relu", "MaxPool", "Add"):
+            if n.op_type == "Add" and len({wide[t] for t in n.input}) != 1:
+                raise ValueError(f"{n.name}: adds different widths")
+            nodes.append(n)
+            real[n.output[0]] = max(real[t] for t in n.input)
+            wide[n.output[0]] = wide[x]
+        elif n.op_type in ("Transpose", "Reshape", "Concat"):  # the heads' reshaping, at their own width
+            if any(wide.get(t, 0) != real.get(t, 0) for t in n.input if t in wide):
+                raise ValueError(f"{n.name}: widened input")
+            nodes.append(n)
+        else:
+            raise ValueError(f"{n.name}: {n.op_type} not expected")
+    used = {t for n in nodes for t in n.input}
+    kept = [i for i in g.initializer if i.name in used]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(kept + inits)
+    return m.SerializeToString()
 
 
 _MODELS = _Models()
@@ -417,29 +529,39 @@ def _run_detector(sess, arr: np.ndarray, offset=(0.0, 0.0), scale: float = 1.0,
                   score: float = COARSE_SCORE) -> list[np.ndarray]:
     """Detections on an HxWx3 uint8 array (padded here to multiples of 16):
     rows [score, x0, y0, x1, y1, 6 keypoints (x, y)] in view pixels (``/ scale + offset``)."""
-    h, w = arr.shape[:2]
-    ph, pw = max(64, -(-h // 16) * 16), max(64, -(-w // 16) * 16)
-    x = np.zeros((1, 3, ph, pw), np.float32)  # zero = mid grey after normalisation
-    x[0, :, :h, :w] = arr.transpose(2, 0, 1)
-    x[0, :, :h, :w] *= 1.0 / 127.5
-    x[0, :, :h, :w] -= 1.0
-    reg, cls = sess.run(None, {"input": x})
-    logits = cls[0, :, 0]
-    thr = math.log(score / (1.0 - score))
-    keep = np.nonzero(logits > thr)[0]
-    if not keep.size:
-        return []
-    anchors = _anchors(ph, pw)[keep]
-    r = reg[0, keep]
-    cx, cy = anchors[:, 0] + r[:, 0], anchors[:, 1] + r[:, 1]
-    bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
-    kp = r[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    out = np.concatenate([1.0 / (1.0 + np.exp(-logits[keep, None])), boxes, kp.reshape(-1, 12)], 1)
-    out[:, 1:] /= scale
-    out[:, 1::2] += offset[0]
-    out[:, 2::2] += offset[1]
+    out = _run_detector_batch(sess, arr[None], score)[0]
+    if out.size:
+        out[:, 1:] /= scale
+        out[:, 1::2] += offset[0]
+        out[:, 2::2] += offset[1]
     return list(out)
+
+
+def _run_detector_batch(sess, arrs: np.ndarray, score: float) -> list[np.ndarray]:
+    """Detections on each of N HxWx3 uint8 images (an NxHxWx3 array) in one run: per image an
+    array of rows [score, x0, y0, x1, y1, 6 keypoints (x, y)] in its pixels."""
+    n, h, w = arrs.shape[:3]
+    ph, pw = max(64, -(-h // 16) * 16), max(64, -(-w // 16) * 16)
+    x = np.zeros((n, 3, ph, pw), np.float32)  # the model takes pixel - 127.5: zero is mid grey
+    np.subtract(arrs.transpose(0, 3, 1, 2), np.float32(127.5), out=x[:, :, :h, :w])
+    reg, cls = sess.run(None, {"input": x})
+    thr = math.log(score / (1.0 - score))
+    anchors = _anchors(ph, pw)
+    out = []
+    for i in range(n):
+        logits = cls[i, :, 0]
+        keep = np.nonzero(logits > thr)[0]
+        if not keep.size:
+            out.append(np.zeros((0, 17), np.float32))
+            continue
+        a = anchors[keep]
+        r = reg[i, keep]
+        cx, cy = a[:, 0] + r[:, 0], a[:, 1] + r[:, 1]
+        bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
+        kp = r[:, 4:16].reshape(-1, 6, 2) + a[:, None, :]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+        out.append(np.concatenate([1.0 / (1.0 + np.exp(-logits[keep, None])), boxes, kp.reshape(-1, 12)], 1))
+    return out
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -551,10 +673,53 @@ def _boxes_of(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _fine_regions(fine: Image.Image, small: Image.Image) -> list[tuple[int, int, int, int]]:
-    """The parts (x0, y0, x1, y1) of the fine level the detector looks at: around the cells
-    where a face may be (:func:`skin_cells` on ``small``, the fine level reduced), or all of it."""
-    fw, fh = fine.size
+def _cover(cells: np.ndarray, grown: np.ndarray, grow: int) -> list[tuple[int, int, int, int]]:
+    """Rectangles (r0, c0, r1, c1, exclusive) of cells, each True cell of ``cells`` with the
+    ``grow`` cells around it inside one of them: the bounding box of each connected region of
+    ``grown`` (``cells`` dilated by ``grow``), cut in two, and again, where the two parts'
+    rectangles cover at most :data:`GATE_SPLIT` of its area (a diagonal streak of warm colour
+    costs its own area, not its bounding box's)."""
+    h, w = cells.shape
+
+    def rect(rs, cs):
+        return (max(int(rs.min()) - grow, 0), max(int(cs.min()) - grow, 0),
+                min(int(rs.max()) + grow + 1, h), min(int(cs.max()) + grow + 1, w))
+
+    def area(r):
+        return (r[2] - r[0]) * (r[3] - r[1])
+
+    todo = []
+    for r0, c0, r1, c1 in _boxes_of(grown):
+        rs, cs = np.nonzero(cells[r0:r1, c0:c1])
+        if rs.size:
+            todo.append((rs + r0, cs + c0))
+    out = []
+    while todo:
+        rs, cs = todo.pop()
+        whole = rect(rs, cs)
+        best = None
+        for v in (rs, cs):
+            u = np.unique(v)
+            if u.size < 2:
+                continue
+            gaps = np.diff(u)  # cut at the widest gap between occupied rows (columns), else in the middle
+            cut = u[np.argmax(gaps)] if gaps.max() > 1 else u[(u.size - 1) // 2]
+            part = v <= cut
+            cost = area(rect(rs[part], cs[part])) + area(rect(rs[~part], cs[~part]))
+            if best is None or cost < best[0]:
+                best = (cost, part)
+        if best is not None and best[0] <= GATE_SPLIT * area(whole):
+            todo += [(rs[best[1]], cs[best[1]]), (rs[~best[1]], cs[~best[1]])]
+        else:
+            out.append(whole)
+    return out
+
+
+def _fine_regions(fine_size: tuple[int, int], small: Image.Image) -> list[tuple[int, int, int, int]]:
+    """The parts (x0, y0, x1, y1) of the fine level (``fine_size``) the detector looks at:
+    around the cells where a face may be (:func:`skin_cells` on ``small``, the fine level
+    reduced), or all of it."""
+    fw, fh = fine_size
     whole = [(0, 0, fw, fh)]
     f = fw / small.size[0]
     cell = max(1, round(GATE_CELL / f))
@@ -568,7 +733,7 @@ def _fine_regions(fine: Image.Image, small: Image.Image) -> list[tuple[int, int,
         return whole
     step = cell * f
     regions = []
-    for r0, c0, r1, c1 in _boxes_of(grown):
+    for r0, c0, r1, c1 in _cover(cells, grown, GATE_GROW):
         x0, y0 = int(c0 * step), int(r0 * step)
         x1, y1 = min(fw, int(math.ceil(c1 * step))), min(fh, int(math.ceil(r1 * step)))
         if x1 - x0 >= 16 and y1 - y0 >= 16:
@@ -600,6 +765,7 @@ def _detect(sess, im: Image.Image, min_face: float, gate: bool = True) -> tuple[
     searched = max(min_face, FINE_FACE_PX / FINE_SLACK * k / short)
     info: dict[str, Any] = {"fine": None, "fine_px": 0, "fine_px_run": 0, "coarse": []}
     fine = im.reduce(k) if k > 1 else im
+    fw, fh = fine.size
     dets: list[np.ndarray] = []
     prev, prev_f = fine, k
     first = None
@@ -611,8 +777,8 @@ def _detect(sess, im: Image.Image, min_face: float, gate: bool = True) -> tuple[
         if i == len(coarse) - 1:
             # the last level sits on a mid-grey margin: a face filling the frame (or cut by
             # it) is then a face inside the detector's input
-            ch = max(128, -(-(arr.shape[0] + 64) // 16) * 16)
-            cw = max(128, -(-(arr.shape[1] + 64) // 16) * 16)
+            ch = max(64, -(-(arr.shape[0] + 64) // 16) * 16)
+            cw = max(64, -(-(arr.shape[1] + 64) // 16) * 16)
             canvas = np.full((ch, cw, 3), 128, np.uint8)
             oy, ox = (ch - arr.shape[0]) // 2, (cw - arr.shape[1]) // 2
             canvas[oy:oy + arr.shape[0], ox:ox + arr.shape[1]] = arr
@@ -621,11 +787,11 @@ def _detect(sess, im: Image.Image, min_face: float, gate: bool = True) -> tuple[
             found = _run_detector(sess, arr, scale=1.0 / f)
         dets += found
         info["coarse"].append((lvl.size, len(found)))
-    farr = np.asarray(fine)
-    info["fine"] = fine.size
-    info["fine_px"] = fine.size[0] * fine.size[1]
+    info["fine"] = (fw, fh)
+    info["fine_px"] = fw * fh
     small = first if first is not None else fine.reduce(LEVEL_STEP)
-    regions = _fine_regions(fine, small) if gate else [(0, 0, fine.size[0], fine.size[1])]
+    regions = _fine_regions((fw, fh), small) if gate else [(0, 0, fw, fh)]
+    farr = np.asarray(fine)
     # a fine-level candidate taller than the level is trusted with is the coarse levels' business
     biggest = LEVEL_FACE_MAX_PX * k if coarse else math.inf
     for x0, y0, x1, y1 in regions:
@@ -701,25 +867,33 @@ class _Geom:
     yaw: float
 
 
-def _verify(sess, im: Image.Image, det: np.ndarray) -> np.ndarray | None:
-    """The candidate detected again where the detector sees best (its box ~55 px of a 128 px
-    crop, whatever level found it): the detection nearest the crop's centre (score, box,
-    keypoints in view pixels), or None.  Most false candidates (bark, leaves, a dog) score low here."""
-    x0, y0, x1, y1 = det[1:5]
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    side = max(x1 - x0, y1 - y0) * VERIFY_SCALE
-    crop = _crop(im, cx, cy, side, 0.0, VERIFY_SIZE)
-    best = None
-    for d in _run_detector(sess, crop, score=0.1):
-        dist = math.hypot((d[1] + d[3]) / 2 - VERIFY_SIZE / 2, (d[2] + d[4]) / 2 - VERIFY_SIZE / 2)
-        if dist < VERIFY_SIZE * 0.2 and (best is None or d[0] > best[0]):
-            best = d
-    if best is None:
-        return None
-    out = best.copy()
-    out[1:] *= side / VERIFY_SIZE
-    out[1::2] += cx - side / 2
-    out[2::2] += cy - side / 2
+def _verify(sess, im: Image.Image, dets: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    """Each candidate detected again where the detector sees best (its box ~40 px of a 96 px
+    crop, whatever level found it; all crops in one run): the detection nearest the crop's
+    centre (score, box, keypoints in view pixels), or None.  Most false candidates (bark,
+    leaves, a dog) score low here."""
+    if not dets:
+        return []
+    rois, crops = [], []
+    for det in dets:
+        x0, y0, x1, y1 = det[1:5]
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        side = max(x1 - x0, y1 - y0) * VERIFY_SCALE
+        rois.append((cx, cy, side))
+        crops.append(_crop(im, cx, cy, side, 0.0, VERIFY_SIZE))
+    out: list[np.ndarray | None] = []
+    for (cx, cy, side), found in zip(rois, _run_detector_batch(sess, np.stack(crops), score=0.1)):
+        best = None
+        for d in found:
+            dist = math.hypot((d[1] + d[3]) / 2 - VERIFY_SIZE / 2, (d[2] + d[4]) / 2 - VERIFY_SIZE / 2)
+            if dist < VERIFY_SIZE * 0.2 and (best is None or d[0] > best[0]):
+                best = d
+        if best is not None:
+            best = best.copy()
+            best[1:] *= side / VERIFY_SIZE
+            best[1::2] += cx - side / 2
+            best[2::2] += cy - side / 2
+        out.append(best)
     return out
 
 
@@ -857,21 +1031,26 @@ def find_faces(image, *, min_face: float = 0.03) -> FaceReport:
     t1 = time.perf_counter()
     dets.sort(key=lambda d: -d[0])
     verified: list[np.ndarray] = []
-    looked = 0
-    for det in dets:
-        if looked >= MAX_CANDIDATES:
-            break
-        if any(_iou(det, v) > NMS_IOU for v in verified):  # a face already confirmed
-            continue
-        looked += 1
-        v = _verify(sess[DETECTOR], im, det)
-        if v is None or v[0] < VERIFY_MIN:
-            continue
-        score = (det[0] + v[0]) / 2
-        if score >= VERIFY_SCORE:
-            best = v.copy() if v[0] >= det[0] - 0.1 else det.copy()  # the better-placed look's geometry
-            best[0] = score
-            verified.append(best)
+    looked, i = 0, 0
+    while looked < MAX_CANDIDATES and i < len(dets):
+        # the best MAX_CANDIDATES candidates that are not a face already confirmed, looked at
+        # again in one run; one found meanwhile makes the others on it moot
+        chunk = []
+        while i < len(dets) and len(chunk) < MAX_CANDIDATES - looked:
+            if not any(_iou(dets[i], v) > NMS_IOU for v in verified):
+                chunk.append(dets[i])
+            i += 1
+        for det, v in zip(chunk, _verify(sess[DETECTOR], im, chunk)):
+            if any(_iou(det, u) > NMS_IOU for u in verified):
+                continue
+            looked += 1
+            if v is None or v[0] < VERIFY_MIN:
+                continue
+            score = (det[0] + v[0]) / 2
+            if score >= VERIFY_SCORE:
+                best = v.copy() if v[0] >= det[0] - 0.1 else det.copy()  # the better-placed look's geometry
+                best[0] = score
+                verified.append(best)
     info["candidates"], info["verified"] = looked, len(verified)
     t2 = time.perf_counter()
     verified = _weighted_nms(verified)
