@@ -7,7 +7,7 @@ the sharpest the frame gets, where the subject is, and a verdict ("missed focus 
 100 %", "camera shake", "subject soft, background sharp", or nothing; or "can't judge focus"
 for a tiny, flat or grey frame).
 
-How it measures (numpy, Pillow, scipy; no torch, no Qt, no OpenCV; ~13 ms for 3000x2000 on one core):
+How it measures (numpy, Pillow, scipy; no torch, no Qt, no OpenCV; ~11-12 ms for 3000x2000 on one core):
 
 * Sharpness is measured at the view's resolution, never on a downscaled copy: one 48 px tile
   per grid cell (8x12 for a 3:2 frame) where the cell has the most edges (found on a 1/8
@@ -21,8 +21,17 @@ How it measures (numpy, Pillow, scipy; no torch, no Qt, no OpenCV; ~13 ms for 30
 * Edges are sorted by the direction of their normal (0 / 45 / 90 / 135 degrees) and each
   direction measured against its own strongest edges; a tile's blur is the root mean square of
   its directions' blurs, so the edges a shake smeared count as much as the sharp ones along it.
-  A shake is the same anisotropy in every cell: the median over cells of the log-ratio of blur
-  across 0 vs 90 and 45 vs 135 degree edges gives its strength and direction.
+* A shake is the same anisotropy in every cell.  It is read from the derivative ALONG each of
+  eight directions (from each tile's gradient structure tensor at the three scales), not from
+  edges binned by their normal: a shake takes the fine energy out of the derivative along its
+  path whatever the edges' own directions, while the binned edges mostly show the ones it left
+  sharp (so shakes between the axes were read as sharp).  The median over cells of the log-ratio
+  of blur along vs across, for the pairs 0/90, 45/135, 22.5/112.5 and 67.5/157.5 degrees, gives
+  its strength and direction; it must stand out of the median's noise (~1/sqrt(cells)) and
+  smear the frame visibly: its sharpest quarter of cells along the shake blurrier than across
+  it by SHAKE_EXTENT px (sqrt(along^2 - across^2)), or a frame whose sharpest tenth is blurred.
+  A sharp scene's own anisotropy (grass, a city's verticals, downscaled web photos) fails one
+  of the two.
 * The subject: the faces when given (each face's sharpest half of tiles; the sharpest face);
   otherwise the salient region (colours unlike the frame's top and side borders, weighted
   towards the centre), its sharpest quarter of cells -- not the sharpest cells of the frame,
@@ -70,6 +79,9 @@ SUBJECT_FRAC = 0.25   # ... or of the salient region's cells for the subject (a 
 EDGE_SHARE = 0.2      # a tile's edge pixels: re-blurred gradient energy above this share of the peak in their direction
 MAX_BLUR = 4.0        # blur (view px) beyond which a direction counts as this (smooth shading, not an edge)
 SHAKE_CELLS = 6       # cells with edges both ways needed to see a shake
+SHAKE_DIRS = 8        # directions the blur along is measured in, for a shake (every 22.5 degrees)
+SHAKE_SHARE = 0.25    # a cell measures a direction holding this share of its strongest direction's energy
+SHAKE_POOL = 0.25     # the blur along / across a shake: the frame's sharpest quarter of cells in that direction
 
 # -- when it says it (blur: Gaussian sigma in view px; calibrated by bench/focus.py) -------------
 SOFT_BLUR = 1.15      # the frame's sharpest tenth blurrier than this: nothing is sharp
@@ -77,9 +89,11 @@ SUBJECT_BLUR = 1.3    # the subject blurrier than this and ...
 BG_MARGIN = 1.5       # ... this many times the frame's best: the subject is soft, the frame is not;
 SHARP_SHARE = 0.4     # without faces, this share of the other cells must be BG_MARGIN times sharper
 BOKEH_BLUR = 2.5      # and the salient region no blurrier than this (beyond: a background's bokeh)
-SHAKE_LOG = 0.2       # median log-ratio of blur along vs across one direction (1.2x) ...
-SHAKE_NOISE = 0.8     # ... plus this / sqrt(cells measured): 0.28 with 100 cells, 0.34 with 30, ...
-SHAKE_BLUR = 0.7      # ... in a frame whose sharpest tenth is at least this blurred (a shake seen at 100 %)
+SHAKE_LOG = 0.05      # median log-ratio of blur along vs across one direction (1.05x) ...
+SHAKE_NOISE = 0.6     # ... plus this / sqrt(cells measured): 0.11 with 100 cells, 0.16 with 30, ...
+SHAKE_EXTENT = 0.55   # ... and a smear sqrt(along^2 - across^2) of at least this (view px: a shake seen at 100 %)
+SHAKE_BLUR = 0.7      # ... or the frame's sharpest tenth at least this blurred (a long smear, whose blur is underread)
+BINNED_LOG, BINNED_NOISE = 0.2, 0.8  # the edges binned by their normal this anisotropic: their angle is the shake's
 
 
 def sharpness_of(blur_px: float) -> float:
@@ -291,7 +305,11 @@ def _tile_energies(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
       strongest of that direction in the tile (per direction, so that the edges a shake smeared
       are measured beside the sharp ones that run along it);
     * ``bin_peak`` (n x 4): each direction's strongest re-blurred gradient (grey levels per px);
-    * ``peak`` (n): the tile's strongest; ``count`` (n x 4): the edge pixels used per direction.
+    * ``peak`` (n): the tile's strongest; ``count`` (n x 4): the edge pixels used per direction;
+    * ``T`` (3 x n x 3): at the three scales, the sums of p^2, q^2 and pq over the tile's
+      strongest edges (re-blurred energy above EDGE_SHARE of its peak), whatever their
+      direction: the gradient's structure tensor, from which :func:`_along` gets the energy of
+      the derivative along any direction (for the shake).
 
     The measured grid is the central (m - 9)^2 pixel corners.  Gradients are the 2x2 Roberts
     pair (p along the down-right diagonal, q along the up-right one), isotropic, at pixel
@@ -321,22 +339,37 @@ def _tile_energies(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     e64 *= e64
     bpk = (np.bincount(key, weights=e64, minlength=4 * n) ** 0.125) * max(float(peak.max()), 1e-12)
     keep = np.flatnonzero(e1 > np.float32(EDGE_SHARE) * bpk[key])
-    sel, key, e1 = sel[keep], key[keep], e1[keep]
+    sel, key, e1, p1, q1 = sel[keep], key[keep], e1[keep], p1[keep], q1[keep]
     k = key >> 2
+    # the tile's strongest edges, whatever their direction (every one of them was kept above)
+    strong = np.flatnonzero(e1 > np.float32(EDGE_SHARE) * peak[k])
     r = sel % (mm * mm)
     i, j = r // mm, r % mm
 
-    def roberts(arr: np.ndarray, off: int) -> np.ndarray:
+    def roberts(arr: np.ndarray, off: int) -> tuple[np.ndarray, np.ndarray]:
         s = arr.shape[1]
         f = arr.ravel()
         base = k * (s * s) + (i + off) * s + (j + off)
-        p = f[base + s + 1].astype(np.float32) - f[base]
-        q = f[base + 1].astype(np.float32) - f[base + s]
-        return p * p + q * q
+        return f[base + s + 1].astype(np.float32) - f[base], f[base + 1].astype(np.float32) - f[base + s]
 
-    e0, e2 = roberts(tiles, 4), roberts(bl2, 0)
+    (p0, q0), (p2, q2) = roberts(tiles, 4), roberts(bl2, 0)
+    e0, e2 = p0 * p0 + q0 * q0, p2 * p2 + q2 * q2
     E = np.stack([np.bincount(key, weights=e, minlength=4 * n).reshape(n, 4) for e in (e0, e1, e2)])
-    return np.sqrt(peak / 2.0), E, np.bincount(key, minlength=4 * n).reshape(n, 4), np.sqrt(bpk.reshape(n, 4) / 2.0)
+    # p^2, q^2, pq at the three scales, summed per tile in one pass (the pixels come tile by tile)
+    prod = np.empty((9, strong.size), np.float32)
+    for c, (p, q) in enumerate(((p0, q0), (p1, q1), (p2, q2))):
+        p, q = p[strong], q[strong]
+        np.multiply(p, p, out=prod[3 * c])
+        np.multiply(q, q, out=prod[3 * c + 1])
+        np.multiply(p, q, out=prod[3 * c + 2])
+    T = np.zeros((9, n))
+    ks = k[strong]
+    if ks.size:
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        T[:, ks[starts]] = np.add.reduceat(prod, starts, axis=1)
+    T = T.reshape(3, 3, n).transpose(0, 2, 1)
+    return (np.sqrt(peak / 2.0), E, np.bincount(key, minlength=4 * n).reshape(n, 4),
+            np.sqrt(bpk.reshape(n, 4) / 2.0), T)
 
 
 # Two estimates of the blur, each wrong in its own way, so the larger is kept:
@@ -439,9 +472,10 @@ class Measures:
     subject_from: str
     sharp_elsewhere: float    # share of the detail cells outside the subject BG_MARGIN times sharper than it
     subject_sharpest: float   # the subject's single sharpest tile
-    shake: np.ndarray         # median over cells of (log b0/b90, log b45/b135): the doubled angle of blur anisotropy
-    shake_cells: int          # cells behind it
+    shake: np.ndarray         # the blur's anisotropy: median log-ratio along / across, at twice the shake's angle
+    shake_cells: int          # cells behind it (0: too few to tell)
     cell_blur: np.ndarray     # rows x cols, NaN where no detail
+    shake_extent: float = 0.0  # the smear along the shake, sqrt(along^2 - across^2), view px
 
 
 def _grey_tiles(im: Image.Image, centres, n: int) -> np.ndarray:
@@ -518,7 +552,7 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     more, owner = _face_centres(e, f, w, h, face_boxes, tile)
     centres += more
     tiles = _grey_tiles(im, centres, n)
-    peak, E, count, bin_peak = _tile_energies(tiles)
+    peak, E, count, bin_peak, T = _tile_energies(tiles)
     dirs = (bin_peak >= DETAIL) & (count >= 4)             # n x 4: directions with edges
     blur = _balanced_blur(E, dirs)
     detail = dirs.any(axis=1)
@@ -579,18 +613,79 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     out = np.flatnonzero(ok & ~inside)
     sharp_elsewhere = float(np.mean(blur[out] * BG_MARGIN <= subj)) if out.size else 0.0
 
-    # shake: per cell, the log-ratio of blur across 0 vs 90 and 45 vs 135 degree edges, where
-    # the cell has edges both ways; the median over the cells (a shake is the same everywhere)
-    dirb = _blur(E[0, cells], E[1, cells], E[2, cells])
+    shake, used, extent = _shake(T[:, cells])
+    # a long smear (several px at the view) can turn the angle read from the derivatives; the
+    # edges binned by their normal then show it plainly: their anisotropy's angle is kept when
+    # it is this clear (per cell, the log-ratio of blur across 0 vs 90 and 45 vs 135 degree edges)
+    lg = np.log(np.maximum(_blur(E[0, cells], E[1, cells], E[2, cells]), 0.05))
     has = dirs[cells]
-    lg = np.log(np.maximum(dirb, 0.05))
-    comps, used = [], 0
+    binned, nb = [], 0
     for u, v in ((0, 2), (1, 3)):
         both = has[:, u] & has[:, v]
-        comps.append(float(np.median(lg[both, u] - lg[both, v])) if both.sum() >= SHAKE_CELLS else 0.0)
-        used = max(used, int(both.sum()) if both.sum() >= SHAKE_CELLS else 0)
+        binned.append(float(np.median(lg[both, u] - lg[both, v])) if both.sum() >= SHAKE_CELLS else 0.0)
+        nb = max(nb, int(both.sum()) if both.sum() >= SHAKE_CELLS else 0)
+    if nb and math.hypot(*binned) >= BINNED_LOG + BINNED_NOISE / math.sqrt(nb):
+        shake = np.hypot(*shake) * np.array(binned) / math.hypot(*binned)
     sharpest = float(blur[subject_tiles].min()) if subject_tiles.size else subj
-    return Measures(grid, best, subj, box, subject_from, sharp_elsewhere, sharpest, np.array(comps), used, cell_blur)
+    return Measures(grid, best, subj, box, subject_from, sharp_elsewhere, sharpest, shake, used, cell_blur, extent)
+
+
+_THETA = np.arange(SHAKE_DIRS) * (math.pi / SHAKE_DIRS)
+
+
+def _along(T: np.ndarray) -> np.ndarray:
+    """The energy of the derivative along each of SHAKE_DIRS directions (counter-clockwise from
+    x, y up) from structure tensors ``T`` (..., 3: sums of p^2, q^2, pq; p and q the Roberts
+    differences along the down-right and up-right diagonals): (..., SHAKE_DIRS)."""
+    a, b = np.cos(_THETA - math.pi / 4), np.cos(_THETA - 3 * math.pi / 4)
+    return T[..., 1:2] * (a * a) + T[..., 0:1] * (b * b) - T[..., 2:3] * (2 * a * b)
+
+
+def _shake(T: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """The shake behind a frame's cells (``T``: 3 x cells x 3, their structure tensors at the
+    three scales).
+
+    Per cell, the blur along each of SHAKE_DIRS directions, from the derivative along it: a
+    shake takes the fine energy out of the derivative along its path whatever the edges' own
+    directions (binning edges by their normal, as the tile's blur does, mostly sees the edges
+    the shake left sharp); measured where the cell has SHAKE_SHARE of its strongest
+    direction's energy.  Per pair of perpendicular directions, the median over the cells of
+    their log-ratio (a shake is the same everywhere, a scene's own anisotropy is not); the two
+    sets of pairs (0/90 and 45/135 degrees; 22.5/112.5 and 67.5/157.5) each give the doubled
+    angle of the anisotropy, and are averaged.
+
+    Returns that vector (its length: the median log-ratio of blur along / across the shake;
+    its angle: twice the shake's direction), the cells behind it (0: too few to tell) and the
+    smear the shake adds, sqrt(along^2 - across^2), from the frame's sharpest quarter of cells
+    along and across it (view px)."""
+    e = _along(T)                                         # 3 x cells x dirs
+    b = np.minimum(_blur(e[0], e[1], e[2]), MAX_BLUR)
+    use = e[1] >= SHAKE_SHARE * e[1].max(axis=1, keepdims=True)
+    lg = np.log(np.maximum(b, 0.05))
+    q = SHAKE_DIRS // 4
+    vec, used = np.zeros(2), 0
+    for off in range(q):
+        comps = []
+        for u in (off, off + q):
+            v = u + 2 * q
+            both = use[:, u] & use[:, v]
+            ok = int(both.sum()) >= SHAKE_CELLS
+            comps.append(float(np.median(lg[both, u] - lg[both, v])) if ok else 0.0)
+            used = max(used, int(both.sum()) if ok else 0)
+        rot = 2.0 * float(_THETA[off])                    # these pairs measure twice (angle - theta): turn back
+        vec += (comps[0] * math.cos(rot) - comps[1] * math.sin(rot),
+                comps[0] * math.sin(rot) + comps[1] * math.cos(rot))
+    vec /= q
+    if not used:
+        return vec, 0, 0.0
+    sharpest = np.zeros(SHAKE_DIRS)
+    for d in range(SHAKE_DIRS):
+        x = np.sort(b[use[:, d], d])
+        sharpest[d] = x[:max(min(BEST_K, x.size), int(round(SHAKE_POOL * x.size)))].mean() if x.size else 0.0
+    # the smear: the most a direction's sharpest cells are blurrier than those across it (not
+    # read at the angle found, which a long smear's blur estimates can turn by a bin or so)
+    smear = sharpest ** 2 - np.roll(sharpest, -2 * q) ** 2
+    return vec, used, math.sqrt(max(0.0, float(smear.max())))
 
 
 def _cells_in(box, rows: int, cols: int, grow: float = 0.0) -> np.ndarray:
@@ -608,7 +703,7 @@ def decide(m: Measures) -> tuple[str, float | None]:
     strength = float(np.hypot(*m.shake))
     # the median of n noisy per-cell log-ratios wanders by ~1/sqrt(n): a few cells need more
     if (m.shake_cells and strength >= SHAKE_LOG + SHAKE_NOISE / math.sqrt(m.shake_cells)
-            and m.best_blur >= SHAKE_BLUR):
+            and (m.shake_extent >= SHAKE_EXTENT or m.best_blur >= SHAKE_BLUR)):
         # the doubled angle points to the most blurred edge normal: the direction of the motion
         return SHAKE, float(np.degrees(np.arctan2(m.shake[1], m.shake[0])) / 2.0 % 180.0)
     if m.best_blur > SOFT_BLUR and not (m.subject_from == "faces" and m.subject_blur <= SUBJECT_BLUR):
