@@ -115,6 +115,8 @@ class Settings:
     sort_key: str = "score"
     show_faces: bool = False
     show_focus: bool = False
+    show_clipping: bool = False  # J: highlight and shadow clipping in the loupe and compare
+    thumb_size: int = 220  # the grid's cell size in px (View ▸ Thumbnail Size, the toolbar's slider)
 
     MAX_RECENT = 10
 

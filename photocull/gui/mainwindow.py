@@ -10,7 +10,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QActionGroup, QColor, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSlider,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -89,15 +90,23 @@ class DetailPanel(QWidget):
         self.histogram = HistogramWidget()   # the taste distribution (aesthetic or personal), or the one model's
         self.histogram2 = HistogramWidget()  # the technical model's, beside it
         self.histogram2.hide()
+        self.marks = QLabel()  # flag, stars, colour label: follows every mark at once (refresh_marks)
+        self.marks.setTextFormat(Qt.TextFormat.RichText)
+        self.shooting = QLabel()  # camera, lens, focal length, shutter, aperture, ISO, EV (from EXIF)
+        self.shooting.setWordWrap(True)
+        self.shooting.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.preview, 1)
+        lay.addWidget(self.marks)
+        lay.addWidget(self.shooting)
         lay.addWidget(self.histogram)
         lay.addWidget(self.histogram2)
         lay.addWidget(self.info)
         self.item: PhotoItem | None = None
         self._pixmap: QPixmap | None = None
+        self._exif_final = False  # the loader has read the shown photo's EXIF
 
     def show_item(self, it: PhotoItem | None, total_scored: int = 0) -> None:
         """Show ``it``; the preview is kept when it is the photo already shown."""
@@ -109,10 +118,15 @@ class DetailPanel(QWidget):
             self.histogram.set_distribution(None)
             self.histogram2.set_distribution(None)
             self.info.setText("")
+            self.marks.setText("")
+            self.shooting.setText("")
             return
         if not same:
             self._pixmap = None
+            self._exif_final = False
             self.preview.setText("loading…")
+        self.refresh_marks()
+        self.show_exif()
         two = it.aesthetic is not None and it.technical_mean is not None  # the overall rule's two networks
         personal = it.aesthetic is not None and it.technical_mean is None and it.taste_mean is not None
         if two:
@@ -159,6 +173,41 @@ class DetailPanel(QWidget):
             lines.append(f"{it.group_kind or 'burst'} of {it.group_size}")
         self.info.setText("<br>".join(lines))
 
+    def refresh_marks(self) -> None:
+        """The shown photo's flag, stars and colour label, as they are now."""
+        it = self.item
+        if it is None:
+            self.marks.setText("")
+            return
+        flag = ("<span style='color:#1f7a1f;font-weight:bold'>⚑ Pick</span>" if it.flag > 0 else
+                "<span style='color:#c03030;font-weight:bold'>✕ Rejected</span>" if it.flag < 0 else
+                "<span style='color:#999'>unflagged</span>")
+        stars = (f"<span style='color:#d09a00;font-size:large'>{'★' * it.rating}</span>"
+                 f"<span style='color:#999;font-size:large'>{'☆' * (5 - it.rating)}</span>")
+        label = (f"<span style='color:{LABEL_COLOURS.get(it.label, '#999')}'>■</span> {it.label}" if it.label
+                 else "<span style='color:#999'>no label</span>")
+        self.marks.setText("&nbsp;&nbsp;&nbsp;".join((flag, stars, label)))
+
+    def show_exif(self) -> None:
+        """Camera, lens and settings: what scoring read, else what the loader read for the
+        preview (a folder answered by the catalog has no settings until then)."""
+        from photocull.media.exif import shooting_lines
+
+        ex = self.item.exif if self.item is not None else None
+        lines = shooting_lines(ex) if ex is not None else []
+        if lines:
+            self.shooting.setText("<br>".join(lines))
+        elif ex is not None and ex.has_shooting() is False and self._exif_final:
+            self.shooting.setText("<span style='color:#888'>no shooting information in this file</span>")
+        else:
+            self.shooting.setText("")
+
+    def set_exif(self, path: str, info) -> None:
+        """The loader read the photo's EXIF (with its preview)."""
+        if self.item is not None and os.path.abspath(path) == self.item.key:
+            self._exif_final = True
+            self.show_exif()
+
     def set_preview(self, path: str, image) -> None:
         if self.item is None or os.path.abspath(path) != self.item.key:
             return
@@ -184,6 +233,8 @@ class MainWindow(QMainWindow):
     groupsDone = Signal()
     marksProblem = Signal(str)  # from the marks writer thread: a sidecar that could not be written
     PREVIEW_SIZE = 1280
+    THUMB_MIN, THUMB_MAX = 120, 320  # the grid's cell size (px), View ▸ Thumbnail Size and the toolbar's slider
+    THUMB_PRESETS = {"Small": 150, "Medium": 220, "Large": 300}
     RELEASE_AFTER = 500  # photos decoded by a scoring run before its freed memory is handed back
 
     def __init__(self, paths: AppPaths, settings: Settings | None = None, *, autoscore: bool = True):
@@ -224,6 +275,7 @@ class MainWindow(QMainWindow):
         self.loader.ready.connect(self._on_image)
         self.loader.failed.connect(self._on_image_failed)
         self.loader.sized.connect(self._on_full_size)
+        self.loader.exif_read.connect(self._on_exif)
         self.full_cache = FullImageCache(2)  # full-resolution images for 100 % (loupe, compare)
 
         self.grid = QListView()
@@ -238,8 +290,27 @@ class MainWindow(QMainWindow):
         self.grid.setItemDelegate(ThumbDelegate(self.grid))
         self.grid.setModel(self.proxy)
         self.grid.selectionModel().currentChanged.connect(self._on_current)
+        # a filter (a burst folding away, a flag filter) can take the selected photo out of the
+        # grid; Qt then moves the cursor to a neighbour without selecting it: select it, so
+        # the detail panel (which shows the cursor's photo) always shows the selection
+        for sig in (self.proxy.rowsRemoved, self.proxy.layoutChanged, self.proxy.modelReset):
+            sig.connect(self._select_current)
+        # new scores re-sort the grid: the selected photo keeps its place on the screen
+        self._anchor: tuple | None = None  # (persistent index, its top in the viewport) across a re-sort
+        self._auto_current = False  # the cursor was put on the first photo by opening the folder, not by the user
+        self.proxy.layoutAboutToBeChanged.connect(self._remember_anchor)
+        self.proxy.layoutChanged.connect(self._restore_anchor)
         self.grid.doubleClicked.connect(lambda ix: self.open_loupe())
         self.grid.setStyleSheet("QListView{background:#202020}")
+        # the columns fill the width (no dead strip): cells are the chosen thumbnail size,
+        # widened to share what is left; the scroll bar is always there, so showing it
+        # never changes the width (and the layout) back and forth
+        self.grid.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.thumb_size = min(max(self.settings.thumb_size, self.THUMB_MIN), self.THUMB_MAX)
+        self.grid_columns = 1
+        self.grid.viewport().installEventFilter(self)
+        self._save_thumb_size = QTimer(self, singleShot=True, interval=600)  # once the slider rests
+        self._save_thumb_size.timeout.connect(self._save_settings)
 
         self.detail = DetailPanel()
         split = QSplitter()
@@ -256,6 +327,7 @@ class MainWindow(QMainWindow):
         self.compare = None
         self.show_faces = self.settings.show_faces  # O: face boxes in the loupe and compare (remembered)
         self.show_focus = self.settings.show_focus  # M: the focus map
+        self.show_clipping = self.settings.show_clipping  # J: highlight / shadow clipping
 
         self._build_menus()
         for menu in self.menuBar().findChildren(QMenu):  # their keys work with the menu bar hidden (F)
@@ -264,6 +336,7 @@ class MainWindow(QMainWindow):
         self._build_statusbar()
         self._install_keys()
         self.set_sort(self.settings.sort_key)  # as the window was left
+        self._fit_columns()
         self.set_overlays()
 
     # -- UI construction ------------------------------------------------------------
@@ -329,6 +402,16 @@ class MainWindow(QMainWindow):
         self.faces_action.setCheckable(True)
         self.focus_action = v.addAction("Focus &Map in the Loupe\tM", self.toggle_focus_map)
         self.focus_action.setCheckable(True)
+        self.clipping_action = v.addAction("Highlight && Shadow &Clipping\tJ", self.toggle_clipping)
+        self.clipping_action.setCheckable(True)
+        v.addSeparator()
+        sizes = v.addMenu("Thumbnail Si&ze")
+        for name, px in self.THUMB_PRESETS.items():
+            sizes.addAction(name, lambda px=px: self.set_thumb_size(px))
+        a = sizes.addAction("Larger", lambda: self.set_thumb_size(self.thumb_size + 20))
+        a.setShortcut(QKeySequence("Ctrl+="))
+        a = sizes.addAction("Smaller", lambda: self.set_thumb_size(self.thumb_size - 20))
+        a.setShortcut(QKeySequence("Ctrl+-"))
 
         s = mb.addMenu("&Select")
         s.addAction("Pick best of each burst, reject the rest…", self.pick_best_of_groups)
@@ -393,6 +476,18 @@ class MainWindow(QMainWindow):
         for combo in (self.sort_combo, self.flag_combo, self.label_combo):
             combo.activated.connect(self.grid.setFocus)
         tb.addSeparator()
+        tb.addWidget(QLabel(" Size "))
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(self.THUMB_MIN, self.THUMB_MAX)
+        self.size_slider.setSingleStep(10)
+        self.size_slider.setPageStep(40)
+        self.size_slider.setFixedWidth(110)
+        self.size_slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the arrow keys stay with the grid
+        self.size_slider.setToolTip("Thumbnail size (View ▸ Thumbnail Size; Ctrl+= / Ctrl+-)")
+        self.size_slider.setValue(self.thumb_size)
+        self.size_slider.valueChanged.connect(self.set_thumb_size)
+        tb.addWidget(self.size_slider)
+        tb.addSeparator()
         tb.addWidget(QLabel(" Model "))
         self.model_combo = QComboBox()
         self._fill_models()
@@ -438,6 +533,7 @@ class MainWindow(QMainWindow):
         sc("G", self.toggle_group)
         sc("O", self.toggle_faces)
         sc("M", self.toggle_focus_map)
+        sc("J", self.toggle_clipping)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -493,6 +589,7 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"{len(items)} photos in {folder}")
         if items:
             self.grid.setCurrentIndex(self.proxy.index(0, 0))
+            self._auto_current = True
         if self.autoscore and items:
             self.start_scoring()
         return True
@@ -521,6 +618,8 @@ class MainWindow(QMainWindow):
         paths = [it.path for it in self.model.items]
         if not paths:
             return
+        for it in self.model.items:  # a rescore: the old scores stay, greyed, until replaced
+            it.stale = it.scored
         w = GeneratorWorker(score_job, paths, self.holder, self.model_spec, self.paths.catalog_path,
                             batch_size=self.settings.batch_size, accel_dir=self.paths.onnx_dir, with_report=True,
                             screen_settled=self.screen_settled if self.grid.isVisible() else None)
@@ -649,6 +748,77 @@ class MainWindow(QMainWindow):
         if act is not None:
             act.setChecked(True)
 
+    # -- the grid's cells ------------------------------------------------------------------
+    def set_thumb_size(self, px: int) -> None:
+        """The thumbnails' size (remembered); the columns still fill the width."""
+        px = min(max(int(px), self.THUMB_MIN), self.THUMB_MAX)
+        if self.size_slider.value() != px:
+            self.size_slider.setValue(px)  # (comes back here)
+            return
+        if px == self.thumb_size and self.settings.thumb_size == px:
+            return
+        self.thumb_size = self.settings.thumb_size = px
+        self._save_thumb_size.start()
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """As many columns of at least ``thumb_size`` px as fit, sharing the whole width;
+        square cells; the photo under the cursor stays in view."""
+        vw = self.grid.viewport().width()
+        if vw <= 0:
+            return
+        cols = max(1, vw // self.thumb_size)
+        side = (vw - 1) // cols  # (QListView wraps a row that would reach the very last pixel)
+        cell = QSize(side, side)
+        delegate = self.grid.itemDelegate()
+        if cell == self.grid.gridSize() and delegate.CELL == cell:
+            return
+        self.grid_columns = cols
+        delegate.set_cell(cell)
+        self.model.set_display_size(delegate.picture_size())
+        self.grid.setGridSize(cell)
+        cur = self.grid.currentIndex()
+        if cur.isValid():
+            self.grid.scrollTo(cur)
+
+    def eventFilter(self, obj, ev) -> bool:
+        if ev.type() == QEvent.Type.Resize and obj is self.grid.viewport():
+            self._fit_columns()
+        return super().eventFilter(obj, ev)
+
+    def _remember_anchor(self, *_args) -> None:
+        """Before a re-sort: where the photo under the cursor is on screen (only when it is
+        on screen: a user who scrolled away from it keeps the place they scrolled to)."""
+        from PySide6.QtCore import QPersistentModelIndex
+
+        cur = self.grid.currentIndex()
+        self._anchor = None
+        if cur.isValid():
+            r = self.grid.visualRect(cur)
+            if r.isValid() and r.intersects(self.grid.viewport().rect()):
+                self._anchor = (QPersistentModelIndex(cur), r.top())
+
+    def _restore_anchor(self, *_args) -> None:
+        """After a re-sort: scroll so that photo is where it was (cells are a fixed grid, so
+        its place is known before Qt lays the rows out again)."""
+        anchor, self._anchor = self._anchor, None
+        if self._auto_current and self.proxy.rowCount():
+            # the folder was just opened and no photo chosen yet: the cursor stays on the
+            # top photo (the best so far), the grid at the top
+            top = self.proxy.index(0, 0)
+            if top != self.grid.currentIndex():  # (a new best: one preview to decode)
+                self.grid.selectionModel().setCurrentIndex(top, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.grid.verticalScrollBar().setValue(0)
+            self._auto_current = True
+            return
+        if anchor is None or not anchor[0].isValid():
+            return
+        self.grid.doItemsLayout()  # now, not at the next event: the rows' new places
+        bar = self.grid.verticalScrollBar()
+        r = self.grid.visualRect(self.proxy.index(anchor[0].row(), 0))
+        if r.isValid():
+            bar.setValue(bar.value() + r.top() - anchor[1])
+
     # -- selection and images ------------------------------------------------------------
     def current_item(self) -> PhotoItem | None:
         return self.proxy.item(self.grid.currentIndex())
@@ -660,7 +830,21 @@ class MainWindow(QMainWindow):
             items = [self.current_item()]
         return [it for it in items if it is not None]
 
+    def _select_current(self, *_args) -> None:
+        """The cursor's photo is selected: alone when nothing is, else the cursor goes to
+        the first selected photo."""
+        sel = self.grid.selectionModel()
+        cur = self.grid.currentIndex()
+        if not cur.isValid() or sel.isSelected(cur):
+            return
+        chosen = sorted(sel.selectedIndexes(), key=lambda ix: ix.row())
+        if chosen:
+            sel.setCurrentIndex(chosen[0], QItemSelectionModel.SelectionFlag.NoUpdate)
+        else:
+            sel.select(cur, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
     def _on_current(self, cur, prev) -> None:
+        self._auto_current = False  # (set again by whoever moved it automatically)
         it = self.proxy.item(cur)
         self.detail.show_item(it, self._n_scored())
         if it is not None:
@@ -681,6 +865,15 @@ class MainWindow(QMainWindow):
             for v in (self.loupe, self.compare):
                 if v is not None:
                     v.set_image(path, image)
+
+    @Slot(str, object)
+    def _on_exif(self, path: str, info) -> None:
+        """The loader read a photo's EXIF with its preview: its shooting settings are kept."""
+        it = self.model.item_for(path)
+        if it is not None and info is not None:
+            if it.exif is None or info.has_shooting() or not it.exif.has_shooting():
+                it.exif = info
+            self.detail.set_exif(path, info)
 
     @Slot(str, int, str)
     def _on_image_failed(self, path: str, size: int, reason: str) -> None:
@@ -722,6 +915,8 @@ class MainWindow(QMainWindow):
         for v in (self.loupe, self.compare):
             if v is not None and undo:
                 v.refresh()  # the panes' overlays show the new marks
+        if undo and self.detail.item is not None and self.detail.item.key in {k for k, _, _ in undo}:
+            self.detail.refresh_marks()
         self.proxy.refilter()
 
     def _write_marks(self, writes, write_sidecars: bool, style: str, embed_pick_as: str | None = None) -> None:
@@ -842,7 +1037,7 @@ class MainWindow(QMainWindow):
 
         if self.loupe is None:
             self.loupe = LoupeView(self)
-            self.loupe.set_overlays(self.show_faces, self.show_focus)
+            self.loupe.set_overlays(self.show_faces, self.show_focus, self.show_clipping)
             self.loupe.fullWanted.connect(self._on_full_wanted)
             self.loupe.show_strip(self.proxy, self.grid.selectionModel(), ThumbDelegate(self.loupe.strip, compact=True))
             self.loupe.strip.clicked.connect(self._on_strip_clicked)
@@ -876,7 +1071,7 @@ class MainWindow(QMainWindow):
 
         if self.compare is None:
             self.compare = CompareView(self)
-            self.compare.set_overlays(self.show_faces, self.show_focus)
+            self.compare.set_overlays(self.show_faces, self.show_focus, self.show_clipping)
             self.compare.focusMoved.connect(self._on_compare_focus)
             self.compare.fullWanted.connect(self._on_full_wanted)
             self.stack.addWidget(self.compare)
@@ -985,18 +1180,28 @@ class MainWindow(QMainWindow):
         self.status_label.setText("Focus map " + ("on: green sharp, red soft, hatched where there is no detail to judge "
                                                   "(M hides it)" if self.show_focus else "off"))
 
-    def set_overlays(self, faces: bool | None = None, focus: bool | None = None) -> None:
+    def toggle_clipping(self) -> None:
+        """J: blown highlights red and crushed shadows blue over the photo (as Lightroom's J)."""
+        self.set_overlays(clipping=not self.show_clipping)
+        self.status_label.setText("Clipping " + ("on: red where a channel is blown, blue where the shadows are "
+                                                 "crushed to black (J hides it)" if self.show_clipping else "off"))
+
+    def set_overlays(self, faces: bool | None = None, focus: bool | None = None, clipping: bool | None = None) -> None:
         if faces is not None:
             self.show_faces = faces
         if focus is not None:
             self.show_focus = focus
+        if clipping is not None:
+            self.show_clipping = clipping
+        now = (self.show_faces, self.show_focus, self.show_clipping)
         for v in (self.loupe, self.compare):
             if v is not None:
-                v.set_overlays(self.show_faces, self.show_focus)
+                v.set_overlays(*now)
         self.faces_action.setChecked(self.show_faces)
         self.focus_action.setChecked(self.show_focus)
-        if (self.settings.show_faces, self.settings.show_focus) != (self.show_faces, self.show_focus):
-            self.settings.show_faces, self.settings.show_focus = self.show_faces, self.show_focus
+        self.clipping_action.setChecked(self.show_clipping)
+        if (self.settings.show_faces, self.settings.show_focus, self.settings.show_clipping) != now:
+            self.settings.show_faces, self.settings.show_focus, self.settings.show_clipping = now
             self._save_settings()
 
     def keyPressEvent(self, ev) -> None:

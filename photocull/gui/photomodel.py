@@ -57,6 +57,8 @@ class PhotoItem:
     focus: object | None = None          # photocull.analysis.focus.FocusReport (None: not analysed)
     exposure: object | None = None       # photocull.analysis.exposure.ExposureReport (the reasons' evidence)
     error: str | None = None
+    stale: bool = False  # its scores are from before a rescore (another model): greyed until replaced
+    exif: object | None = None  # photocull.media.exif.ExifInfo: the scorer's read, or the loader's for the selection
     capture_time: float | None = None
     exposure_bias: float | None = None
     rank: int | None = None
@@ -272,11 +274,14 @@ class PhotoListModel(QAbstractListModel):
                 continue
             it = self.items[self._order[row]]
             it.probs, it.severities, it.why, it.error = r.probs, r.severities, r.why, r.error
+            it.stale = False
             it.aesthetic = getattr(r, "aesthetic", None)
             it.faces = getattr(r, "faces", None)
             it.focus = getattr(r, "focus", None)
             it.exposure = getattr(r, "exposure", None)
             self._judge_one(it)
+            if r.exif is not None and (it.exif is None or not it.exif.has_shooting()):
+                it.exif = r.exif  # (the catalog's answer has no shooting settings: the loader reads them)
             if r.exif is not None and r.exif.capture_time is not None:
                 it.capture_time = r.exif.capture_time
                 it.exposure_bias = r.exif.exposure_bias
@@ -416,6 +421,15 @@ class PhotoListModel(QAbstractListModel):
             if not image.isNull():
                 self._store_pixmap(key, image)
                 self.touch(path)
+
+    def set_display_size(self, size: QSize) -> None:
+        """The grid's picture size changed (thumbnail size, window width): pixmaps are made
+        again at the new size as their cells are painted (the packed ones in ~0.3 ms)."""
+        if size == self.DISPLAY_SIZE or size.isEmpty():
+            return
+        self.DISPLAY_SIZE = QSize(size)
+        self._thumbs.clear()
+        self._requested.clear()
 
     def _store_pixmap(self, key: str, image: QImage) -> QPixmap:
         pm = QPixmap.fromImage(image)

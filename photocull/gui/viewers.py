@@ -12,6 +12,14 @@ photo's own rectangle, so they stay in place at fit, at 100 % and while panning:
 * the focus map (**M**): the focus analysis's sharpness grid, sharp cells green and faint,
   soft ones red, cells without detail to judge hatched; the subject it judged dashed.
 
+One is computed here, from the preview's pixels, once per photo (:class:`PreviewStats`):
+
+* highlight and shadow clipping (**J**), as in Lightroom: red where a channel is blown, blue
+  where every channel is black.
+
+The loupe also shows the preview's RGB histogram in its bottom-right corner (the same
+``PreviewStats``: nothing is counted at paint time).
+
 The panes say in their top-left corner what an overlay has to show ("no focus map", "no
 faces found"), so an empty overlay is never mistaken for a switched-off one."""
 from __future__ import annotations
@@ -98,6 +106,92 @@ def focus_map_image(grid: np.ndarray) -> QImage:
     return img.copy()  # owns its pixels (the bytes above go away)
 
 
+CLIP_HIGH = 254  # a channel at or above this is blown (JPEG's 255, and 254 after rounding)
+CLIP_LOW = 1  # every channel at or below this is crushed black
+CLIP_RED = QColor(255, 0, 0)
+CLIP_BLUE = QColor(40, 90, 255)
+HIST_SIZE = (256, 96)  # the loupe's histogram, in logical pixels
+
+
+def qimage_rgb(image: QImage) -> np.ndarray:
+    """(h, w, 3) uint8 RGB copy of a QImage."""
+    im = image.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = im.width(), im.height(), im.bytesPerLine()
+    buf = np.frombuffer(im.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def rgb_histogram(rgb: np.ndarray) -> np.ndarray:
+    """(3, 256) pixel counts per channel."""
+    flat = rgb.reshape(-1, 3)
+    return np.stack([np.bincount(flat[:, c], minlength=256)[:256] for c in range(3)])
+
+
+def histogram_image(hist: np.ndarray, w: int = HIST_SIZE[0], h: int = HIST_SIZE[1]) -> QImage:
+    """The three channels drawn over each other as Lightroom does (where they overlap they add
+    up: grey where all three do), on a dark translucent ground.  The scale ignores the two end
+    bins (a blown sky or black border would flatten the rest); their bars are cut at the top."""
+    bins = hist.shape[1]
+    cols = np.minimum((np.arange(w) * bins) // w, bins - 1)
+    top = float(hist[:, 1:-1].max()) if bins > 2 else float(hist.max())
+    heights = np.clip(hist[:, cols] / (top or 1.0), 0, 1) * (h - 2)  # (3, w)
+    rows = np.arange(h)[::-1, None]  # 0 at the bottom
+    rgb = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        rgb[..., c] += np.where(rows < heights[c][None, :], 190.0, 0.0)
+    filled = rgb.max(axis=2) > 0
+    alpha = np.where(filled, 235, 150).astype(np.float32)
+    rgb = np.where(filled[..., None], rgb, 20.0)
+    argb = np.zeros((h, w, 4), np.uint8)  # ARGB32_Premultiplied in memory: B, G, R, A
+    a = alpha / 255.0
+    argb[..., 0] = np.clip(rgb[..., 2] * a, 0, 255)
+    argb[..., 1] = np.clip(rgb[..., 1] * a, 0, 255)
+    argb[..., 2] = np.clip(rgb[..., 0] * a, 0, 255)
+    argb[..., 3] = alpha
+    return QImage(argb.tobytes(), w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied).copy()
+
+
+def clipping_masks(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(blown, crushed): a channel at ``CLIP_HIGH`` or above; every channel at ``CLIP_LOW`` or below."""
+    top = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])  # (max(axis=2) is 10x slower)
+    return top >= CLIP_HIGH, top <= CLIP_LOW
+
+
+def clipping_image(blown: np.ndarray, crushed: np.ndarray) -> QImage:
+    """Solid red on blown pixels, blue on crushed ones, clear elsewhere (premultiplied ARGB)."""
+    h, w = blown.shape
+    argb = np.zeros((h, w, 4), np.uint8)
+    for mask, col in ((blown, CLIP_RED), (crushed, CLIP_BLUE)):
+        argb[mask] = (col.blue(), col.green(), col.red(), 255)
+    return QImage(argb.tobytes(), w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied).copy()
+
+
+class PreviewStats:
+    """What the loupe shows about a preview's pixels, counted once per image: its RGB
+    histogram (drawn once into a small image) and, on first use (J), its clipping overlay."""
+
+    def __init__(self, image: QImage):
+        rgb = qimage_rgb(image)
+        self.histogram = rgb_histogram(rgb)
+        blown, crushed = clipping_masks(rgb)
+        self.blown = float(blown.mean()) if blown.size else 0.0  # fractions of the photo
+        self.crushed = float(crushed.mean()) if crushed.size else 0.0
+        self._masks = (blown, crushed)
+        self._histogram_image: QImage | None = None
+        self._clipping_image: QImage | None = None
+
+    def histogram_image(self) -> QImage:
+        if self._histogram_image is None:
+            self._histogram_image = histogram_image(self.histogram)
+        return self._histogram_image
+
+    def clipping_image(self) -> QImage:
+        if self._clipping_image is None:
+            self._clipping_image = clipping_image(*self._masks)
+            self._masks = None
+        return self._clipping_image
+
+
 def marks_text(it: PhotoItem) -> str:
     """The flag and stars as the panes show them: "PICK  ★★★"."""
     flag = "PICK" if it.flag > 0 else "REJECT" if it.flag < 0 else ""
@@ -138,6 +232,12 @@ class ImagePane(QWidget):
         self.painted_faces = 0  # face boxes drawn at the last paint
         self.painted_focus = False  # the focus map drawn at the last paint
         self._map_cache: tuple | None = None  # (report, QImage | None, grid | None)
+        self.show_clipping = False  # J: blown highlights red, crushed shadows blue
+        self.show_histogram = False  # the preview's RGB histogram, bottom right (the loupe)
+        self.painted_clipping = False  # the clipping overlay drawn at the last paint
+        self.painted_histogram = False
+        self._stats: PreviewStats | None = None  # the preview's histogram and clipping (once per image)
+        self._preview_image: QImage | None = None  # the preview, until its stats are counted
         self._drag = None
         self.setMinimumSize(200, 150)
 
@@ -147,6 +247,7 @@ class ImagePane(QWidget):
         self.item = it
         if not same:
             self.pixmap, self.full, self.full_size, self.full_error = None, None, None, ""
+            self._stats = self._preview_image = None
         self.update()
         self._want_full()
 
@@ -154,8 +255,15 @@ class ImagePane(QWidget):
         if not self._is_mine(path):
             return False
         self.pixmap = QPixmap.fromImage(image)
+        self._stats, self._preview_image = None, image  # counted when first needed (stats)
         self.update()
         return True
+
+    def stats(self) -> PreviewStats | None:
+        """The preview's histogram and clipping, counted on first need and kept."""
+        if self._stats is None and self._preview_image is not None:
+            self._stats, self._preview_image = PreviewStats(self._preview_image), None
+        return self._stats
 
     def _is_mine(self, path: str) -> bool:
         return self.item is not None and os.path.abspath(path) == self.item.key
@@ -226,9 +334,9 @@ class ImagePane(QWidget):
         w, h = size[0] / dpr, size[1] / dpr  # logical size at 100 %
         return QPointF(fx + (self.width() / 2 - at.x()) / w, fy + (self.height() / 2 - at.y()) / h)
 
-    def set_overlays(self, faces: bool, focus: bool) -> None:
-        if (faces, focus) != (self.show_faces, self.show_focus):
-            self.show_faces, self.show_focus = faces, focus
+    def set_overlays(self, faces: bool, focus: bool, clipping: bool = False) -> None:
+        if (faces, focus, clipping) != (self.show_faces, self.show_focus, self.show_clipping):
+            self.show_faces, self.show_focus, self.show_clipping = faces, focus, clipping
             self.update()
 
     def set_focused(self, on: bool) -> None:
@@ -292,7 +400,10 @@ class ImagePane(QWidget):
             p.setPen(QColor("#aaa"))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "loading…" if self.item else "")
         self.painted_faces, self.painted_focus = 0, False
+        self.painted_clipping = self.painted_histogram = False
         if self.item is not None and self.painted_source:
+            if self.show_clipping:
+                self._paint_clipping(p)
             if self.show_focus:
                 self._paint_focus_map(p, self.item)
             if self.show_faces:
@@ -300,10 +411,43 @@ class ImagePane(QWidget):
         if self.item is not None:
             self._paint_notes(p)
             self._paint_overlay(p, self.item)
+            if self.show_histogram and self.painted_source:
+                self._paint_histogram(p)
         if self.focused:
             p.setPen(QPen(FOCUS_COLOUR, 4))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRect(self.rect().adjusted(2, 2, -2, -2))
+
+    # -- the preview's pixels: clipping (J) and histogram ---------------------------------------
+    def _paint_clipping(self, p: QPainter) -> None:
+        st = self.stats()
+        if st is None:
+            return
+        img = st.clipping_image()
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # hard edges, as Lightroom's
+        p.drawImage(self.target_rect(), img, QRectF(img.rect()))
+        p.restore()
+        self.painted_clipping = True
+
+    def histogram_rect(self) -> QRectF:
+        w, h = HIST_SIZE
+        return QRectF(self.width() - w - 10, self.height() - 26 - h - 10, w, h)
+
+    def _paint_histogram(self, p: QPainter) -> None:
+        st = self.stats()
+        if st is None:
+            return
+        r = self.histogram_rect()
+        p.drawImage(r, st.histogram_image())
+        # Lightroom's corner triangles: lit when more than 0.1 % of the photo is clipped there
+        for frac, col, left in ((st.crushed, CLIP_BLUE, True), (st.blown, CLIP_RED, False)):
+            x = r.left() + 3 if left else r.right() - 13
+            tri = [QPointF(x, r.top() + 13), QPointF(x + 10, r.top() + 13), QPointF(x + (0 if left else 10), r.top() + 3)]
+            p.setPen(QPen(QColor("#000"), 1))
+            p.setBrush(col if frac > 0.001 else QColor(90, 90, 90))
+            p.drawPolygon(tri)
+        self.painted_histogram = True
 
     # -- analyses -------------------------------------------------------------------------
     def _map_image(self, report) -> QImage | None:
@@ -393,6 +537,11 @@ class ImagePane(QWidget):
             else:
                 shut, n = rep.eyes_closed_count, rep.count
                 notes.append(f"{n} face{'s' * (n != 1)}" + (f", {shut} with eyes closed" if shut else ""))
+        if self.show_clipping:
+            st = self.stats()
+            notes.append("clipping: no preview yet" if st is None else
+                         f"clipping: highlights {st.blown:.1%} (red) · shadows {st.crushed:.1%} (blue)"
+                         + ("  ·  from the preview" if self.zoom_100 else ""))
         if self.show_focus:
             if focus_grid(it.focus) is None:
                 why = getattr(it.focus, "note", "") if it.focus is not None else ""
@@ -517,6 +666,7 @@ class LoupeView(FullPixels, QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.pane = ImagePane()
+        self.pane.show_histogram = True
         self.pane.fullWanted.connect(self.fullWanted)
         self.pane.zoomAt.connect(self.toggle_zoom)
         lay.addWidget(self.pane, 1)
@@ -566,9 +716,9 @@ class LoupeView(FullPixels, QWidget):
         is over the photo) where it is."""
         self.pane.set_zoom(not self.pane.zoom_100, at if at is not None else self.pane.cursor_point())
 
-    def set_overlays(self, faces: bool, focus: bool) -> None:
-        """Face boxes and focus map on or off; they stay so from photo to photo."""
-        self.pane.set_overlays(faces, focus)
+    def set_overlays(self, faces: bool, focus: bool, clipping: bool = False) -> None:
+        """Face boxes, focus map and clipping on or off; they stay so from photo to photo."""
+        self.pane.set_overlays(faces, focus, clipping)
 
 
 class CompareView(FullPixels, QWidget):
@@ -586,7 +736,7 @@ class CompareView(FullPixels, QWidget):
         self.grid.setSpacing(2)
         self.panes: list[ImagePane] = []
         self.focus_index = 0
-        self.overlays = (False, False)  # (face boxes, focus map), for every pane
+        self.overlays = (False, False, False)  # (face boxes, focus map, clipping), for every pane
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setStyleSheet("CompareView{background:#111}")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
@@ -667,10 +817,10 @@ class CompareView(FullPixels, QWidget):
         for pn in self.panes:
             pn.set_image(path, image)
 
-    def set_overlays(self, faces: bool, focus: bool) -> None:
-        self.overlays = (faces, focus)
+    def set_overlays(self, faces: bool, focus: bool, clipping: bool = False) -> None:
+        self.overlays = (faces, focus, clipping)
         for pn in self.panes:
-            pn.set_overlays(faces, focus)
+            pn.set_overlays(faces, focus, clipping)
 
     def toggle_zoom(self, pane: ImagePane | None = None, at: QPointF | None = None) -> None:
         """Fit <-> 100 % for every pane, all at the same place of their photos: zooming in

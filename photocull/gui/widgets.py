@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtCore import QModelIndex, QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
 
@@ -82,6 +82,7 @@ class ThumbDelegate(QStyledItemDelegate):
     CELL = QSize(220, 220)
     COMPACT_CELL = QSize(132, 96)
     PAD = 6
+    TEXT = 48  # the name and reason lines under the picture
 
     def __init__(self, parent=None, compact: bool = False):
         super().__init__(parent)
@@ -91,6 +92,15 @@ class ThumbDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option, index) -> QSize:
         return self.CELL
+
+    def set_cell(self, size: QSize) -> None:
+        """The cell's size (the window's thumbnail size, widened so the columns fill the grid)."""
+        self.CELL = QSize(size)
+        self.sizeHintChanged.emit(QModelIndex())
+
+    def picture_size(self) -> QSize:
+        """The picture area of a full cell: what the model's pixmaps are scaled to once."""
+        return QSize(self.CELL.width() - 4 - 2 * self.PAD, self.CELL.height() - 4 - self.TEXT)
 
     def paint(self, p: QPainter, option, index) -> None:
         it: PhotoItem = index.data(ItemRole)
@@ -106,7 +116,7 @@ class ThumbDelegate(QStyledItemDelegate):
         if it.flag < 0:
             p.setOpacity(0.35)  # rejected photos look faded
         pad = self.PAD // 2 if self.compact else self.PAD
-        high = r.height() - 2 * pad if self.compact else r.height() - 48  # 48: the name and reason lines
+        high = r.height() - 2 * pad if self.compact else r.height() - self.TEXT
         area = QRect(r.left() + pad, r.top() + pad, r.width() - 2 * pad, high)
         pm = src.thumbnail(it)
         if pm is not None and not pm.isNull():
@@ -125,12 +135,14 @@ class ThumbDelegate(QStyledItemDelegate):
             badge = f"{it.mean:.2f}"
             if it.top:
                 badge += f" · {it.top}"
+            if it.stale:
+                badge += " · old"
             f = QFont(option.font)
             f.setBold(True)
             p.setFont(f)
             w = p.fontMetrics().horizontalAdvance(badge) + 10
             br = QRect(area.left(), area.top(), w, 20)
-            p.fillRect(br, score_colour(it.percentile))
+            p.fillRect(br, score_colour(None if it.stale else it.percentile))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(br, Qt.AlignmentFlag.AlignCenter, badge)
             both = "" if self.compact else both_scores(it)

@@ -177,12 +177,15 @@ class ImageLoader(QObject):
     come back as signals.  ``size`` :attr:`FULL` (0) is every pixel (:func:`decode_full`),
     asked with :meth:`want_full`.  With a preview (size > 256) comes ``sized(path, w, h)``,
     the size of the full-resolution image, read from the file's headers, so the loupe can
-    lay out 100 % before those pixels exist.  The delegate's ``paint`` never decodes.
+    lay out 100 % before those pixels exist, and ``exif_read(path, ExifInfo)``, the shooting
+    settings the detail panel shows (read here, for the photo looked at, never per photo in the
+    GUI thread).  The delegate's ``paint`` never decodes.
     """
 
     ready = Signal(str, int, QImage)
     failed = Signal(str, int, str)
     sized = Signal(str, int, int)
+    exif_read = Signal(str, object)  # (path, media.exif.ExifInfo), read with every preview
     _wake = Signal()
 
     MAX_QUEUE = 400
@@ -231,7 +234,7 @@ class ImageLoader(QObject):
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        from photocull.media.exif import exif_thumbnail
+        from photocull.media.exif import exif_thumbnail, read_any_exif
         from photocull.media.loaders import ImageError, full_size, open_image
 
         while not self._stop.is_set():
@@ -261,6 +264,7 @@ class ImageLoader(QObject):
                         wh = full_size(path)
                         if wh is not None:
                             self.sized.emit(path, *wh)
+                        self.exif_read.emit(path, read_any_exif(path))  # best effort: never raises
                     im = None
                     if size <= 256:
                         im = exif_thumbnail(path)

@@ -1,4 +1,5 @@
-"""EXIF: capture time, exposure bias, camera and upright size; the embedded thumbnail.
+"""EXIF: capture time, exposure bias, camera, upright size and the shooting settings (lens,
+focal length, shutter, aperture, ISO); the embedded thumbnail.
 
 Best effort everywhere: a photo never fails because of its EXIF.  RAW files are read from
 their TIFF IFDs, else from the embedded preview's EXIF, else LibRaw's own timestamp.  Every
@@ -11,7 +12,7 @@ import io
 import logging
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -33,6 +34,65 @@ class ExifInfo:
     camera: str | None = None
     width: int | None = None
     height: int | None = None
+    lens: str | None = None
+    focal_length: float | None = None  # mm, as the lens says it (not the 35 mm equivalent)
+    exposure_time: float | None = None  # seconds
+    f_number: float | None = None
+    iso: int | None = None
+
+    def has_shooting(self) -> bool:
+        """Whether any shooting setting (lens, focal length, shutter, aperture, ISO) was found."""
+        return any(v is not None for v in (self.lens, self.focal_length, self.exposure_time, self.f_number, self.iso))
+
+
+def _num(value) -> float | None:
+    """A positive finite EXIF number (rationals, ints, a one-element tuple), else None."""
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else None
+    try:
+        v = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return v if v > 0 and v == v and v != float("inf") else None
+
+
+def _text(value) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    s = str(value or "").strip("\x00 ")
+    return s or None
+
+
+def format_shutter(seconds: float) -> str:
+    """1/250 s, 1/3 s, 0.8 s, 2 s, 30 s: as a camera shows it."""
+    if seconds >= 0.3:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
+    return f"1/{round(1 / seconds)} s"
+
+
+def shooting_lines(info: ExifInfo) -> list[str]:
+    """The shooting settings in words: camera, lens, then "50 mm · 1/250 s · f/2.8 · ISO 400 · +0.7 EV"
+    (what is missing is left out)."""
+    lens = info.lens
+    if lens and info.camera and lens.startswith(info.camera + " "):  # "Apple iPhone XS Max back camera ..."
+        lens = lens[len(info.camera):].strip()
+    lines = [x for x in (info.camera, lens) if x]
+    parts = []
+    if info.focal_length:
+        fl = info.focal_length
+        parts.append(f"{fl:.0f} mm" if fl >= 10 else f"{fl:.2f}".rstrip("0").rstrip(".") + " mm")
+    if info.exposure_time:
+        parts.append(format_shutter(info.exposure_time))
+    if info.f_number:
+        parts.append(f"f/{info.f_number:.1f}".replace(".0", "") if info.f_number < 10 else f"f/{info.f_number:.0f}")
+    if info.iso:
+        parts.append(f"ISO {info.iso}")
+    if info.exposure_bias is not None and (parts or info.exposure_bias):
+        ev = info.exposure_bias
+        parts.append("0 EV" if abs(ev) < 0.05 else f"{ev:+.1f} EV")
+    if parts:
+        lines.append(" · ".join(parts))
+    return lines
 
 
 def _parse_exif_time(value, subsec) -> float | None:
@@ -72,7 +132,14 @@ def info_from_exif(exif: Image.Exif, w: int | None, h: int | None, rotate: bool 
     cam = (model if make and model.startswith(make.split()[0]) else f"{make} {model}").strip() or None
     if rotate and w is not None and h is not None and exif.get(0x0112) in (5, 6, 7, 8):
         w, h = h, w
-    return ExifInfo(t, bias, cam, w, h)
+    lens = _text(sub.get(0xA434) or exif.get(0xA434))  # LensModel
+    lens_make = _text(sub.get(0xA433))
+    if lens and lens_make and not lens.lower().startswith(lens_make.split()[0].lower()):
+        lens = f"{lens_make} {lens}"
+    iso = _num(sub.get(0x8827, exif.get(0x8827)))  # ISOSpeedRatings / PhotographicSensitivity
+    return ExifInfo(t, bias, cam, w, h, lens=lens, focal_length=_num(sub.get(0x920A, exif.get(0x920A))),
+                    exposure_time=_num(sub.get(0x829A, exif.get(0x829A))),
+                    f_number=_num(sub.get(0x829D, exif.get(0x829D))), iso=int(iso) if iso else None)
 
 
 def read_exif(path: os.PathLike | str) -> ExifInfo:
@@ -184,15 +251,14 @@ def read_raw_exif(path: os.PathLike | str) -> ExifInfo:
     except Exception as exc:  # noqa: BLE001 - rawpy errors and anything else: best effort
         log.debug("LibRaw cannot read %s: %s", path, exc)
     info = info or ExifInfo()
-    return ExifInfo(info.capture_time, info.exposure_bias, info.camera, w or info.width, h or info.height)
+    return replace(info, width=w or info.width, height=h or info.height)
 
 
 def _merge(a: ExifInfo, b: ExifInfo | None) -> ExifInfo:
     if b is None:
         return a
-    return ExifInfo(*(x if x is not None else y for x, y in
-                      zip((a.capture_time, a.exposure_bias, a.camera, a.width, a.height),
-                          (b.capture_time, b.exposure_bias, b.camera, b.width, b.height))))
+    return ExifInfo(**{f.name: getattr(a, f.name) if getattr(a, f.name) is not None else getattr(b, f.name)
+                       for f in fields(ExifInfo)})
 
 
 def read_any_exif(path: os.PathLike | str) -> ExifInfo:
