@@ -180,8 +180,8 @@ class TrainingDialog(QDialog):
         ok = len(ratings) >= MIN_RATINGS and len(c) >= 2
         self.intro.setText(
             f"{len(ratings)} rated photos in {len(self.folders)} folder(s). Picks count as {s.pick_rating} stars, "
-            f"rejects as {s.reject_rating}. photocull learns a personal score head on top of the default model; "
-            "the default model is never changed."
+            f"rejects as {s.reject_rating}. photocull learns a personal score head on what both "
+            "networks (technical and aesthetic) see in each photo; the shipped models are never changed."
             + ("" if ok else f"\n\nRate at least {MIN_RATINGS} photos, with at least two different ratings, to train."))
         self.train_button.setEnabled(ok and self.worker is None)
 
