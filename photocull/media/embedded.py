@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from photocull.media import sidecar
-from photocull.media.fileops import fit_stem, fsync_folder, sha256_of
+from photocull.media.fileops import discard_temp, fit_stem, fsync_folder, sha256_of
 from photocull.media.sidecar import KEEP, SidecarData, SidecarError
 
 log = logging.getLogger(__name__)
@@ -527,13 +527,7 @@ def _replace_verified(path: Path, before: os.stat_result, pieces: list, verify: 
         os.replace(tmp, path)
         tmp = None
     finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        discard_temp(fd, tmp)
     fsync_folder(path)
 
 

@@ -183,6 +183,18 @@ def _tmp_stem(path: Path) -> str:
     return fit_stem(name[: len(name) - len(suffix)], ["." + extra], suffix) + suffix
 
 
+def discard_temp(fd: int, tmp) -> None:
+    """After a temporary-file write: close ``fd`` if still open (>= 0) and remove ``tmp`` if
+    it was not renamed into place (None: it was)."""
+    if fd >= 0:
+        os.close(fd)
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def fsync_folder(path: Path) -> None:
     """Make a rename into ``path``'s folder durable (POSIX: fsync the folder; elsewhere a no-op)."""
     if not hasattr(os, "O_DIRECTORY"):
@@ -230,11 +242,5 @@ def atomic_write(path: os.PathLike | str, data: bytes) -> None:
         os.replace(tmp, path)
         tmp = None
     finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        discard_temp(fd, tmp)
     fsync_folder(path)
