@@ -567,3 +567,44 @@ def test_embedding_keeps_the_catalogs_scores_of_the_rewritten_file(tmp_path):
             f.write(b"\0")
         cull_marks.embed_marks(cat, [(photo, Marks(rating=4), [])])  # already holds it: untouched
         assert set(cat.lookup([photo, other], "model-a")) == {str(photo)}
+
+
+# ----------------------------------------------------------------------------- reading marks back
+
+def _packet(attrs: str) -> bytes:
+    return LIGHTROOM_PACKET.replace(b'xmp:Rating="2"', attrs.encode())
+
+
+def test_marks_lightroom_wrote_inside_the_file_are_read_when_nothing_else_says(tmp_path, caplog):
+    """Lightroom (and Photo Mechanic, digiKam, some cameras) keep a JPEG's rating and label
+    inside the file: photocull reads them for photos it holds no marks for, after the
+    catalog and the sidecar; a camera's "Rating 0" and a broken packet are no marks."""
+    from photocull.cull.catalog import Catalog, Marks
+    from photocull.cull.marks import load_marks
+    from photocull.media.sidecar import write_sidecar
+
+    lr = jpeg_with_exif_and_xmp(tmp_path / "lr.jpg")  # xmp:Rating="2"
+    label = jpeg_with_exif_and_xmp(tmp_path / "label.jpg", _packet('xmp:Rating="5" xmp:Label="Red"'), seed=1)
+    reject = jpeg_with_exif_and_xmp(tmp_path / "reject.jpg", _packet('xmp:Rating="-1"'), seed=2)
+    camera0 = jpeg_with_exif_and_xmp(tmp_path / "camera0.jpg", _packet('xmp:Rating="0"'), seed=3)
+    plain = jpeg_with_exif_and_xmp(tmp_path / "plain.jpg", xmp=None, seed=4)
+    broken = jpeg_with_exif_and_xmp(tmp_path / "broken.jpg", b"<x:xmpmeta><rdf:RDF", seed=5)
+    with_sidecar = jpeg_with_exif_and_xmp(tmp_path / "side.jpg", seed=6)
+    write_sidecar(with_sidecar, rating=4)
+    unrated_here = jpeg_with_exif_and_xmp(tmp_path / "unrated.jpg", seed=7)
+    rated_here = jpeg_with_exif_and_xmp(tmp_path / "rated.jpg", seed=8)
+    files = [lr, label, reject, camera0, plain, broken, with_sidecar, unrated_here, rated_here]
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        cat.set_many_marks([(unrated_here, Marks()), (rated_here, Marks(flag=1, rating=3))])
+        got = load_marks(files, cat)
+        assert got[str(lr)] == Marks(rating=2)
+        assert got[str(label)] == Marks(rating=5, label="Red")
+        assert got[str(reject)].flag == -1
+        assert str(camera0) not in got and str(plain) not in got and str(broken) not in got
+        assert got[str(with_sidecar)] == Marks(rating=4)  # the sidecar's say comes first
+        assert got[str(unrated_here)] == Marks()  # un-rated in photocull: a mark too
+        assert got[str(rated_here)] == Marks(flag=1, rating=3)
+        assert "broken.jpg" in caplog.text
+        # the window reads them in a thread instead
+        quick = load_marks(files, cat, embedded=False)
+        assert str(lr) not in quick and quick[str(with_sidecar)] == Marks(rating=4)

@@ -83,3 +83,50 @@ def test_the_window_takes_the_preferences_and_writes_marks_into_the_file(qtbot, 
     assert read_embedded(photo).rating == 4
     assert Image.open(photo).getxmp()  # other programs read it
     np.testing.assert_array_equal(np.asarray(Image.open(photo)), before)
+
+
+def test_the_window_shows_the_stars_lightroom_wrote_inside_jpegs_but_never_over_a_new_mark(
+        qtbot, win, tmp_path, monkeypatch):
+    """Marks inside JPEGs (Lightroom, Photo Mechanic, the camera) appear once the grid is
+    shown, read in a thread; a photo marked by hand before they arrive keeps its mark, and
+    nothing is written anywhere for the marks only read."""
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    from photocull.cull.catalog import Marks
+    from photocull.gui import mainwindow
+    from photocull.media.sidecar import find_sidecar
+    from test_embedded_xmp import LIGHTROOM_PACKET, jpeg_with_exif_and_xmp
+
+    d = tmp_path / "shoot"
+    d.mkdir()
+    a = jpeg_with_exif_and_xmp(d / "IMG_0001.jpg")  # 2 stars inside
+    b = jpeg_with_exif_and_xmp(d / "IMG_0002.jpg", LIGHTROOM_PACKET.replace(b'"2"', b'"5" xmp:Label="Green"'), seed=1)
+    c = jpeg_with_exif_and_xmp(d / "IMG_0003.jpg", seed=2)  # 2 stars inside, marked by hand first
+    go = threading.Event()
+    real = mainwindow.embedded_marks_job
+
+    def held_back(paths, cancelled=lambda: False):
+        go.wait(10)
+        yield from real(paths, cancelled)
+
+    monkeypatch.setattr(mainwindow, "embedded_marks_job", held_back)
+    win.autoscore = False
+    win.settings.auto_advance = False
+    assert win.open_folder(d)
+    assert all(it.rating == 0 for it in win.model.items)  # the grid did not wait for them
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.grid.setFocus()
+    row = next(r for r in range(win.proxy.rowCount()) if win.proxy.item(win.proxy.index(r, 0)).path == c)
+    win.grid.setCurrentIndex(win.proxy.index(row, 0))
+    qtbot.keyClick(win.grid, Qt.Key.Key_4)
+    go.set()
+    qtbot.waitUntil(lambda: win.embedded_worker is None, timeout=10000)
+    marks = {it.path: Marks(it.flag, it.rating, it.label) for it in win.model.items}
+    assert marks[a] == Marks(rating=2) and marks[b] == Marks(rating=5, label="Green")
+    assert marks[c] == Marks(rating=4)
+    assert win.flush_marks()
+    assert find_sidecar(a) is None and find_sidecar(b) is None and find_sidecar(c) is not None
+    assert win.catalog.get_marks([a, b]) == {}

@@ -19,7 +19,11 @@ any point leaves either nothing new, or new marks in the catalog still marked pe
 1. the catalog's marks when its sidecar is pending (even "no marks": un-rating a photo
    is a mark too); the photo's next save writes its sidecar again;
 2. else the catalog's marks when there are any;
-3. else what the sidecar says (Lightroom, darktable, digiKam, a rebuilt catalog).
+3. else what the sidecar says (Lightroom, darktable, digiKam, a rebuilt catalog);
+4. else, for a photo the catalog has never held marks for, what the XMP *inside* a JPEG,
+   TIFF or DNG says (Lightroom, Photo Mechanic and digiKam write ratings there for these
+   files; :func:`embedded_marks`).  The window reads these in a thread after the grid is
+   shown (they cost a header read per file); the CLI reads them here.
 
 So after a crash the photo shows what was last saved, on every open, whatever was left
 in the sidecar.  A photo that is not there when its marks are saved (moved or removed
@@ -33,7 +37,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from photocull.cull import leftovers
 from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
@@ -62,9 +66,15 @@ def marks_from_sidecar(sd: sidecar.SidecarData) -> Marks:
     return Marks(flag, rating, sd.label)
 
 
-def load_marks(paths: Sequence, catalog: Catalog) -> dict[str, Marks]:
+def _marks_said(sd: sidecar.SidecarData) -> Marks | None:
+    """The marks an XMP packet states (None when it says nothing about them)."""
+    return marks_from_sidecar(sd) if (sd.rating is not None or sd.label or sd.pick) else None
+
+
+def load_marks(paths: Sequence, catalog: Catalog, *, embedded: bool = True) -> dict[str, Marks]:
     """Marks for each path, keyed by ``os.path.abspath``: the catalog's, else what a sidecar
-    (Lightroom, darktable...) says; the rule is in the module's docstring."""
+    (Lightroom, darktable...) says, else (with ``embedded``) the XMP inside the file; the
+    rule is in the module's docstring."""
     stored = catalog.stored_marks(paths)
     out: dict[str, Marks] = {}
     xmp_names: dict[str, set[str]] = {}  # folder -> lower-cased names of its .xmp files (one listing each)
@@ -74,14 +84,33 @@ def load_marks(paths: Sequence, catalog: Catalog) -> dict[str, Marks]:
         m, pending = stored.get(ck, (None, False))
         if not pending and (m is None or m.is_empty) and _has_sidecar(k, xmp_names):
             try:
-                sd = sidecar.read_sidecar(Path(p))
-                if sd.rating is not None or sd.label or sd.pick:
-                    m = marks_from_sidecar(sd)
+                m = _marks_said(sidecar.read_sidecar(Path(p))) or m
             except SIDECAR_PROBLEMS as exc:
                 log.warning("sidecar of %s: %s", p, _reason(exc))
         if m is not None:
             out[k] = m
+    if embedded:
+        out.update(embedded_marks(p for p in paths if os.path.abspath(p) not in out))
     return out
+
+
+def embedded_marks(paths: Iterable) -> Iterator[tuple[str, Marks]]:
+    """``(os.path.abspath, marks)`` for each of ``paths`` whose embedded XMP (JPEG, TIFF,
+    DNG) holds a rating, a reject, a pick or a colour label; files of other kinds, without
+    XMP or with an unreadable one are passed over (a warning for the last)."""
+    from photocull.media import embedded
+
+    for p in paths:
+        if not embedded.can_embed(p):
+            continue
+        try:
+            sd = embedded.read_embedded(p)
+        except (embedded.EmbedError, *SIDECAR_PROBLEMS) as exc:
+            log.warning("XMP inside %s: %s", p, _reason(exc))
+            continue
+        m = _marks_said(sd)
+        if m is not None and not m.is_empty:  # a camera's "Rating 0" is no mark
+            yield os.path.abspath(p), m
 
 
 def _has_sidecar(k: str, xmp_names: dict[str, set[str]]) -> bool:

@@ -96,3 +96,18 @@ def group_job(snapshot: list, catalog_path: Path, gap_seconds: float = 2.0, canc
 
     with Catalog(catalog_path) as cat:
         return find_groups_cached(snapshot, cat, gap_seconds, cancelled, similarity=similarity)
+
+
+def embedded_marks_job(paths: list[Path], cancelled=lambda: False, chunk: int = 64):
+    """The marks stated by the XMP inside JPEG/TIFF/DNG files (Lightroom, Photo Mechanic,
+    a camera's own rating: :func:`photocull.cull.marks.embedded_marks`), read off the GUI
+    thread after the grid is shown; yields a list of ``(abspath, Marks)`` per ``chunk``
+    files that had any."""
+    from photocull.cull.marks import embedded_marks
+
+    for i in range(0, len(paths), chunk):
+        if cancelled():
+            return
+        found = list(embedded_marks(paths[i:i + chunk]))
+        if found:
+            yield found

@@ -41,7 +41,7 @@ from photocull.gui.memory import limit_malloc_arenas, release_free_memory
 from photocull.media.listing import list_images
 from photocull.model.losses import mean_of, std_of
 
-from .jobs import ModelHolder, group_job, score_job
+from .jobs import ModelHolder, embedded_marks_job, group_job, score_job
 from .notify import notify
 from .photomodel import PhotoItem, PhotoListModel, PhotoProxy
 from .widgets import LABEL_COLOURS, HistogramWidget, ThumbDelegate, reasons_line
@@ -261,6 +261,9 @@ class MainWindow(QMainWindow):
         self._n_decoded = 0
         self._scoring_error: str | None = None  # what made the current scoring run fail
         self.group_worker: GeneratorWorker | None = None
+        self.embedded_worker: GeneratorWorker | None = None  # read_embedded_marks
+        self._no_marks_yet: list[Path] = []
+        self._marked_here: set[str] = set()  # photos marked by hand since the folder opened
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[MarkStep] = []
         self.redo_stack: list[MarkStep] = []
@@ -590,9 +593,55 @@ class MainWindow(QMainWindow):
         if items:
             self.grid.setCurrentIndex(self.proxy.index(0, 0))
             self._auto_current = True
+        self._marked_here = set()
+        self.read_embedded_marks(self._no_marks_yet)
         if self.autoscore and items:
             self.start_scoring()
         return True
+
+    def read_embedded_marks(self, paths: list[Path]) -> None:
+        """Marks that Lightroom, Photo Mechanic or the camera wrote *inside* JPEG/TIFF/DNG
+        files, for photos without marks of their own (catalog, sidecar): read in a thread
+        (a header read per file), shown as they come, never over a mark made meanwhile."""
+        if self.embedded_worker is not None:
+            self.embedded_worker.cancel()
+            self._old_workers.append(self.embedded_worker)
+            self.embedded_worker = None
+        from photocull.media.embedded import can_embed
+
+        paths = [p for p in paths if can_embed(p)]
+        if not paths:
+            return
+        w = GeneratorWorker(embedded_marks_job, paths)
+        w.yielded.connect(self._on_embedded_marks)
+        w.finished.connect(self._on_embedded_end)
+        self.embedded_worker = w
+        w.start()
+
+    @Slot(object)
+    def _on_embedded_marks(self, found) -> None:
+        if self.sender() is not self.embedded_worker:
+            return  # another folder's
+        changed = False
+        for key, m in found:
+            it = self.model.item_for(key)
+            if it is None or key in self._marked_here or not Marks(it.flag, it.rating, it.label).is_empty:
+                continue
+            it.flag, it.rating, it.label = m.flag, m.rating, m.label
+            self.model.touch(it.path)
+            changed = True
+            if self.detail.item is it:
+                self.detail.refresh_marks()
+        if changed:
+            for v in (self.loupe, self.compare):
+                if v is not None:
+                    v.refresh()
+            self.proxy.refilter()
+
+    @Slot()
+    def _on_embedded_end(self) -> None:
+        if self.sender() is self.embedded_worker:
+            self.embedded_worker = None
 
     def _make_items(self, files: list[Path]) -> list[PhotoItem]:
         try:
@@ -601,7 +650,8 @@ class MainWindow(QMainWindow):
         except ImportError:
             units = [(f, [], "") for f in files]
         items = [PhotoItem(Path(p), companions=c, kind=k) for p, c, k in units]
-        marks = load_marks([it.path for it in items], self.catalog)
+        marks = load_marks([it.path for it in items], self.catalog, embedded=False)  # those: read_embedded_marks
+        self._no_marks_yet = [it.path for it in items if it.key not in marks]
         for it in items:
             m = marks.get(it.key)
             if m is not None:
@@ -897,6 +947,7 @@ class MainWindow(QMainWindow):
             if old == new:
                 continue
             undo.append((it.key, old, new))
+            self._marked_here.add(it.key)
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
             # the sidecar's figures are the named model's own (as `photocull rate` writes them); the
             # overall score depends on the rest of the shoot, so it is not a figure of the photo
@@ -1370,10 +1421,11 @@ class MainWindow(QMainWindow):
 
         Cancel takes effect between batches, so this waits at most for one batch."""
         self.cancel_scoring()
-        if self.group_worker is not None:
-            self.group_worker.cancel()
-            self._old_workers.append(self.group_worker)
-            self.group_worker = None
+        for w in (self.group_worker, self.embedded_worker):
+            if w is not None:
+                w.cancel()
+                self._old_workers.append(w)
+        self.group_worker = self.embedded_worker = None
         self._old_workers = [w for w in self._old_workers if not w.wait(timeout_ms)]
         if self._prepare_proc is not None and self._prepare_proc.poll() is None:
             self._prepare_proc.terminate()  # its half-written file is a temp file; next time it starts over
