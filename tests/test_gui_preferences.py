@@ -5,6 +5,16 @@ from photocull.config import Settings
 from photocull.gui.dialogs import PreferencesDialog
 
 
+def press_on(qtbot, win, path, key) -> None:
+    """Select ``path`` in the grid of the active window and press ``key``."""
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
+    win.grid.setFocus()
+    row = next(r for r in range(win.proxy.rowCount()) if win.proxy.item(win.proxy.index(r, 0)).path == path)
+    win.grid.setCurrentIndex(win.proxy.index(row, 0))
+    qtbot.keyClick(win.grid, key)
+
+
 def test_preferences_show_the_settings_and_write_back_only_what_changed(qtbot):
     s = Settings(auto_advance=True, embed_xmp=False, pick_as="stars:4", burst_gap_seconds=2.0)
     d = PreferencesDialog(s)
@@ -73,12 +83,7 @@ def test_the_window_takes_the_preferences_and_writes_marks_into_the_file(qtbot, 
     assert saved.embed_xmp and saved.burst_gap_seconds == 3.0
 
     win.settings.auto_advance = False
-    win.activateWindow()
-    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
-    win.grid.setFocus()
-    row = next(r for r in range(win.proxy.rowCount()) if win.proxy.item(win.proxy.index(r, 0)).path == photo)
-    win.grid.setCurrentIndex(win.proxy.index(row, 0))
-    qtbot.keyClick(win.grid, Qt.Key.Key_4)
+    press_on(qtbot, win, photo, Qt.Key.Key_4)
     assert win.flush_marks()
     assert read_embedded(photo).rating == 4
     assert Image.open(photo).getxmp()  # other programs read it
@@ -116,12 +121,7 @@ def test_the_window_shows_the_stars_lightroom_wrote_inside_jpegs_but_never_over_
     win.settings.auto_advance = False
     assert win.open_folder(d)
     assert all(it.rating == 0 for it in win.model.items)  # the grid did not wait for them
-    win.activateWindow()
-    qtbot.waitUntil(win.isActiveWindow, timeout=5000)
-    win.grid.setFocus()
-    row = next(r for r in range(win.proxy.rowCount()) if win.proxy.item(win.proxy.index(r, 0)).path == c)
-    win.grid.setCurrentIndex(win.proxy.index(row, 0))
-    qtbot.keyClick(win.grid, Qt.Key.Key_4)
+    press_on(qtbot, win, c, Qt.Key.Key_4)
     go.set()
     qtbot.waitUntil(lambda: win.embedded_worker is None, timeout=10000)
     marks = {it.path: Marks(it.flag, it.rating, it.label) for it in win.model.items}
