@@ -266,6 +266,36 @@ def test_resort_keeps_the_selected_photo_where_it_was_on_screen(qtbot, win, tmp_
     assert grid.verticalScrollBar().value() == 0
 
 
+def test_the_photo_opened_in_the_loupe_stays_the_current_one_as_scores_come_in(qtbot, win, tmp_path):
+    """Just after opening a folder the cursor follows the best photo so far; once the user
+    opens the loupe on it (or marks it) it is theirs: a re-sort never moves the cursor to
+    another photo, so the filmstrip and the arrow keys go on from the photo on screen."""
+    d = tmp_path / "shoot"
+    for i in range(6):
+        make_photo(d / f"p{i}.jpg", seed=i, size=(160, 120))
+    win.autoscore = False
+    assert win.open_folder(d)
+    model = win.model
+    for k, x in enumerate(sorted(model.items, key=lambda x: x.name)):
+        x.rank = k + 1
+    model.resort()
+    first = win.current_item()
+    assert first is win.proxy.item(win.proxy.index(0, 0))
+    # before any choice: a new best takes the cursor (the top photo)
+    for k, x in enumerate(sorted(model.items, key=lambda x: x.name, reverse=True)):
+        x.rank = k + 1
+    model.resort()
+    top = win.current_item()
+    assert top is not first and top is win.proxy.item(win.proxy.index(0, 0))
+    win.open_loupe()
+    assert win.loupe.item() is top
+    for k, x in enumerate(sorted(model.items, key=lambda x: x.name)):
+        x.rank = k + 1
+    model.resort()
+    assert win.current_item() is top and win.loupe.item() is top
+    assert win.proxy.item(win.proxy.index(0, 0)) is not top
+
+
 def test_rescore_greys_old_scores_until_replaced(qtbot, win, photo_folder):
     open_and_score(qtbot, win, photo_folder)
     scored = [it for it in win.model.items if it.scored]

@@ -947,6 +947,7 @@ class MainWindow(QMainWindow):
             if old == new:
                 continue
             undo.append((it.key, old, new))
+            self._auto_current = False  # (a marked photo is a chosen one)
             self._marked_here.add(it.key)
             it.flag, it.rating, it.label = new.flag, new.rating, new.label
             # the sidecar's figures are the named model's own (as `photocull rate` writes them); the
@@ -1084,6 +1085,7 @@ class MainWindow(QMainWindow):
         it = self.current_item()
         if it is None:
             return
+        self._auto_current = False  # the photo looked at is chosen: new scores no longer move the cursor off it
         from .viewers import LoupeView
 
         if self.loupe is None:
@@ -1118,6 +1120,7 @@ class MainWindow(QMainWindow):
         if len(items) < 2:
             self.status_label.setText("Select two to four photos to compare (Ctrl+click)")
             return
+        self._auto_current = False
         from .viewers import CompareView
 
         if self.compare is None:
