@@ -70,17 +70,22 @@ def test_compare_marks_the_focused_pane_only_and_its_overlay_shows_it(qtbot, win
 
     qtbot.keyClick(win.compare, Qt.Key.Key_Tab)  # Tab wraps round to the first pane
     assert win.compare.focused_item() is a
-    qtbot.keyClick(win.compare, Qt.Key.Key_Right)
+    # three 4:3 photos in this 3:2 view: a and b above, c below, all three the same size
+    qtbot.waitUntil(lambda: win.compare.aspects() == [4 / 3] * 3, timeout=5000)  # the photos' shapes known
+    ga, gb, gc = (p.geometry() for p in panes)
+    assert ga.top() == gb.top() == 0 and gb.left() > ga.right() and gc.top() > ga.bottom()
+    qtbot.keyClick(win.compare, Qt.Key.Key_Right)  # the arrows go to the pane on that side
     assert win.compare.focused_item() is b
     qtbot.keyClick(win.compare, Qt.Key.Key_3)
     qtbot.keyClick(win.compare, Qt.Key.Key_7)
     assert marks(b) == (0, 3, "Yellow")
     assert marks(a) == (1, 5, None) and marks(c) == (-1, 0, None)
     qtbot.waitUntil(lambda: panes[1].painted_marks == (0, 3, "Yellow"), timeout=5000)
-    qtbot.keyClick(win.compare, Qt.Key.Key_Down)  # two columns: nothing below b
+    qtbot.keyClick(win.compare, Qt.Key.Key_Right)  # nothing right of b
     assert win.compare.focused_item() is b
-    qtbot.keyClick(win.compare, Qt.Key.Key_Left)
-    qtbot.keyClick(win.compare, Qt.Key.Key_Down)  # the pane below a
+    qtbot.keyClick(win.compare, Qt.Key.Key_Down)  # the pane below b
+    assert win.compare.focused_item() is c
+    qtbot.keyClick(win.compare, Qt.Key.Key_Down)  # nothing below c
     assert win.compare.focused_item() is c
     qtbot.keyClick(win.compare, Qt.Key.Key_Backtab, SHIFT)
     assert win.compare.focused_item() is b

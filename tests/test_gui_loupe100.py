@@ -108,16 +108,81 @@ def test_100_percent_shows_every_pixel_one_to_one(qtbot, lwin, checker, decodes)
     assert not pane.zoom_100 and pane.painted_source == "preview" and a.std() < 40
 
 
+BLOWN_PX, CRUSHED_PX, MID_PX = (255, 90, 40), (0, 1, 0), (128, 128, 128)  # red blown; near black
+
+
+def clip_pattern(x, y) -> np.ndarray:
+    """0 mid grey, 1 blown (red channel only), 2 crushed, in a 1-pixel pattern: every other
+    pixel blown (a checker), the rest crushed on even rows and grey on odd ones."""
+    return np.where((x + y) % 2 == 0, 1, np.where(y % 2 == 0, 2, 0))
+
+
+@pytest.fixture(scope="module")
+def clipped(tmp_path_factory) -> Path:
+    """A 24 MP PNG whose clipped pixels are a 1-pixel pattern: the 1280 px preview cannot
+    show where they are, only the full image can."""
+    d = tmp_path_factory.mktemp("clipped")
+    y, x = np.indices((H, W))
+    colours = np.array([MID_PX, BLOWN_PX, CRUSHED_PX], np.uint8)
+    Image.fromarray(colours[clip_pattern(x, y)], "RGB").save(d / "A_clipped.png", compress_level=1)
+    return d
+
+
+def test_clipping_at_100_percent_marks_exactly_the_full_images_clipped_pixels(qtbot, lwin, clipped):
+    """J at 100 %: the overlay comes from the full image, one overlay pixel per image pixel:
+    red on exactly the blown pixels, blue on exactly the crushed ones, the photo elsewhere;
+    its percentages are the full image's, counted off the GUI thread."""
+    from photocull.gui import viewers
+
+    pane = open_loupe(qtbot, lwin, clipped)
+    qtbot.keyClick(lwin.loupe, Qt.Key.Key_J)
+    pane.repaint()
+    assert pane.painted_clipping and pane.clipping_source == "preview"  # fitted: the preview's
+    qtbot.keyClick(lwin.loupe, Qt.Key.Key_Z)
+    qtbot.waitUntil(lambda: pane.full is not None, timeout=60_000)
+    expected = np.array([MID_PX, (255, 0, 0), (40, 90, 255)])  # the photo's grey, CLIP_RED, CLIP_BLUE
+    for centre in (QPointF(0.5, 0.5), QPointF(0.13, 0.87)):  # and panned: still on the pixels
+        pane.set_centre(centre)
+        pane.repaint()
+        assert pane.painted_source == "full" and pane.clipping_source == "full"
+        img = pane.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        assert img.devicePixelRatio() == pytest.approx(EXPECT_DPR)
+        shot = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
+        shot = shot[:, :img.width() * 3].reshape(img.height(), img.width(), 3).astype(int)
+        r, dpr = pane.target_rect(), pane.devicePixelRatioF()
+        left, top = round(r.left() * dpr), round(r.top() * dpr)  # the image's corner, in device pixels
+        cy, cx, half = img.height() // 2, img.width() // 2, 32
+        gy, gx = np.mgrid[cy - half:cy + half, cx - half:cx + half]
+        want = expected[clip_pattern(gx - left, gy - top)]
+        got = shot[cy - half:cy + half, cx - half:cx + half]
+        assert (got == want).all(), f"{(got != want).any(axis=2).sum()} device pixels off the full image's clipping"
+    # the numbers under the overlay: the full image's (half blown, a quarter crushed), from a thread
+    clip = pane.full_clipping()
+    assert clip._thread.ident != threading.get_ident()
+    qtbot.waitUntil(lambda: clip.blown is not None, timeout=20_000)
+    assert (clip.blown, clip.crushed) == (0.5, 0.25)
+    assert any(n.startswith("clipping: highlights 50.0% (red) · shadows 25.0% (blue)") and "full resolution" in n
+               for n in pane.overlay_notes())
+    made = clip.made_tiles
+    pane.repaint()
+    assert clip.made_tiles == made  # a repaint reuses the tiles on screen
+    assert isinstance(clip, viewers.FullClipping)
+    qtbot.keyClick(lwin.loupe, Qt.Key.Key_Z)  # fitted again: the preview's overlay
+    pane.repaint()
+    assert pane.clipping_source == "preview"
+
+
 def test_the_same_on_a_2x_screen():
-    """The test above in a fresh process where Qt scales by 2: the grab is 2x and its
-    physical pixels must still alternate one by one."""
+    """The 1:1 tests above in a fresh process where Qt scales by 2: the grab is 2x and its
+    physical pixels must still alternate one by one, the clipping overlay land on them."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QT_SCALE_FACTOR="2", PHOTOCULL_TEST_DPR="2")
-    test = f"{Path(__file__).resolve()}::test_100_percent_shows_every_pixel_one_to_one"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-                       cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
-                       timeout=600)
+    here = Path(__file__).resolve()
+    tests = [f"{here}::test_100_percent_shows_every_pixel_one_to_one",
+             f"{here}::test_clipping_at_100_percent_marks_exactly_the_full_images_clipped_pixels"]
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                       cwd=here.parent.parent, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "1 passed" in r.stdout
+    assert "2 passed" in r.stdout
 
 
 def test_preview_stays_until_the_full_image_comes(qtbot, lwin, checker, monkeypatch):

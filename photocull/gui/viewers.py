@@ -12,13 +12,17 @@ photo's own rectangle, so they stay in place at fit, at 100 % and while panning:
 * the focus map (**M**): the focus analysis's sharpness grid, sharp cells green and faint,
   soft ones red, cells without detail to judge hatched; the subject it judged dashed.
 
-One is computed here, from the preview's pixels, once per photo (:class:`PreviewStats`):
+One is computed here, from the pixels on screen:
 
 * highlight and shadow clipping (**J**), as in Lightroom: red where a channel is blown, blue
-  where every channel is black.
+  where every channel is black.  Fitted (and at 100 % until the full image comes) it is the
+  preview's, counted once per photo (:class:`PreviewStats`); at 100 % on the full image it is
+  the full image's, one overlay pixel per image pixel, made in tiles as they come on screen
+  and its percentages counted in a thread (:class:`FullClipping`).
 
-The loupe also shows the preview's RGB histogram in its bottom-right corner (the same
-``PreviewStats``: nothing is counted at paint time).
+The loupe also shows an RGB histogram in its bottom-right corner: the preview's, also at
+100 % (the same ``PreviewStats``: nothing is counted at paint time; a 1280 px preview's
+histogram has the full image's shape, its corner triangles may miss a few clipped pixels).
 
 The panes say in their top-left corner what an overlay has to show ("no focus map", "no
 faces found"), so an empty overlay is never mistaken for a switched-off one."""
@@ -26,11 +30,13 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGridLayout, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QListView, QVBoxLayout, QWidget
 
 from .photomodel import PhotoItem
 from .widgets import LABEL_COLOURS, reasons_line
@@ -192,6 +198,119 @@ class PreviewStats:
         return self._clipping_image
 
 
+_BYTES_PER_PIXEL = {  # formats whose R, G, B bytes numpy can read in place (the rest are converted)
+    QImage.Format.Format_RGB32: 4, QImage.Format.Format_ARGB32: 4,
+    QImage.Format.Format_ARGB32_Premultiplied: 4, QImage.Format.Format_RGBX8888: 4,
+    QImage.Format.Format_RGBA8888: 4, QImage.Format.Format_RGBA8888_Premultiplied: 4,
+    QImage.Format.Format_RGB888: 3, QImage.Format.Format_BGR888: 3, QImage.Format.Format_Grayscale8: 1,
+}
+
+
+def channel_max(image: QImage, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """(h, w) uint8: the brightest of R, G and B of each pixel of that part of ``image``,
+    read in place from the formats the loaders make (32-bit, 24-bit, grey), else from a
+    converted copy of the part."""
+    bpp = _BYTES_PER_PIXEL.get(image.format())
+    if bpp is None:
+        part = image.copy(x, y, w, h).convertToFormat(QImage.Format.Format_RGB888)
+        return channel_max(part, 0, 0, w, h)
+    bpl = image.bytesPerLine()
+    rows = np.frombuffer(image.constBits(), np.uint8, count=bpl * image.height()).reshape(image.height(), bpl)
+    px = rows[y:y + h, x * bpp:(x + w) * bpp].reshape(h, w, bpp)
+    if bpp == 1:
+        return px[..., 0]
+    return np.maximum(np.maximum(px[..., 0], px[..., 1]), px[..., 2])  # (B, G, R or R, G, B: the same max)
+
+
+_CLIP_ARGB = np.array([0, CLIP_RED.rgba(), CLIP_BLUE.rgba()], np.uint32)  # clear, blown, crushed
+
+
+def clipping_tile(top: np.ndarray) -> QImage | None:
+    """The clipping overlay of a block whose brightest channels are ``top``: red where
+    blown, blue where crushed, clear elsewhere; None when nothing in it is clipped."""
+    codes = (top >= CLIP_HIGH).view(np.uint8) | ((top <= CLIP_LOW).view(np.uint8) << 1)
+    if not codes.any():
+        return None
+    argb = np.take(_CLIP_ARGB, codes)  # (never 3: a pixel is not both)
+    h, w = argb.shape
+    return QImage(argb.data, w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied).copy()  # owns its pixels
+
+
+class FullClipping(QObject):
+    """The clipping overlay (J) of a full-resolution image, for 100 %: one overlay pixel
+    per image pixel, so it lines up with what is shown.
+
+    The overlay is made in tiles as they first come on screen (``TILE`` px square, 0.25 to
+    0.6 ms each, so a 1200 x 800 pane over a 24 MP image costs 10-30 ms once and a pan only
+    the tiles it uncovers: 2-8 ms; tiles with nothing clipped cost no memory) and kept, the
+    least recently drawn dropped past ``MAX_TILES``.  The whole image's blown / crushed
+    fractions are counted once in a thread (30-80 ms at 24 MP), started after the first
+    paint: ``counted`` says when they are in.  (Figures on a busy 2-core CPU.)"""
+
+    TILE = 256
+    MAX_TILES = 160  # ~40 MB of overlay at most (one 4K screen's worth at 100 %)
+    counted = Signal()
+
+    def __init__(self, image: QImage):
+        super().__init__()
+        self.image = image
+        self.blown: float | None = None  # fractions of the whole image, once counted
+        self.crushed: float | None = None
+        self.made_tiles = 0  # tiles computed (a test's probe: cached tiles are not made again)
+        self._tiles: OrderedDict[tuple[int, int], QImage | None] = OrderedDict()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._count, args=(QImage(image),), daemon=True,
+                                        name="photocull-clipping-count")  # started after the first paint
+
+    def stop(self) -> None:
+        """Stop counting (the image is gone from the pane)."""
+        self._stop.set()
+
+    def _count(self, image: QImage) -> None:
+        """In the thread: the fractions of blown and crushed pixels, in bands of rows (numpy
+        lets the GUI thread run meanwhile); ``image`` is this thread's own shallow copy."""
+        w, h = image.width(), image.height()
+        blown = crushed = 0
+        for y in range(0, h, self.TILE):
+            if self._stop.is_set():
+                return
+            top = channel_max(image, 0, y, w, min(self.TILE, h - y))
+            blown += int(np.count_nonzero(top >= CLIP_HIGH))
+            crushed += int(np.count_nonzero(top <= CLIP_LOW))
+        n = max(w * h, 1)
+        self.blown, self.crushed = blown / n, crushed / n
+        self.counted.emit()
+
+    def tile(self, tx: int, ty: int) -> QImage | None:
+        """The overlay of tile (tx, ty), made on first need."""
+        key = (tx, ty)
+        if key in self._tiles:
+            self._tiles.move_to_end(key)
+            return self._tiles[key]
+        x, y = tx * self.TILE, ty * self.TILE
+        w, h = min(self.TILE, self.image.width() - x), min(self.TILE, self.image.height() - y)
+        img = clipping_tile(channel_max(self.image, x, y, w, h))
+        self.made_tiles += 1
+        self._tiles[key] = img
+        return img
+
+    def draw(self, p: QPainter, target: QRectF, sx: int, sy: int, sw: int, sh: int, dpr: float) -> None:
+        """Paint the overlay of the image's pixels (sx, sy, sw, sh), the image laid at
+        ``target`` one pixel per device pixel (its corner on a device pixel)."""
+        t = self.TILE
+        tiles = [(tx, ty) for ty in range(sy // t, (sy + sh - 1) // t + 1)
+                 for tx in range(sx // t, (sx + sw - 1) // t + 1)]
+        for tx, ty in tiles:
+            img = self.tile(tx, ty)
+            if img is not None:
+                p.drawImage(QRectF(target.left() + tx * t / dpr, target.top() + ty * t / dpr,
+                                   img.width() / dpr, img.height() / dpr), img, QRectF(img.rect()))
+        while len(self._tiles) > max(self.MAX_TILES, 2 * len(tiles)):
+            self._tiles.popitem(last=False)
+        if self._thread.ident is None:  # the count now: not competing with the first paint
+            self._thread.start()
+
+
 def marks_text(it: PhotoItem) -> str:
     """The flag and stars as the panes show them: "PICK  ★★★"."""
     flag = "PICK" if it.flag > 0 else "REJECT" if it.flag < 0 else ""
@@ -237,6 +356,8 @@ class ImagePane(QWidget):
         self.painted_clipping = False  # the clipping overlay drawn at the last paint
         self.painted_histogram = False
         self._stats: PreviewStats | None = None  # the preview's histogram and clipping (once per image)
+        self._full_clip: FullClipping | None = None  # the full image's clipping (J at 100 %), once per image
+        self.clipping_source = ""  # "full" or "preview": what the last painted clipping overlay came from
         self._preview_image: QImage | None = None  # the preview, until its stats are counted
         self._drag = None
         self.setMinimumSize(200, 150)
@@ -246,7 +367,8 @@ class ImagePane(QWidget):
         same = self.item is not None and it.key == self.item.key
         self.item = it
         if not same:
-            self.pixmap, self.full, self.full_size, self.full_error = None, None, None, ""
+            self.pixmap, self.full_size, self.full_error = None, None, ""
+            self._set_full_image(None)
             self._stats = self._preview_image = None
         self.update()
         self._want_full()
@@ -273,9 +395,23 @@ class ImagePane(QWidget):
         """The full-resolution pixels of this pane's photo: 100 % shows them from now on."""
         if not self._is_mine(path) or image.isNull():
             return False
-        self.full, self.full_size, self.full_error = image, (image.width(), image.height()), ""
+        self._set_full_image(image)
+        self.full_size, self.full_error = (image.width(), image.height()), ""
         self.update()
         return True
+
+    def _set_full_image(self, image: QImage | None) -> None:
+        if self._full_clip is not None:
+            self._full_clip.stop()
+            self._full_clip = None
+        self.full = image
+
+    def full_clipping(self) -> FullClipping | None:
+        """The full image's clipping overlay (made on first need: J at 100 %), else None."""
+        if self._full_clip is None and self.full is not None:
+            self._full_clip = FullClipping(self.full)
+            self._full_clip.counted.connect(self.update)
+        return self._full_clip
 
     def set_full_size(self, path: str, w: int, h: int) -> None:
         """The full image's size, read from the headers, before its pixels are decoded."""
@@ -290,7 +426,7 @@ class ImagePane(QWidget):
 
     def drop_full(self) -> None:
         """Let the full-resolution pixels go (the viewer is hidden)."""
-        self.full = None
+        self._set_full_image(None)
 
     def wants_full(self) -> bool:
         return self.zoom_100 and self.item is not None and self.full is None and not self.full_error
@@ -364,18 +500,25 @@ class ImagePane(QWidget):
         s = min(self.width() / w, self.height() / h)
         return QRectF((self.width() - w * s) / 2, (self.height() - h * s) / 2, w * s, h * s)
 
+    def visible_pixels(self, target: QRectF) -> tuple[int, int, int, int] | None:
+        """(x, y, w, h): the full image's pixels on screen at 100 %, None when none are."""
+        dpr = self.devicePixelRatioF()
+        vis = target.intersected(QRectF(self.rect()))
+        if vis.isEmpty() or self.full is None:
+            return None
+        sx, sy = round((vis.left() - target.left()) * dpr), round((vis.top() - target.top()) * dpr)
+        sw = min(math.ceil(vis.width() * dpr), self.full.width() - sx)
+        sh = min(math.ceil(vis.height() * dpr), self.full.height() - sy)
+        return (sx, sy, sw, sh) if sw > 0 and sh > 0 else None
+
     def _draw_full_1to1(self, p: QPainter, target: QRectF) -> None:
         """The visible part of the full image, one image pixel per device pixel (only the
         pixels on screen are touched: a pan repaints in a few ms at 24 MP)."""
         dpr = self.devicePixelRatioF()
-        vis = target.intersected(QRectF(self.rect()))
-        if vis.isEmpty():
+        part = self.visible_pixels(target)
+        if part is None:
             return
-        sx, sy = round((vis.left() - target.left()) * dpr), round((vis.top() - target.top()) * dpr)
-        sw = min(math.ceil(vis.width() * dpr), self.full.width() - sx)
-        sh = min(math.ceil(vis.height() * dpr), self.full.height() - sy)
-        if sw <= 0 or sh <= 0:
-            return
+        sx, sy, sw, sh = part
         dest = QRectF(target.left() + sx / dpr, target.top() + sy / dpr, sw / dpr, sh / dpr)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(dest, self.full, QRectF(sx, sy, sw, sh))
@@ -401,6 +544,7 @@ class ImagePane(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "loading…" if self.item else "")
         self.painted_faces, self.painted_focus = 0, False
         self.painted_clipping = self.painted_histogram = False
+        self.clipping_source = ""
         if self.item is not None and self.painted_source:
             if self.show_clipping:
                 self._paint_clipping(p)
@@ -418,17 +562,24 @@ class ImagePane(QWidget):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawRect(self.rect().adjusted(2, 2, -2, -2))
 
-    # -- the preview's pixels: clipping (J) and histogram ---------------------------------------
+    # -- clipping (J: the full image's at 100 %, else the preview's) and histogram (the preview's)
     def _paint_clipping(self, p: QPainter) -> None:
-        st = self.stats()
-        if st is None:
-            return
-        img = st.clipping_image()
         p.save()
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # hard edges, as Lightroom's
-        p.drawImage(self.target_rect(), img, QRectF(img.rect()))
+        if self.painted_source == "full" and self.zoom_100:
+            target = self.target_rect()
+            part = self.visible_pixels(target)
+            if part is not None:
+                self.full_clipping().draw(p, target, *part, self.devicePixelRatioF())
+            self.clipping_source = "full"
+        else:
+            st = self.stats()
+            if st is not None:
+                img = st.clipping_image()
+                p.drawImage(self.target_rect(), img, QRectF(img.rect()))
+                self.clipping_source = "preview"
         p.restore()
-        self.painted_clipping = True
+        self.painted_clipping = bool(self.clipping_source)
 
     def histogram_rect(self) -> QRectF:
         w, h = HIST_SIZE
@@ -538,10 +689,16 @@ class ImagePane(QWidget):
                 shut, n = rep.eyes_closed_count, rep.count
                 notes.append(f"{n} face{'s' * (n != 1)}" + (f", {shut} with eyes closed" if shut else ""))
         if self.show_clipping:
+            full = self._full_clip if self.zoom_100 and self.full is not None else None
             st = self.stats()
-            notes.append("clipping: no preview yet" if st is None else
-                         f"clipping: highlights {st.blown:.1%} (red) · shadows {st.crushed:.1%} (blue)"
-                         + ("  ·  from the preview" if self.zoom_100 else ""))
+            if full is not None and full.blown is not None:
+                notes.append(f"clipping: highlights {full.blown:.1%} (red) · shadows {full.crushed:.1%} (blue)"
+                             "  ·  full resolution")
+            elif st is None:
+                notes.append("clipping: no preview yet")
+            else:
+                notes.append(f"clipping: highlights {st.blown:.1%} (red) · shadows {st.crushed:.1%} (blue)"
+                             + ("  ·  counted on the preview" if self.zoom_100 else ""))
         if self.show_focus:
             if focus_grid(it.focus) is None:
                 why = getattr(it.focus, "note", "") if it.focus is not None else ""
@@ -721,22 +878,89 @@ class LoupeView(FullPixels, QWidget):
         self.pane.set_overlays(faces, focus, clipping)
 
 
-class CompareView(FullPixels, QWidget):
-    """Two to four photos side by side; zoom and pan move all of them together.  One pane
-    has the focus (outlined): a click, Tab / Shift+Tab or the arrow keys move it."""
+ASSUMED_ASPECT = 1.5  # a photo whose size is not known yet: 3:2 (landscape, as most cameras)
+NEAR = 1.05  # smallest photos within 5 %: the arrangement that shows them at more equal sizes wins, then larger
+TIE = 1.01  # and within 1 % of that too: the first one (rows before columns) stays
 
-    COLS = 2
+
+def _balanced(n: int) -> list[tuple[int, ...]]:
+    """The ways to split ``n`` panes into lines (rows or columns) that hold as many panes
+    each as they can, give or take one: 3 -> (3,), (2, 1), (1, 2), (1, 1, 1)."""
+    out = []
+    for lines in range(1, n + 1):
+        small, extra = divmod(n, lines)
+        if not small:
+            continue
+        base = [small] * lines
+        seen = set()
+        for start in range(lines):  # where the longer lines go: first, last, ... (each once)
+            ks = list(base)
+            for j in range(extra):
+                ks[(start + j) % lines] += 1
+            if tuple(ks) not in seen:
+                seen.add(tuple(ks))
+                out.append(tuple(ks))
+    return out
+
+
+def _split(length: int, parts: int, gap: int) -> list[tuple[int, int]]:
+    """``parts`` (start, size) spans that fill ``length`` with ``gap`` between them, sizes
+    within a pixel of each other."""
+    edges = [round(i * (length + gap) / parts) for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1] - edges[i] - gap) for i in range(parts)]
+
+
+def compare_layout(width: int, height: int, aspects: list[float], gap: int = 2) -> list[tuple[int, int, int, int]]:
+    """Where compare's panes go in a ``width`` x ``height`` view: one (x, y, w, h) per photo
+    (``aspects``: each photo's width / height), in reading order.
+
+    The panes fill the view, no cell left empty: rows of panes (or columns of them) of
+    equal height (width), each line split evenly.  Of those arrangements, the one that
+    shows the smallest photo largest wins (none is shown smaller than it need be), then,
+    within 5 %, the one that shows them at the most equal sizes (compared photos look
+    alike side by side, as in Lightroom's Survey view), then the one that shows them all
+    largest: three portraits in a wide window go in one row; three 3:2 or 4:3 landscapes
+    in a 3:2 window two above and one below, all three the same size."""
+    n = len(aspects)
+    if n == 0 or width <= 0 or height <= 0:
+        return []
+    best, best_key = None, None
+    for ks in _balanced(n):
+        for across in (True, False):  # lines are rows (panes side by side in each) or columns
+            rects = []
+            long_, short = (width, height) if across else (height, width)
+            for (s0, ss), k in zip(_split(short, len(ks), gap), ks):
+                for l0, ls in _split(long_, k, gap):
+                    rects.append((l0, s0, ls, ss) if across else (s0, l0, ss, ls))
+            areas = []
+            for (_, _, w, h), a in zip(rects, aspects):
+                a = a if a > 0 else ASSUMED_ASPECT
+                fw = min(w, h * a)  # the photo fitted in its pane
+                areas.append(max(fw, 0) * max(fw, 0) / a)
+            low, total = min(areas), sum(areas)
+            even = low / max(areas) if max(areas) > 0 else 1.0
+            if best is None or low > best_key[0] * NEAR or (low * NEAR >= best_key[0] and (
+                    even > best_key[1] * NEAR or (even * NEAR >= best_key[1] and total > best_key[2] * TIE))):
+                best, best_key = rects, (low, even, total)
+    return best
+
+
+class CompareView(FullPixels, QWidget):
+    """Two to four photos side by side, laid out to fill the view (:func:`compare_layout`:
+    by the view's and the photos' shapes, never an empty cell); zoom and pan move all of
+    them together.  One pane has the focus (outlined): a click, Tab / Shift+Tab or the
+    arrow keys (to the pane on that side) move it."""
+
+    GAP = 2  # px between panes
     focusMoved = Signal(object)  # the focused pane's PhotoItem
     fullWanted = Signal(object)  # a PhotoItem whose full-resolution pixels a pane needs
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.grid = QGridLayout(self)
-        self.grid.setContentsMargins(0, 0, 0, 0)
-        self.grid.setSpacing(2)
         self.panes: list[ImagePane] = []
         self.focus_index = 0
         self.overlays = (False, False, False)  # (face boxes, focus map, clipping), for every pane
+        self._aspects: list[float] = []  # the photos' shapes the panes were laid out for
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setStyleSheet("CompareView{background:#111}")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
@@ -746,8 +970,8 @@ class CompareView(FullPixels, QWidget):
             pn.setParent(None)
             pn.deleteLater()
         self.panes = []
-        for i, it in enumerate(items[:4]):
-            pn = ImagePane()
+        for it in items[:4]:
+            pn = ImagePane(self)
             pn.set_item(it)
             pn.set_overlays(*self.overlays)
             pn.click_zooms = False  # a click focuses a pane; a double click zooms
@@ -755,10 +979,38 @@ class CompareView(FullPixels, QWidget):
             pn.clicked.connect(self._on_pane_clicked)
             pn.zoomAt.connect(self._on_pane_zoom)
             pn.fullWanted.connect(self.fullWanted)
-            self.grid.addWidget(pn, i // self.COLS, i % self.COLS)
+            pn.setMinimumSize(0, 0)  # the layout decides
             self.panes.append(pn)
+        self._aspects = []
+        self.relayout()
+        for pn in self.panes:
+            pn.show()
         self.focus_index = -1
         self.set_focus_index(focus)
+
+    def aspects(self) -> list[float]:
+        """Each photo's width / height, as far as known (the full image's headers, else the
+        preview; 0 while neither is)."""
+        out = []
+        for pn in self.panes:
+            size = pn.image_size()
+            out.append(size[0] / size[1] if size and size[1] else 0.0)
+        return out
+
+    def relayout(self) -> None:
+        """Place the panes for the view's size and the photos' shapes."""
+        self._aspects = self.aspects()
+        rects = compare_layout(self.width(), self.height(), self._aspects, self.GAP)
+        for pn, (x, y, w, h) in zip(self.panes, rects):
+            pn.setGeometry(x, y, w, h)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self.relayout()
+
+    def _shapes_changed(self) -> None:
+        if self.aspects() != self._aspects:  # a preview or a header told a photo's shape
+            self.relayout()
 
     def items(self) -> list[PhotoItem]:
         return [pn.item for pn in self.panes]
@@ -803,19 +1055,53 @@ class CompareView(FullPixels, QWidget):
         self.move_focus(1 if forward else -1)
         return True
 
+    def pane_towards(self, i: int, dx: int, dy: int) -> int | None:
+        """The pane next to pane ``i`` on the side (dx, dy) (one of them 0): the nearest
+        whose span across overlaps it most, then the one whose centre is closest; None at
+        the view's edge."""
+        here = self.panes[i].geometry()
+        best, best_key = None, None
+        for k, pn in enumerate(self.panes):
+            g = pn.geometry()
+            if dx:
+                gap = g.left() - here.right() if dx > 0 else here.left() - g.right()
+                overlap = min(g.bottom(), here.bottom()) - max(g.top(), here.top())
+                off = abs(g.center().y() - here.center().y())
+            else:
+                gap = g.top() - here.bottom() if dy > 0 else here.top() - g.bottom()
+                overlap = min(g.right(), here.right()) - max(g.left(), here.left())
+                off = abs(g.center().x() - here.center().x())
+            if k == i or gap <= 0:
+                continue
+            key = (gap, overlap <= 0, off, k)
+            if best_key is None or key < best_key:
+                best, best_key = k, key
+        return best
+
     def keyPressEvent(self, ev) -> None:
-        steps = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1, Qt.Key.Key_Up: -self.COLS, Qt.Key.Key_Down: self.COLS}
+        steps = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
         step = steps.get(ev.key())
         if step is None:
             super().keyPressEvent(ev)
             return
-        i = self.focus_index + step
-        if 0 <= i < len(self.panes):
-            self.set_focus_index(i)
+        if self.panes:
+            i = self.pane_towards(self.focus_index, *step)
+            if i is not None:
+                self.set_focus_index(i)
 
     def set_image(self, path, image) -> None:
         for pn in self.panes:
             pn.set_image(path, image)
+        self._shapes_changed()
+
+    def set_full(self, path: str, image: QImage) -> bool:
+        done = super().set_full(path, image)
+        self._shapes_changed()
+        return done
+
+    def set_full_size(self, path: str, w: int, h: int) -> None:
+        super().set_full_size(path, w, h)
+        self._shapes_changed()
 
     def set_overlays(self, faces: bool, focus: bool, clipping: bool = False) -> None:
         self.overlays = (faces, focus, clipping)
