@@ -3,6 +3,7 @@
     .venv/bin/python bench/focus.py                       # scenes + speed + pristine, one run
     .venv/bin/python bench/focus.py --no-pristine --no-speed
     .venv/bin/python bench/focus.py --cache /tmp/focus-cache   # keep the made copies between runs
+    .venv/bin/python bench/focus.py --focus-module /tmp/old_focus.py  # an earlier focus.py, for before / after
 
 For each full-resolution camera original of ../shared/data/camera of at least 4 MP (the
 iPhone XS Max originals, the iPhone HDR pair, and the larger exif samples: Jolla, Nokia JPEG
@@ -13,7 +14,10 @@ and HEIF, iPhone 13 Pro Max HEIC, ...), copies are made AT FULL RESOLUTION:
 * ``shake``   a 9 px straight shake (the angle changes from scene to scene)
 * ``subject`` the subject blurred (sigma 2.5, feathered) and the background left sharp
 * ``bg``      the background blurred (sigma 6: a shallow depth of field) and the subject sharp
-  (the last two only where the scene has a subject, annotated below).
+* ``bg3``     the same with the background only a little blurred (sigma 3 at full resolution,
+  about 1.5 px at the view: not yet a bokeh, so the "too blurred to be the subject" guard does
+  not protect it; the harder mirror of ``subject``: it must get no reason either)
+  (the last three only where the scene has a subject, annotated below).
 
 Every copy, and the original, is saved as a JPEG of quality 92 and decoded the way the
 pipeline decodes the view of its analyses: libjpeg's DCT scaling at 1/2 (``Image.draft``), so
@@ -31,6 +35,10 @@ SHAKE_NOISE and SHAKE_EXTENT were set from the calib scenes' originals, soft and
 copies against their shaken copies and from the pristine photos' own anisotropy (the held-out
 per-copy measures were printed to find why their shakes were missed -- edges binned by their
 normal hide a slanting shake -- but no threshold was set on them).
+Third round (a soft subject without faces): SUBJECT_CELLS, SHARP_SHARE, SHARP_EDGE and
+SHARP_SALIENCE were set on the calib scenes' subject, bg and bg3 copies only (bg3 was added then:
+the table scenes' salient region lies on the table, and with a mild background blur their sharp
+heads are the "sharp part elsewhere"); painting and flower were run once afterwards.
 The report gives calib and held-out apart.
 Goals (issue 5/7): the original above the barely soft copy in >= 90 % of scenes and above the
 others in >= 98 %; >= 80 % of clearly soft / shaken copies named; <= 10 % of sharp originals
@@ -62,10 +70,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from photocull.analysis import focus as focus_mod  # noqa: E402
-from photocull.analysis.focus import FOCUS_REASONS, analyse_focus  # noqa: E402
+from photocull.analysis.focus import FOCUS_REASONS  # noqa: E402
+
+
+def analyse_focus(*args, **kw):
+    """The analysis of ``focus_mod`` (photocull's, or the one --focus-module loaded)."""
+    return focus_mod.analyse_focus(*args, **kw)
+
+
+def _load_focus_module(path: Path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("focus_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    return mod
 
 DATA = ROOT.parent / "shared" / "data"
-COPIES = ("soft1", "soft2.5", "shake", "subject", "bg")
+COPIES = ("soft1", "soft2.5", "shake", "subject", "bg", "bg3")
 COPY_VERSION = 1  # bump when the copies are made differently (the cache key)
 
 # Faces and subjects: (x0, y0, x1, y1) fractions of the upright frame, annotated by eye.
@@ -168,7 +190,7 @@ def make_copy(arr: np.ndarray, kind: str, index: int, subject, faces) -> np.ndar
         if kind == "subject":
             out = m * _gauss(f, 2.5) + (1 - m) * f
         else:
-            out = (1 - m) * _gauss(f, 6.0) + m * f
+            out = (1 - m) * _gauss(f, 6.0 if kind == "bg" else 3.0) + m * f
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -297,8 +319,9 @@ def report_scenes(out: dict) -> None:
             subj_w = [r["subject"][idx].reason() == FOCUS_REASONS["subject_soft"] for _, r in sel if "subject" in r]
             print(f"   subject blurred, background sharp, named:  {pct(sum(subj), len(subj))} "
                   f"(as 'subject soft, background sharp': {pct(sum(subj_w), len(subj_w))})")
-            bg = [r["bg"][idx].is_fault for _, r in sel if "bg" in r]
-            print(f"   background blurred given a reason:         {pct(sum(bg), len(bg))}  (must be 0)")
+            for kind in ("bg", "bg3"):
+                bg = [r[kind][idx].is_fault for _, r in sel if kind in r]
+                print(f"   background blurred ({kind:3s}) given a reason:   {pct(sum(bg), len(bg))}  (must be 0)")
             orig = [r["orig"][idx].is_fault for _, r in sel]
             print(f"   sharp originals given any reason:          {pct(sum(orig), len(orig))}")
 
@@ -407,16 +430,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--no-pristine", action="store_true")
     ap.add_argument("--speed-n", type=int, default=12, help="views timed (default 12)")
+    ap.add_argument("--focus-module", type=Path, help="judge with this focus.py instead (e.g. an earlier version)")
     args = ap.parse_args(argv)
+    global focus_mod
+    if args.focus_module:
+        focus_mod = _load_focus_module(args.focus_module)
+        print(f"focus module: {args.focus_module}")
     if not DATA.is_dir():
         print(f"no {DATA}: nothing to measure")
         return 1
     if args.cache:
         args.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    names = ("TILE", "SOFT_BLUR", "SUBJECT_BLUR", "BG_MARGIN", "SHARP_SHARE", "BOKEH_BLUR",
+    names = ("TILE", "SOFT_BLUR", "SUBJECT_BLUR", "BG_MARGIN", "SUBJECT_CELLS", "SHARP_SHARE", "SHARP_EDGE",
+             "SHARP_SALIENCE", "BOKEH_BLUR",
              "SHAKE_LOG", "SHAKE_NOISE", "SHAKE_EXTENT", "SHAKE_BLUR")
-    print("thresholds (set on the calib scenes): " + ", ".join(f"{k}={getattr(focus_mod, k)}" for k in names))
+    print("thresholds (set on the calib scenes): " + ", ".join(f"{k}={getattr(focus_mod, k)}" for k in names if hasattr(focus_mod, k)))
     if not args.no_scenes:
         print("Scenes: camera originals >= 4 MP, copies made at full resolution, JPEG q92, "
               "judged on the 1/2 DCT decode")

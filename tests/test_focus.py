@@ -218,6 +218,49 @@ def test_subject_soft_in_front_of_a_sharp_background_is_named(astronaut, subject
     assert x0 < 0.5 < x1 and y0 < 0.5 < y1
 
 
+def off_centre_scene(box) -> np.ndarray:
+    """A distinct subject (orange-red dead leaves) in ``box``, off the frame's centre, in front of
+    a textured grey-blue background of dead leaves: finding it is the saliency's work, not a
+    central prior's."""
+    bg = dead_leaves(800, 1200, seed=3, colour=lambda r: np.array([1.0, 1.1, 1.3]) * r.uniform(40, 170))
+    fg = dead_leaves(800, 1200, seed=4, colour=lambda r: np.array([r.uniform(170, 250), r.uniform(30, 120), 20.0]))
+    m = region(bg.shape, [box], feather=1.0)
+    return np.clip(m * fg + (1 - m) * bg + 0.5, 0, 255).astype(np.uint8)
+
+
+OFF_CENTRE = [(0.10, 0.25, 0.50, 0.80), (0.50, 0.15, 0.90, 0.70)]   # left and low; right and high
+
+
+def _grown(box, dx=0.03, dy=0.04):
+    x0, y0, x1, y1 = box
+    return (x0 - dx, y0 - dy, x1 + dx, y1 + dy)
+
+
+@pytest.mark.parametrize("box", OFF_CENTRE)
+@pytest.mark.parametrize("sigma", [1.25, 1.75])
+def test_soft_salient_subject_without_faces_is_named_and_found_where_it_is(box, sigma):
+    """No faces: the distinct subject out of focus (sigma 1.25 / 1.75 px at the view: a 2.5 / 3.5
+    px miss on the full-resolution file), the textured background sharp behind it, is "subject
+    soft, background sharp", and the subject box lies on the subject."""
+    scene = off_centre_scene(box)
+    assert analyse_focus(scene).reason() == ""
+    r = analyse_focus(blur_inside(scene, [_grown(box)], sigma, feather=8.0))
+    assert r.subject_from == "salient" and r.reason() == WRONG, r
+    x0, y0, x1, y1 = r.subject_box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    assert box[0] < cx < box[2] and box[1] < cy < box[3], r.subject_box
+    assert r.subject_sharpness < r.best_sharpness - 0.1
+
+
+@pytest.mark.parametrize("sigma", [1.5, 2.5, 6.0])
+def test_mirror_background_soft_subject_sharp_is_never_named(subject_scene, sigma):
+    """The mirror case, at every strength of background blur (a mild one, like a lens stopped
+    down a little, is not yet a bokeh): the subject is sharp, a soft background is no fault."""
+    for scene, box in [(off_centre_scene(b), b) for b in OFF_CENTRE] + [(subject_scene, SCENE_SUBJECT)]:
+        r = analyse_focus(blur_outside(scene, [box], sigma))
+        assert r.judged and r.reason() == "", (sigma, r)
+
+
 def test_faces_may_be_objects_with_a_box(astronaut):
     class Face:
         box = ASTRONAUT_FACE

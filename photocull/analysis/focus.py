@@ -37,6 +37,11 @@ How it measures (numpy, Pillow, scipy; no torch, no Qt, no OpenCV; ~11-12 ms for
   towards the centre), its sharpest quarter of cells -- not the sharpest cells of the frame,
   so a sharp background never decides where a portrait's subject is and the subject stays the
   same region across a burst.  ``best_sharpness`` is the frame's sharpest tenth of cells.
+* Without faces, "subject soft, background sharp" needs strong evidence: the salient region
+  soft (no sharp tile in it, not so blurred that it is a bokeh) inside a soft region of at least
+  SUBJECT_CELLS cells of the focus map; SHARP_SHARE of the frame's cells elsewhere BG_MARGIN
+  times sharper, reaching the frame's edges (a background); and that sharp part at most
+  SHARP_SALIENCE as salient as the subject (else it may be the subject, in focus).
 
 A soft background is never a fault: the verdict looks at the subject against the frame's best.
 Thresholds are in pixels of blur at the view (about half the file's resolution for big
@@ -87,7 +92,10 @@ SHAKE_POOL = 0.25     # the blur along / across a shake: the frame's sharpest qu
 SOFT_BLUR = 1.15      # the frame's sharpest tenth blurrier than this: nothing is sharp
 SUBJECT_BLUR = 1.3    # the subject blurrier than this and ...
 BG_MARGIN = 1.5       # ... this many times the frame's best: the subject is soft, the frame is not;
-SHARP_SHARE = 0.4     # without faces, this share of the other cells must be BG_MARGIN times sharper
+SUBJECT_CELLS = 8     # without faces: the soft region around the salient one spans this many cells (a thin patch is not enough) ...
+SHARP_SHARE = 0.08    # ... this share of the frame's detail cells outside it BG_MARGIN times sharper than it ...
+SHARP_EDGE = 2        # ... at least this many of them on the frame's outer ring of cells (a background) ...
+SHARP_SALIENCE = 0.4  # ... and no more than this salient (mean, against the subject's): the sharp part is not the subject
 BOKEH_BLUR = 2.5      # and the salient region no blurrier than this (beyond: a background's bokeh)
 SHAKE_LOG = 0.05      # median log-ratio of blur along vs across one direction (1.05x) ...
 SHAKE_NOISE = 0.6     # ... plus this / sqrt(cells measured): 0.11 with 100 cells, 0.16 with 30, ...
@@ -412,12 +420,13 @@ def _blur(e0, e1, e2) -> np.ndarray:
 
 
 # -- the subject -----------------------------------------------------------------------------------
-def _salient_box(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
+def _salient_box(rgb: np.ndarray) -> tuple[tuple[float, float, float, float] | None, np.ndarray | None]:
     """The salient region of a small float RGB map: colours unlike the top and side borders,
-    weighted towards the centre.  None when nothing stands out."""
+    weighted towards the centre, and the saliency map itself (same shape as the map; None when
+    the map is too small).  The box is None when nothing stands out."""
     h, w, _ = rgb.shape
     if h < 8 or w < 8:
-        return None
+        return None, None
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     feat = np.stack([(r + g + b) * (1 / 3), 1.5 * (r - g), 1.5 * (0.5 * (r + g) - b)], -1)
     feat = ndimage.uniform_filter1d(feat, 3, axis=0, mode="nearest")
@@ -435,14 +444,20 @@ def _salient_box(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
     sal = sal * np.outer(gy, gx)
     top = sal.max()
     if top < 1.5:
-        return None
+        return None, sal
     lab, _ = ndimage.label(sal >= 0.5 * top)
     ys, xs = np.nonzero(lab == lab[np.unravel_index(np.argmax(sal), sal.shape)])
     x0, x1, y0, y1 = xs.min() / w, (xs.max() + 1) / w, ys.min() / h, (ys.max() + 1) / h
     # at least a sixth of the frame each way, around the region's centre
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     hw, hh = max((x1 - x0) / 2, 1 / 12), max((y1 - y0) / 2, 1 / 12)
-    return (max(0.0, cx - hw), max(0.0, cy - hh), min(1.0, cx + hw), min(1.0, cy + hh))
+    return (max(0.0, cx - hw), max(0.0, cy - hh), min(1.0, cx + hw), min(1.0, cy + hh)), sal
+
+
+def _cell_means(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A small map's mean over each grid cell (flattened, rows x cols)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(
+        (cols, rows), Image.Resampling.BOX), dtype=np.float64).ravel()
 
 
 def _face_boxes(faces) -> list[tuple[float, float, float, float]]:
@@ -470,12 +485,15 @@ class Measures:
     subject_blur: float       # the subject's sharpest tiles, pooled
     box: tuple
     subject_from: str
-    sharp_elsewhere: float    # share of the detail cells outside the subject BG_MARGIN times sharper than it
+    sharp_elsewhere: float    # share of the frame's detail cells outside the subject BG_MARGIN times sharper than it
     subject_sharpest: float   # the subject's single sharpest tile
     shake: np.ndarray         # the blur's anisotropy: median log-ratio along / across, at twice the shake's angle
     shake_cells: int          # cells behind it (0: too few to tell)
     cell_blur: np.ndarray     # rows x cols, NaN where no detail
     shake_extent: float = 0.0  # the smear along the shake, sqrt(along^2 - across^2), view px
+    subject_cells: int = 0     # without faces: the soft region holding the salient one (4-connected cells blurrier than SUBJECT_BLUR)
+    sharp_on_edge: int = 0     # of the sharp cells outside the subject, those on the frame's outer ring
+    sharp_salience: float = math.inf  # their mean saliency against the salient region's (without faces)
 
 
 def _grey_tiles(im: Image.Image, centres, n: int) -> np.ndarray:
@@ -598,7 +616,7 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     if subject_from == "frame":
         step = max(1, min(lw, lh) // SMALL_SIDE)
         rgb = np.asarray(small.reduce(step) if step > 1 else small, dtype=np.float32)
-        sbox = _salient_box(np.repeat(rgb[..., None], 3, 2) if rgb.ndim == 2 else rgb[..., :3])
+        sbox, sal = _salient_box(np.repeat(rgb[..., None], 3, 2) if rgb.ndim == 2 else rgb[..., :3])
         if sbox is not None:
             sin = _cells_in(sbox, rows, cols)
             sel = np.flatnonzero(sin & ok)
@@ -610,8 +628,26 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
         top = cells[np.argsort(blur[cells])][:BEST_K]
         r, c = top // cols, top % cols
         box = (c.min() / cols, r.min() / rows, (c.max() + 1) / cols, (r.max() + 1) / rows)
+    # the rest of the frame, against the subject: how much of it is clearly sharper, whether that
+    # sharp part reaches the frame's edges (a background does; a small sharp subject the salient
+    # region missed mostly does not) and, without faces, how salient it is against the subject
     out = np.flatnonzero(ok & ~inside)
-    sharp_elsewhere = float(np.mean(blur[out] * BG_MARGIN <= subj)) if out.size else 0.0
+    sharp_out = out[blur[out] * BG_MARGIN <= subj] if math.isfinite(subj) else out[:0]
+    sharp_elsewhere = sharp_out.size / max(1, cells.size)
+    r_, c_ = sharp_out // cols, sharp_out % cols
+    on_edge = int(np.sum((r_ == 0) | (r_ == rows - 1) | (c_ == 0) | (c_ == cols - 1)))
+    sharp_salience, soft_cells = math.inf, 0
+    if subject_from == "salient":
+        # how far the soft region around the salient one spreads (the focus map's structure: a
+        # soft subject is a soft region of some size, not a thin patch of the salient box)
+        soft = (ok & (blur[:ncell] > SUBJECT_BLUR)).reshape(rows, cols)
+        lab, _ = ndimage.label(soft)
+        seeds = np.unique(lab.ravel()[subject_tiles])
+        soft_cells = int(np.isin(lab, seeds[seeds > 0]).sum())
+        cell_sal = _cell_means(sal, rows, cols)
+        s_in = float(cell_sal[subject_tiles].mean())
+        if sharp_out.size and s_in > 0:
+            sharp_salience = float(cell_sal[sharp_out].mean()) / s_in
 
     shake, used, extent = _shake(T[:, cells])
     # a long smear (several px at the view) can turn the angle read from the derivatives; the
@@ -627,7 +663,8 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     if nb and math.hypot(*binned) >= BINNED_LOG + BINNED_NOISE / math.sqrt(nb):
         shake = np.hypot(*shake) * np.array(binned) / math.hypot(*binned)
     sharpest = float(blur[subject_tiles].min()) if subject_tiles.size else subj
-    return Measures(grid, best, subj, box, subject_from, sharp_elsewhere, sharpest, shake, used, cell_blur, extent)
+    return Measures(grid, best, subj, box, subject_from, sharp_elsewhere, sharpest, shake, used, cell_blur, extent,
+                    soft_cells, on_edge, sharp_salience)
 
 
 _THETA = np.arange(SHAKE_DIRS) * (math.pi / SHAKE_DIRS)
@@ -711,12 +748,16 @@ def decide(m: Measures) -> tuple[str, float | None]:
     if m.subject_blur > SUBJECT_BLUR and m.subject_blur >= BG_MARGIN * m.best_blur:
         if m.subject_from == "faces":
             return WRONG, None
-        # no faces: the salient region is soft; it is the subject out of focus only when none
-        # of it is sharp (a smooth subject with one sharp eye is in focus), much of the rest is
-        # clearly sharper (a sharp background, not a small sharp subject the salient region
-        # missed) and it is not so blurred that it is a background's bokeh
-        if (m.subject_sharpest > SUBJECT_BLUR and m.sharp_elsewhere >= SHARP_SHARE
-                and m.subject_blur <= BOKEH_BLUR):
+        # no faces: the salient region is soft; it is the subject out of focus only when the
+        # evidence is strong: the region is measured in several cells and none of them is sharp
+        # (a smooth subject with one sharp eye is in focus); it is not so blurred that it is a
+        # background's bokeh; a real part of the frame elsewhere is clearly sharper and reaches
+        # the frame's edges (a sharp background, not a small sharp subject the salient region
+        # missed); and that sharp part is clearly less salient than the region (else it is the
+        # subject, in focus, and the soft salient region is what lies behind or before it)
+        if (m.subject_cells >= SUBJECT_CELLS and m.subject_sharpest > SUBJECT_BLUR
+                and m.subject_blur <= BOKEH_BLUR and m.sharp_elsewhere >= SHARP_SHARE
+                and m.sharp_on_edge >= SHARP_EDGE and m.sharp_salience <= SHARP_SALIENCE):
             return WRONG, None
     return SHARP, None
 
