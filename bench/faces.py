@@ -32,6 +32,8 @@ One run prints:
    so they are reported apart.
 
 Without ../shared/data only the speed on generated views (scikit-image's photos) is printed.
+To compare two versions of the analysis on a busy machine, time them interleaved:
+``bench/faces_ab.py OTHER_faces.py`` (before and after in the same run, medians).
 """
 from __future__ import annotations
 

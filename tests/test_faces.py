@@ -190,6 +190,40 @@ def test_a_face_in_a_gated_region_is_found_as_on_the_whole_level():
     assert gated.faces[0].box == pytest.approx(whole.faces[0].box, abs=0.005)
 
 
+
+@pytest.mark.parametrize("size", [(1500, 1000), (1501, 1001), (3000, 2000)], ids=["1500", "odd", "3000"])
+@pytest.mark.parametrize("at", [(0.1, 0.1), (0.9, 0.85)], ids=["top-left", "cut-by-the-corner"])
+def test_a_face_at_the_size_floor_is_found_where_only_skin_is_searched(size, at):
+    """A face 3 % of the short side tall (the issue's floor) on the views the pipeline hands
+    over, anywhere (cut by the bottom-right corner of an odd-sized view too): found, with
+    the fine level searched near skin only (its parts made on their own)."""
+    w, h = size
+    r = find_faces(_paste_astronaut(_canvas(w, h, seed=3), face_px=round(0.03 * min(size)), at=at))
+    assert r.count == 1 and r.faces[0].size_px == pytest.approx(0.03 * min(size), rel=0.2)
+    assert 0 < r.extra["fine_px_run"] < 0.2 * r.extra["fine_px"]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_a_part_of_the_fine_level_is_the_whole_levels_pixels(k):
+    """The fine level is made part by part (Image.reduce with a box): the same pixels as the
+    whole level's, at the view's ragged right and bottom edges too."""
+    im = _canvas(1501, 1003, seed=5)
+    whole = np.asarray(im.reduce(k))
+    fw, fh = -(-im.width // k), -(-im.height // k)
+    assert whole.shape[:2] == (fh, fw)
+    for x0, y0, x1, y1 in ((0, 0, 40, 24), (37, 11, 200, 90), (fw - 33, fh - 17, fw, fh)):
+        part = np.asarray(im.reduce(k, box=(x0 * k, y0 * k, min(x1 * k, im.width), min(y1 * k, im.height))))
+        assert np.array_equal(part, whole[y0:y1, x0:x1]), (x0, y0)
+
+
+def test_gate_regions_are_the_8_connected_patches():
+    mask = np.zeros((6, 8), bool)
+    mask[0, 0] = mask[1, 1] = True  # touching at a corner: one patch
+    mask[4:6, 5:8] = True
+    mask[2, 6] = True  # two rows above the block: a patch of its own
+    assert faces._boxes_of(mask) == [(0, 0, 2, 2), (2, 6, 3, 7), (4, 5, 6, 8)]
+    assert faces._boxes_of(np.zeros((3, 3), bool)) == []
+
 # -- odd input: never a crash -------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16", "LA", "LAB", "HSV", "YCbCr", "I", "F", "1"])
 def test_any_image_mode(astronaut, mode):
@@ -432,6 +466,27 @@ def test_no_face_in_landscapes():
     for rel in ("kodak24/kodim01.png", "kodak24/kodim13.png", "kodak24/kodim23.png",
                 "pixabay640/iceland-1979445_640.jpg", "pixabay640/fox-1284512_640.jpg"):
         assert find_faces(_photo(rel)).count == 0, rel
+
+
+@pytest.mark.shared_data
+@needs_shared_data
+@pytest.mark.parametrize("rel", ["exif_samples/jpg/hdr/canon_hdr_NO.jpg", "exif_samples/jpg/tests/35-empty.jpg",
+                                 "exif_samples/jpg/tests/87_OSError.jpg", "exif_samples/jpg/tests/45-gps_ifd.jpg"])
+def test_no_face_in_camera_photos_without_people(rel):
+    """Camera photos without a person (warm lamps, a red car, a street), as the pipeline hands
+    them over (a 1/4 decode of 24 MP, 1500 x 1000): no face, though the detector's first look
+    finds candidates on some."""
+    from PIL import ImageOps
+
+    path = SHARED_DATA / "camera" / rel
+    if not path.is_file():
+        pytest.skip(f"{rel} not in ../shared/data/camera")
+    im = Image.open(path)
+    im.draft("RGB", (1500, 1000))
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    im = ImageOps.fit(im, (1500, 1000) if im.width >= im.height else (1000, 1500), Image.Resampling.BILINEAR)
+    r = find_faces(im)
+    assert r.count == 0 and r.reason() == ""
 
 
 # -- in the pipeline: photocull score, the catalog, the overall rule ----------------------------
