@@ -608,3 +608,27 @@ def test_marks_lightroom_wrote_inside_the_file_are_read_when_nothing_else_says(t
         # the window reads them in a thread instead
         quick = load_marks(files, cat, embedded=False)
         assert str(lr) not in quick and quick[str(with_sidecar)] == Marks(rating=4)
+
+
+def test_the_quick_look_for_xmp_never_misses_a_packet(tmp_path):
+    """Opening a shoot looks at each JPEG's headers only: it must say "maybe" for every file
+    that holds XMP (after a large EXIF block too) and "no" only for headers without it."""
+    from photocull.media.embedded import may_hold_xmp
+
+    plain = jpeg_with_exif_and_xmp(tmp_path / "plain.jpg", xmp=None)
+    assert not may_hold_xmp(plain)
+    assert may_hold_xmp(jpeg_with_exif_and_xmp(tmp_path / "lr.jpg"))
+    # XMP after a 60 KB EXIF block (beyond the first read)
+    make_photo(tmp_path / "big.jpg", seed=3)
+    with Image.open(tmp_path / "big.jpg") as im:
+        exif = Image.Exif()
+        exif[0x010E] = "x" * 60000  # ImageDescription
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", exif=exif.tobytes(), xmp=LIGHTROOM_PACKET)
+    (tmp_path / "big.jpg").write_bytes(buf.getvalue())
+    assert may_hold_xmp(tmp_path / "big.jpg") and read_embedded(tmp_path / "big.jpg").rating == 2
+    # not a JPEG inside, cut short, or not there: the proper reader decides
+    (tmp_path / "fake.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "cut.jpg").write_bytes(plain.read_bytes()[:300])
+    assert may_hold_xmp(tmp_path / "fake.jpg") and may_hold_xmp(tmp_path / "cut.jpg")
+    assert may_hold_xmp(tmp_path / "gone.jpg")

@@ -130,3 +130,19 @@ def test_the_window_shows_the_stars_lightroom_wrote_inside_jpegs_but_never_over_
     assert win.flush_marks()
     assert find_sidecar(a) is None and find_sidecar(b) is None and find_sidecar(c) is not None
     assert win.catalog.get_marks([a, b]) == {}
+
+
+def test_with_scoring_the_marks_inside_files_are_read_once_the_catalog_has_answered(qtbot, win, tmp_path):
+    """Scoring on: the header reads wait until the catalog's scores are in (a reopened
+    shoot sorts first), then the stars Lightroom wrote appear."""
+    from test_embedded_xmp import jpeg_with_exif_and_xmp
+
+    d = tmp_path / "shoot"
+    d.mkdir()
+    a = jpeg_with_exif_and_xmp(d / "IMG_0001.jpg")  # 2 stars inside
+    jpeg_with_exif_and_xmp(d / "IMG_0002.jpg", xmp=None, seed=1)
+    win.autoscore = True
+    with qtbot.waitSignal(win.scoringDone, timeout=120_000):
+        assert win.open_folder(d)
+        assert win.embedded_worker is None  # not while the scores are looked up
+    qtbot.waitUntil(lambda: win.model.item_for(a).rating == 2, timeout=10_000)

@@ -266,8 +266,11 @@ def _analyses_text(found: dict | None) -> str | None:
 def path_key(path) -> str:
     """The catalog's key of a path: ``Path.absolute()`` (which, unlike ``abspath``, keeps "..")."""
     s = os.fspath(path)
-    if isinstance(s, str) and os.path.isabs(s) and os.path.normpath(s) == s:
-        return s  # already what Path.absolute() gives, without building a Path (10,000 of them on open)
+    if isinstance(s, str):
+        if not os.path.isabs(s):
+            s = os.path.join(os.getcwd(), s)
+        if os.path.normpath(s) == s:
+            return s  # already what Path.absolute() gives, without building a Path (10,000 of them on open)
     return str(Path(path).absolute())
 
 

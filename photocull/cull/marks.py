@@ -101,7 +101,7 @@ def embedded_marks(paths: Iterable) -> Iterator[tuple[str, Marks]]:
     from photocull.media import embedded
 
     for p in paths:
-        if not embedded.can_embed(p):
+        if not embedded.can_embed(p) or not embedded.may_hold_xmp(p):
             continue
         try:
             sd = embedded.read_embedded(p)

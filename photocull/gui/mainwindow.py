@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
         self.group_worker: GeneratorWorker | None = None
         self.embedded_worker: GeneratorWorker | None = None  # read_embedded_marks
         self._no_marks_yet: list[Path] = []
+        self._embedded_pending: list[Path] | None = None  # read once the catalog's scores are in
         self._marked_here: set[str] = set()  # photos marked by hand since the folder opened
         self._old_workers: list[GeneratorWorker] = []
         self.undo_stack: list[MarkStep] = []
@@ -578,6 +579,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText(msg)
             self.warn(msg)
             return False
+        self._embedded_pending = None  # (the last folder's: not read now)
         self.cancel_scoring()
         self.folder = folder
         self.settings.add_recent(str(folder.absolute()))
@@ -594,10 +596,19 @@ class MainWindow(QMainWindow):
             self.grid.setCurrentIndex(self.proxy.index(0, 0))
             self._auto_current = True
         self._marked_here = set()
-        self.read_embedded_marks(self._no_marks_yet)
         if self.autoscore and items:
+            # after the catalog's scores are in (a reopen is not slowed by the header reads;
+            # a new folder gets them as soon as its first photos are being decoded)
+            self._embedded_pending = self._no_marks_yet
             self.start_scoring()
+        else:
+            self.read_embedded_marks(self._no_marks_yet)
         return True
+
+    def _read_pending_embedded(self) -> None:
+        paths, self._embedded_pending = self._embedded_pending, None
+        if paths is not None:
+            self.read_embedded_marks(paths)
 
     def read_embedded_marks(self, paths: list[Path]) -> None:
         """Marks that Lightroom, Photo Mechanic or the camera wrote *inside* JPEG/TIFF/DNG
@@ -694,6 +705,7 @@ class MainWindow(QMainWindow):
             self._old_workers.append(w)
             self.worker = None
             self._scoring_ui_off("Cancelled")
+            self._read_pending_embedded()
 
     def _scoring_ui_off(self, msg: str) -> None:
         self.progress.setVisible(False)
@@ -720,6 +732,8 @@ class MainWindow(QMainWindow):
             return
         _, prog, thumbs = value
         self._n_decoded += len(thumbs)
+        if thumbs:  # decoding: the catalog's part is done
+            self._read_pending_embedded()
         for path, data in thumbs.items():
             self.model.set_packed_thumbnail(path, data)
         self.model.update_results(prog.results)
@@ -742,6 +756,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self.worker:
             return  # a cancelled run: cancel_scoring already reset the UI
         self.worker = None
+        self._read_pending_embedded()
         err, self._scoring_error = self._scoring_error, None
         if err is not None:
             self._scoring_ui_off(f"Scoring failed: {err}")

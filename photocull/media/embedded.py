@@ -462,6 +462,52 @@ def read_embedded_packet(photo: os.PathLike | str) -> bytes | None:
         raise EmbedError(f"cannot read: {exc.strerror or exc}") from exc
 
 
+HEAD_READ = 4096  # bytes read at a time by :func:`may_hold_xmp`
+
+
+def may_hold_xmp(photo: os.PathLike | str) -> bool:
+    """A quick look at a JPEG's segment headers (a few small reads) for whether it can
+    hold an XMP packet: False only when its headers reach the image data without the XMP
+    segment's identifier; True for anything else (then :func:`read_embedded_packet` reads
+    properly).  Opening a 10,000-photo shoot looks at every JPEG this way (~20 us each)."""
+    if Path(photo).suffix.lower() not in JPEG_EXTENSIONS:
+        return True
+    try:
+        with open(photo, "rb", buffering=0) as f:
+            buf, base = f.read(HEAD_READ), 0
+
+            def at(pos: int, n: int) -> bytes:
+                nonlocal buf, base
+                if pos < base or pos + n > base + len(buf):
+                    f.seek(pos)
+                    buf, base = f.read(max(n, HEAD_READ)), pos
+                return buf[pos - base:pos - base + n]
+
+            if at(0, 2) != b"\xff\xd8":
+                return True
+            pos = 2
+            for _ in range(MAX_HEADER_SEGMENTS):
+                h = at(pos, 4)
+                if len(h) < 2 or h[0] != 0xFF:
+                    return True
+                marker = h[1]
+                if marker == 0xFF:  # a fill byte
+                    pos += 1
+                elif marker == 0xDA:
+                    return False  # the image data: the headers held no XMP
+                elif marker == 0x01 or 0xD0 <= marker <= 0xD7:
+                    pos += 2
+                elif len(h) < 4:
+                    return True
+                elif marker == 0xE1 and at(pos + 4, len(JPEG_XMP_ID)) == JPEG_XMP_ID:
+                    return True
+                else:
+                    pos += 2 + struct.unpack(">H", h[2:4])[0]
+    except OSError:
+        pass
+    return True
+
+
 def _clean(packet: bytes | None) -> bytes | None:
     # some writers end the packet with NULs (a C string)
     return None if packet is None else packet.rstrip(b"\x00")
