@@ -660,7 +660,7 @@ class MainWindow(QMainWindow):
             units = [(u.primary, list(u.companions), u.kind if u.companions else "") for u in pair_raw_jpeg(files)]
         except ImportError:
             units = [(f, [], "") for f in files]
-        items = [PhotoItem(Path(p), companions=c, kind=k) for p, c, k in units]
+        items = [PhotoItem(p if isinstance(p, Path) else Path(p), companions=c, kind=k) for p, c, k in units]
         marks = load_marks([it.path for it in items], self.catalog, embedded=False)  # those: read_embedded_marks
         self._no_marks_yet = [it.path for it in items if it.key not in marks]
         for it in items:

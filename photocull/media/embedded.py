@@ -105,7 +105,7 @@ class EmbedError(Exception):
 
 def can_embed(photo: os.PathLike | str) -> bool:
     """Whether photocull writes XMP into this kind of file (by its extension)."""
-    return Path(photo).suffix.lower() in EMBED_EXTENSIONS
+    return os.path.splitext(os.fspath(photo))[1].lower() in EMBED_EXTENSIONS
 
 
 def why_not_embedded(photo: os.PathLike | str) -> str | None:

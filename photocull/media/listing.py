@@ -96,7 +96,7 @@ def pair_raw_jpeg(paths: Iterable[os.PathLike | str]) -> list[Item]:
     rendered file with the same stem stays a separate item, so nothing is hidden.
     Items come out in the order of their first file in ``paths``.
     """
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     labels = [_label(p) for p in paths]
     if "RAW" not in labels:  # the common case, and a fast one for 10,000 files: nothing to pair
         return [Item(p, [], lab) for p, lab in zip(paths, labels)]

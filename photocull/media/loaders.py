@@ -50,7 +50,7 @@ def register_loader(*extensions: str):
 
 
 def is_supported(path: os.PathLike | str) -> bool:
-    return Path(path).suffix.lower() in LOADERS
+    return os.path.splitext(os.fspath(path))[1].lower() in LOADERS
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
