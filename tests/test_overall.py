@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocull.cull.overall import FAULT_PENALTY, GROUP_DROP, STEP, judge_results, overall_scores
+from photocull.cull.overall import FAULT_PENALTY, FOCUS_SAYS_FOR, GROUP_DROP, STEP, judge_results, overall_scores
 from photocull.model.reasons import FAULTS, faults
 
 
@@ -103,7 +103,9 @@ def test_demo_shoot_every_degraded_copy_ranks_below_its_original(tmp_path, capsy
     assert len(demoted) >= 10  # most copies carry a fault; the rest rank lower on taste alone
     for n in demoted:
         assert photos[n]["mean"] < photos[re.sub(r"_[a-z]+\.jpg$", ".jpg", n)]["mean"]
-        assert all(f in photos[n]["why"] for f in photos[n]["faults"])
+        # each fault is named, by its own words or by the focus analysis's for the same
+        assert all(f in photos[n]["why"] or any(v == f and k in photos[n]["why"] for k, v in FOCUS_SAYS_FOR.items())
+                   for f in photos[n]["faults"]), (n, photos[n]["why"], photos[n]["faults"])
 
 
 def test_export_one_per_burst_keeps_each_bursts_best_frame(tmp_path, capsys):
@@ -128,3 +130,26 @@ def test_export_one_per_burst_keeps_each_bursts_best_frame(tmp_path, capsys):
     assert [n for n in sorted(got) if n.startswith("02_coffee") and "dark" not in n] == ["02_coffee.jpg"]
     assert len([n for n in got if re.match(r"01_astronaut_burst\d", n)]) <= 1
     assert "04_rocket.jpg" in got and "06_hubble_deep_field.jpg" in got  # photos alone are all kept
+
+
+def test_reason_words_say_each_reason_once_and_prefer_the_focus_analysis():
+    """The focus analysis at full resolution names shake and missed focus itself: the model's
+    224 px guess at the same is not said beside it ("motion blur / camera shake, camera
+    shake" read as two problems); other reasons stay, each once, in order."""
+    from types import SimpleNamespace
+
+    from photocull.cull.overall import reason_words
+
+    shake = SimpleNamespace(reason=lambda: "camera shake")
+    soft = SimpleNamespace(reason=lambda: "missed focus / soft at 100 %")
+    sharp = SimpleNamespace(reason=lambda: "")
+    faces = SimpleNamespace(reason=lambda: "1 of 2 people blinking")
+    assert reason_words("low resolution / soft, motion blur / camera shake", None, shake,
+                        ("motion blur / camera shake", "softer than the best of its burst (T 5.7 vs 8.4)")) == \
+        "low resolution / soft, camera shake, softer than the best of its burst (T 5.7 vs 8.4)"
+    assert reason_words("blurry / out of focus", faces, soft, ("blurry / out of focus",)) == \
+        "1 of 2 people blinking, missed focus / soft at 100 %"
+    # without the focus analysis's word, the model's stays
+    assert reason_words("motion blur / camera shake", None, sharp, ("motion blur / camera shake",)) == \
+        "motion blur / camera shake"
+    assert reason_words(None, None, None, ()) == ""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from photocull.config import AppPaths
 from photocull.cull import ranking
+from photocull.cull.overall import reason_words
 
 from photocull.model.losses import mean_of, std_of
 
@@ -270,12 +271,7 @@ class ScoreRow:
                       mean_of(self.technical_probs), std_of(self.technical_probs)]
         faces = getattr(r, "faces", None)
         self.face_counts = ["", ""] if faces is None else [str(faces.count), str(faces.eyes_closed_count)]
-        whys = [w for w in (r.why or "").split(", ") if w]
-        whys += [w for w in (faces.reason().split(", ") if faces is not None else []) if w and w not in whys]
-        focus = getattr(r, "focus", None)
-        if focus is not None and focus.reason() and focus.reason() not in whys:
-            whys.append(focus.reason())
-        self.why = ", ".join(whys + [f for f in judged.faults if f not in whys])
+        self.why = reason_words(r.why, faces, getattr(r, "focus", None), judged.faults)
         self.error = None if mode == "single" or r.aesthetic is not None else (
             r.error or "the aesthetic model did not score this photo")
 

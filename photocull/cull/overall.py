@@ -207,3 +207,24 @@ def judge_results(results: Sequence, families: Sequence[str], mode: str,
     groups = list(groups) if groups is not None else [None] * len(results)
     return overall_scores(taste, found, technical, groups, [r.severities for r in results], families,
                           faces=[getattr(r, "faces", None) for r in results])
+
+
+# What the focus analysis says at full resolution stands for the technical model's guess at
+# the same from its 224 px view: where it says one, the other is not said too.
+FOCUS_SAYS_FOR = {"camera shake": "motion blur / camera shake",
+                  "missed focus / soft at 100 %": "blurry / out of focus"}
+
+
+def reason_words(why: str | None, faces=None, focus=None, faults: Sequence[str] = ()) -> str:
+    """Every reason of a photo, once, as the grid, the detail panel and ``photocull
+    score``'s ``why`` say them: the technical model's, the faces', the focus analysis's, then
+    the faults the overall rule found (a burst comparison, say); the model's "motion blur" or
+    "blurry" is left out where the focus analysis names the shake or missed focus itself."""
+    said = (why or "").split(", ")
+    if faces is not None:
+        said += faces.reason().split(", ")
+    if focus is not None:
+        said.append(focus.reason())
+    words = [w for w in dict.fromkeys([*said, *faults]) if w]
+    covered = {FOCUS_SAYS_FOR[w] for w in words if w in FOCUS_SAYS_FOR}
+    return ", ".join(w for w in words if w not in covered)

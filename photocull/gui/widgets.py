@@ -8,6 +8,8 @@ from PySide6.QtCore import QModelIndex, QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
 
+from photocull.cull.overall import reason_words
+
 from .photomodel import ItemRole, PhotoItem
 
 LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d", "Purple": "#a3c"}
@@ -21,11 +23,8 @@ def both_scores(it) -> str:
 
 
 def reasons_line(it) -> str:
-    """Every reason, once: the technical model's, the faces', then the faults the overall rule found."""
-    faces, focus = getattr(it, "faces", None), getattr(it, "focus", None)
-    said = faces.reason().split(", ") if faces is not None else []
-    said += [focus.reason()] if focus is not None else []
-    return ", ".join(dict.fromkeys(filter(None, [*(it.why or "").split(", "), *said, *it.faults])))
+    """Every reason, once (:func:`photocull.cull.overall.reason_words`)."""
+    return reason_words(it.why, getattr(it, "faces", None), getattr(it, "focus", None), it.faults)
 
 
 EYES_CLOSED_BADGE = QColor(200, 40, 40, 230)
