@@ -305,3 +305,15 @@ def test_rescore_greys_old_scores_until_replaced(qtbot, win, photo_folder):
         win.start_scoring()
         assert all(it.stale for it in scored)  # greyed from the start of the rescore
     assert not any(it.stale for it in win.model.items)  # every one replaced
+
+
+def test_the_detail_panel_counts_every_scored_photo_once_scoring_ends(qtbot, win, tmp_path):
+    """The panel's "rank r of N" is refreshed with the last batch (it said "of 24" beside a
+    status bar saying 25 photos scored)."""
+    d = tmp_path / "shoot"
+    for i in range(21):
+        make_photo(d / f"p{i:02d}.jpg", seed=i, size=(160, 120))
+    open_and_score(qtbot, win, d)
+    n = win._n_scored()
+    assert n == 21
+    assert f"of {n} (" in win.detail.info.text(), win.detail.info.text()

@@ -765,6 +765,8 @@ class MainWindow(QMainWindow):
             return
         n_err = sum(1 for it in self.model.items if it.error)
         self.model.flush()
+        if self.detail.item is not None:  # its rank "of N" counts the last photos too
+            self.detail.show_item(self.detail.item, self._n_scored())
         msg = f"{self._n_scored()} photos scored" + (f", {n_err} could not be read (hover for the reason)" if n_err else "")
         spread = self.model.spread()
         if spread is not None:
