@@ -620,7 +620,7 @@ def iter_scores_cached(
             done = prog.done
             yield prog
         return done
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     t0 = time.perf_counter()
     known = catalog.lookup(paths, loaded.model_id)
     known_a = catalog.lookup(paths, aesthetic.model_id) if aesthetic is not None else {}
