@@ -22,8 +22,8 @@ any point leaves either nothing new, or new marks in the catalog still marked pe
 3. else what the sidecar says (Lightroom, darktable, digiKam, a rebuilt catalog);
 4. else, for a photo the catalog has never held marks for, what the XMP *inside* a JPEG,
    TIFF or DNG says (Lightroom, Photo Mechanic and digiKam write ratings there for these
-   files; :func:`embedded_marks`).  The window reads these in a thread after the grid is
-   shown (they cost a header read per file); the CLI reads them here.
+   files; :func:`embedded_marks`).  The window reads these in a thread once the catalog's
+   scores are in (they cost a header read per file); the CLI reads them here.
 
 So after a crash the photo shows what was last saved, on every open, whatever was left
 in the sidecar.  A photo that is not there when its marks are saved (moved or removed

@@ -262,7 +262,6 @@ class MainWindow(QMainWindow):
         self._scoring_error: str | None = None  # what made the current scoring run fail
         self.group_worker: GeneratorWorker | None = None
         self.embedded_worker: GeneratorWorker | None = None  # read_embedded_marks
-        self._no_marks_yet: list[Path] = []
         self._embedded_pending: list[Path] | None = None  # read once the catalog's scores are in
         self._marked_here: set[str] = set()  # photos marked by hand since the folder opened
         self._old_workers: list[GeneratorWorker] = []
@@ -586,7 +585,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self._fill_recent()
         self.setWindowTitle(f"photocull — {folder}")
-        items = self._make_items(files)
+        items, no_marks = self._make_items(files)
         self.loader.clear()
         self.model.set_items(items)
         self.undo_stack.clear()
@@ -599,10 +598,10 @@ class MainWindow(QMainWindow):
         if self.autoscore and items:
             # after the catalog's scores are in (a reopen is not slowed by the header reads;
             # a new folder gets them as soon as its first photos are being decoded)
-            self._embedded_pending = self._no_marks_yet
+            self._embedded_pending = no_marks
             self.start_scoring()
         else:
-            self.read_embedded_marks(self._no_marks_yet)
+            self.read_embedded_marks(no_marks)
         return True
 
     def _read_pending_embedded(self) -> None:
@@ -654,7 +653,9 @@ class MainWindow(QMainWindow):
         if self.sender() is self.embedded_worker:
             self.embedded_worker = None
 
-    def _make_items(self, files: list[Path]) -> list[PhotoItem]:
+    def _make_items(self, files: list[Path]) -> tuple[list[PhotoItem], list[Path]]:
+        """The grid's items with the marks the catalog and sidecars hold, and the photos
+        without any (for :meth:`read_embedded_marks`)."""
         try:
             from photocull.media.listing import pair_raw_jpeg
             units = [(u.primary, list(u.companions), u.kind if u.companions else "") for u in pair_raw_jpeg(files)]
@@ -662,12 +663,11 @@ class MainWindow(QMainWindow):
             units = [(f, [], "") for f in files]
         items = [PhotoItem(p if isinstance(p, Path) else Path(p), companions=c, kind=k) for p, c, k in units]
         marks = load_marks([it.path for it in items], self.catalog, embedded=False)  # those: read_embedded_marks
-        self._no_marks_yet = [it.path for it in items if it.key not in marks]
         for it in items:
             m = marks.get(it.key)
             if m is not None:
                 it.flag, it.rating, it.label = m.flag, m.rating, m.label
-        return items
+        return items, [it.path for it in items if it.key not in marks]
 
     def screen_settled(self) -> bool:
         """The grid has been painted and every thumbnail it asked for is decoded (called

@@ -469,8 +469,8 @@ def may_hold_xmp(photo: os.PathLike | str) -> bool:
     """A quick look at a JPEG's segment headers (a few small reads) for whether it can
     hold an XMP packet: False only when its headers reach the image data without the XMP
     segment's identifier; True for anything else (then :func:`read_embedded_packet` reads
-    properly).  Opening a 10,000-photo shoot looks at every JPEG this way (~20 us each)."""
-    if Path(photo).suffix.lower() not in JPEG_EXTENSIONS:
+    properly).  Opening a 10,000-photo shoot looks at every JPEG this way (~36 us each)."""
+    if os.path.splitext(os.fspath(photo))[1].lower() not in JPEG_EXTENSIONS:
         return True
     try:
         with open(photo, "rb", buffering=0) as f:
