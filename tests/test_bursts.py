@@ -395,6 +395,35 @@ def test_find_groups_cached_takes_a_catalog_and_remembers_the_groups(tmp_path, a
         assert all(isinstance(g, bursts.ItemGroup) for g in bursts.find_groups_cached(snap, cat))
 
 
+def test_groups_found_once_serve_whoever_asks_in_any_order_with_any_scores(tmp_path, app_paths, monkeypatch):
+    """``photocull score`` groups a folder with the technical means, in the order given; the
+    window asks with the overall scores, in its own order: the groups come from the catalog
+    (a 10,000-photo folder was grouped again: ~50 s of CPU), and each group's best frame
+    follows the scores it is asked with."""
+    from conftest import make_photo
+    from photocull.cull import bursts
+    from photocull.cull.catalog import Catalog
+
+    paths = [make_photo(tmp_path / "shoot" / f"IMG_{i}.jpg", seed=s) for i, s in enumerate([1, 1, 2, 1])]
+    times = [T0, T0 + 0.5, T0 + 1.0, T0 + 60]
+    cli = [SimpleNamespace(path=p, capture_time=t, exposure_bias=0.0, mean=m)
+           for p, t, m in zip(paths, times, [7.0, 6.0, 5.0, 4.0])]
+    with Catalog(app_paths.catalog_path) as cat:
+        first = bursts.find_groups_cached(cli, cat)
+        assert [g[:3] for g in first] == [(0, 2, "burst"), (0, 2, "burst"), (None, 1, ""), (None, 1, "")]
+        assert [g.best for g in first] == [True, False, True, True]
+        monkeypatch.setattr(bursts, "find_groups_for_items", None)  # from the catalog, or this fails
+        window = [SimpleNamespace(path=str(it.path), capture_time=it.capture_time, exposure_bias=0.0, mean=m)
+                  for it, m in zip(reversed(cli), [4.5, 5.5, 6.5, 3.5])]  # IMG_3, 2, 1, 0
+        again = bursts.find_groups_cached(window, cat)
+        assert [g[:3] for g in again] == [g[:3] for g in reversed(first)]
+        assert [g.best for g in again] == [True, True, True, False]  # IMG_1 (6.5) now beats IMG_0 (3.5)
+        # a frame that changed is grouped again (the catalog's groups are not for these files)
+        make_photo(paths[1], seed=5)
+        with pytest.raises(TypeError):
+            bursts.find_groups_cached(window, cat)
+
+
 def test_burst_similarity_setting_loosens_or_tightens_what_is_one_burst(frames, scenes):
     """The Preferences' burst similarity: a frame zoomed in a little (tiny greys' SSIM ~0.6) is
     its own shot at "normal" and "strict", part of the burst at "loose"; a frame a few px off

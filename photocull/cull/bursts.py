@@ -484,10 +484,12 @@ def find_groups_for_items(items: Sequence, features: dict[str, np.ndarray], gap_
 
 def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_seconds: float,
                        similarity: str = "normal") -> str:
-    """A digest of everything :func:`find_groups_for_items` decides from: the thresholds,
+    """A digest of everything :func:`find_groups_for_items` links frames by: the thresholds,
     ``gap_seconds``, and per item (in order) its path, the file's size and mtime (which
-    stand for its pixels), capture time, exposure bias, mean score and features.  Equal
-    digests give equal groups, so a reopened folder can take them from the catalog."""
+    stand for its pixels), capture time, exposure bias and features.  Equal digests give
+    equal groups, so a reopened folder can take them from the catalog.  Not the scores:
+    they only choose each group's best frame, which is chosen again from the scores of the
+    day (a folder scored by ``photocull score`` opens in the window with its groups)."""
     h = hashlib.sha256()
     h.update(repr((TINY_SIDE, FEATURE_THRESHOLD, SSIM_THRESHOLD, COSINE_FLOOR, MAX_BURST_SHIFT, BRACKET_NCC,
                    BRACKET_MIN_EV, PANO_COSINE, PANO_NCC, PANO_MIN_OVERLAP, UNTIMED_EXTRA_COSINE,
@@ -502,8 +504,7 @@ def grouping_signature(items: Sequence, features: dict[str, np.ndarray], gap_sec
         except OSError:
             ident = None
         h.update(os.fsencode(key) + b"\0")
-        h.update(repr((ident, getattr(it, "capture_time", None), getattr(it, "exposure_bias", None),
-                       getattr(it, "mean", None))).encode())
+        h.update(repr((ident, getattr(it, "capture_time", None), getattr(it, "exposure_bias", None))).encode())
         f = features.get(key)
         h.update(b"-" if f is None else struct.pack("<q", f.size) + str(f.dtype).encode() + np.ascontiguousarray(f).tobytes())
     return h.hexdigest()
@@ -559,10 +560,23 @@ def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
     feats = catalog.any_features(paths, dtype=np.float16, dim=FEATURE_DIM) or catalog.any_features(paths, dtype=np.float16)
     if cancelled():
         return None
+    # one order whoever asks (the window lists a folder by name, the command line as given)
+    order = sorted(range(len(items)), key=lambda i: os.path.abspath(items[i].path))
+    canon = [items[i] for i in order]
+    found = _find_groups_canon(canon, feats, catalog, gap_seconds, cancelled, similarity)
+    if found is None:
+        return None
+    out: list[ItemGroup] = [None] * len(items)  # type: ignore[list-item]
+    for pos, i in enumerate(order):
+        out[i] = found[pos]
+    return out
+
+
+def _find_groups_canon(items: Sequence, feats, catalog, gap_seconds: float, cancelled, similarity: str):
     signature = grouping_signature(items, feats, gap_seconds, similarity)
     known = _valid_grouping(catalog.grouping(signature), len(items))
-    if known is not None:
-        return known  # an unchanged folder: its groups as found last time
+    if known is not None:  # an unchanged folder: its groups as found last time, best by today's scores
+        return _best_again(known, items)
     cached = CachedGrayLoader(catalog)
 
     def loader(path):
@@ -581,6 +595,18 @@ def find_groups_cached(items: Sequence, catalog, gap_seconds: float = 2.0,
     except Exception as exc:  # noqa: BLE001 - a cache: never the reason grouping fails
         log.warning("could not remember the burst groups: %s", exc)
     return result
+
+
+def _best_again(groups: list[ItemGroup], items: Sequence) -> list[ItemGroup]:
+    """``groups`` with each group's best frame chosen from the items' ``mean`` as
+    :func:`find_groups_for_items` chooses it."""
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g.group is not None:
+            members.setdefault(g.group, []).append(i)
+    best = {gid: ranking.best_first(ms, mean=lambda i: getattr(items[i], "mean", None),
+                                    path=lambda i: items[i].path)[0] for gid, ms in members.items()}
+    return [g if g.group is None else g._replace(best=best[g.group] == i) for i, g in enumerate(groups)]
 
 
 def _valid_grouping(rows, n: int) -> list[ItemGroup] | None:
