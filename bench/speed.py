@@ -510,6 +510,10 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     if mode == "grid":
         run_open("cold")
         run_open("warm")
+    elif mode == "open":  # a fresh window opening a folder (scored before: with ``home``), nothing else
+        run_open("open")
+        for i in range(rescan):
+            run_open(f"reopen{i}")
     elif mode == "rss":
         run_open("cold")
         res["rss_after_score_mb"] = rss_mb()

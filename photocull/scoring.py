@@ -622,8 +622,7 @@ def iter_scores_cached(
         return done
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     t0 = time.perf_counter()
-    known = catalog.lookup(paths, loaded.model_id)
-    known_a = catalog.lookup(paths, aesthetic.model_id) if aesthetic is not None else {}
+    known, known_a = catalog.lookup_models(paths, (loaded.model_id, None if aesthetic is None else aesthetic.model_id))
     wanted = [a for a in kw.get("analyses", ANALYSES) if a.load is not None]
     cached, todo, partial, need = [], [], {}, {}
     for p in paths:  # 10,000 photos on reopen: one key per path, no Path parsing

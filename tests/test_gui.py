@@ -122,24 +122,27 @@ def test_cancel_stops_within_one_batch(qtbot, win, tmp_path):
 
 
 def test_scoring_starts_once_the_first_screen_is_drawn(qtbot, win, tmp_path, monkeypatch):
-    """The thumbnails on screen come before the scorer: it does not even load its model
-    until the grid has been painted and the image loader has nothing left to decode."""
+    """The thumbnails on screen come before the scorer: it decodes no photo until the grid
+    has been painted and the image loader has nothing left to decode (reading the catalog,
+    which decodes nothing, may come first: a folder scored before is sorted sooner)."""
+    from photocull.gui import jobs
+
     folder = tmp_path / "screen"
     for i in range(30):
         make_photo(folder / f"s{i:02d}.jpg", seed=i, size=(640, 427))
     at_start, decoded = [], []
     win.loader.ready.connect(lambda path, size, image: decoded.append(path),
                              Qt.ConnectionType.DirectConnection)  # in the loader's thread, as it emits
-    real_get = win.holder.get
+    real_iter_scores = jobs.iter_scores
 
-    def get(spec):
+    def iter_scores(todo, *a, **kw):
         # (the loader may already have been asked for more by then: only what is certain)
-        at_start.append((win.model.thumbnails_asked, len(decoded) > 0))
-        return real_get(spec)
+        at_start.append((len(todo), win.model.thumbnails_asked, len(decoded) > 0))
+        return (yield from real_iter_scores(todo, *a, **kw))
 
-    monkeypatch.setattr(win.holder, "get", get)
+    monkeypatch.setattr(jobs, "iter_scores", iter_scores)
     open_and_score(qtbot, win, folder)
-    assert at_start and set(at_start) == {(True, True)}  # (both networks: each asked for after the screen)
+    assert at_start == [(30, True, True)]
     # (the detail panel's preview of the best photo, which the cursor stays on, may still be decoding)
     qtbot.waitUntil(win.screen_settled, timeout=10_000)
 
@@ -177,9 +180,11 @@ def test_image_loader_says_when_it_is_idle(qtbot, tmp_path, monkeypatch):
 
 
 def test_score_job_waits_for_the_screen_and_passes_it_on(tmp_path, monkeypatch):
-    """score_job: waits (bounded) for screen_settled before resolving the model, and hands
-    the same callable to the scorer to decide on a second model lane."""
+    """score_job: answers from the catalog at once, then waits (bounded) for screen_settled
+    before it decodes a photo (not at all when the catalog answered for every one), and
+    hands the same callable to the scorer to decide on a second model lane."""
     from photocull.gui import jobs
+    from photocull.scoring import BatchProgress
 
     events, seen_kw = [], {}
 
@@ -190,25 +195,43 @@ def test_score_job_waits_for_the_screen_and_passes_it_on(tmp_path, monkeypatch):
             events.append("model")
             return Scorers(object())
 
-    def fake_scores(paths, loaded, cat, **kw):
-        seen_kw.update(kw)
-        return iter(())
+    def fake_cached(todo):
+        def scores(paths, loaded, cat, score, **kw):
+            seen_kw.update(kw)
+            events.append("catalog")
+            yield BatchProgress([], 1, 2, 0.0)
+            yield from score(todo, loaded, **kw)
+        return scores
 
-    monkeypatch.setattr(jobs, "iter_scores_cached", fake_scores)
+    def fake_decode(paths, loaded, **kw):
+        events.append(f"decode {len(paths)}")
+        yield BatchProgress([], 2, 2, 0.0)
+        return 1
+
+    monkeypatch.setattr(jobs, "iter_scores", fake_decode)
+    monkeypatch.setattr(jobs, "iter_scores_cached", fake_cached([tmp_path / "b.jpg"]))
     answers = iter([False, False, False, True])
 
     def settled():
         events.append("asked")
         return next(answers, True)
 
-    list(jobs.score_job([tmp_path / "a.jpg"], Holder(), "default", tmp_path / "c.db", screen_settled=settled))
-    assert events[:5] == ["asked"] * 4 + ["model"]
+    two = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    got = list(jobs.score_job(two, Holder(), "default", tmp_path / "c.db", screen_settled=settled))
+    assert events == ["model", "catalog"] + ["asked"] * 4 + ["decode 1"]
+    assert [g[0] for g in got] == ["model", "batch", "batch"]
     assert seen_kw["widen"] is settled and seen_kw["nice"] > 0
+    # every photo answered by the catalog: the screen is not waited for
+    monkeypatch.setattr(jobs, "iter_scores_cached", fake_cached([]))
+    events.clear()
+    list(jobs.score_job(two, Holder(), "default", tmp_path / "c.db", screen_settled=settled))
+    assert events == ["model", "catalog"]
     # a screen that never settles costs at most SCREEN_WAIT_S
+    monkeypatch.setattr(jobs, "iter_scores_cached", fake_cached([tmp_path / "b.jpg"]))
     monkeypatch.setattr(jobs, "SCREEN_WAIT_S", 0.2)
     events.clear()
-    list(jobs.score_job([tmp_path / "a.jpg"], Holder(), "default", tmp_path / "c.db", screen_settled=lambda: False))
-    assert events == ["model"]
+    list(jobs.score_job(two, Holder(), "default", tmp_path / "c.db", screen_settled=lambda: False))
+    assert events == ["model", "catalog", "decode 1"]
 
 
 def w_model_id(win):

@@ -78,7 +78,6 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from photocull.config import resource_path
 
@@ -658,6 +657,7 @@ _EIGHT = np.ones((3, 3), bool)
 def _boxes_of(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Bounding boxes (r0, c0, r1, c1, exclusive) of the 8-connected True regions of ``mask``,
     in the raster order of their first cell."""
+    from scipy import ndimage  # (not on import: parsing a stored report needs no scipy)
     labels, n = ndimage.label(mask, structure=_EIGHT)
     return [(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop) for sl in ndimage.find_objects(labels, n)]
 

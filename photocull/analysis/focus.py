@@ -57,7 +57,6 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 __all__ = ["FocusReport", "analyse_focus", "VERDICTS", "FOCUS_REASONS"]
 
@@ -424,6 +423,7 @@ def _salient_box(rgb: np.ndarray) -> tuple[tuple[float, float, float, float] | N
     """The salient region of a small float RGB map: colours unlike the top and side borders,
     weighted towards the centre, and the saliency map itself (same shape as the map; None when
     the map is too small).  The box is None when nothing stands out."""
+    from scipy import ndimage  # (not on import: parsing a stored report needs no scipy)
     h, w, _ = rgb.shape
     if h < 8 or w < 8:
         return None, None
@@ -552,6 +552,7 @@ def _face_centres(e: np.ndarray, f: int, w: int, h: int, boxes, tile: int) -> tu
 
 def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     """The measures behind :func:`analyse_focus`, or its report when focus can't be judged."""
+    from scipy import ndimage  # (not on import: parsing a stored report needs no scipy)
     im = _as_image(image)
     w, h = im.size
     if min(w, h) < MIN_SIDE:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from photocull.config import AppPaths
 from photocull.cull.catalog import Catalog
-from photocull.scoring import iter_scores_cached
+from photocull.scoring import iter_scores, iter_scores_cached
 
 from .photomodel import pack_thumbnail
 
@@ -58,22 +58,32 @@ def score_job(paths: list[Path], holder: ModelHolder, model_spec: str, catalog_p
     steps (preparing the fast CPU model).
 
     ``screen_settled()`` (any thread) says whether the thumbnails on screen are drawn: the
-    job waits for it (at most ``SCREEN_WAIT_S``) before it starts, and holds the model to
-    one lane while it says no (the user scrolled: their thumbnails come first)."""
-    if screen_settled is not None:
-        t_end = time.monotonic() + SCREEN_WAIT_S
-        while not screen_settled() and time.monotonic() < t_end and not cancelled():
-            time.sleep(0.01)
+    job waits for it (at most ``SCREEN_WAIT_S``) before it decodes a photo, and holds the
+    model to one lane while it says no (the user scrolled: their thumbnails come first).
+    What the catalog knows is answered before that wait: reading it decodes nothing, and a
+    folder scored before is sorted as soon as it can be."""
+    def wait_for_screen():
+        if screen_settled is not None:
+            t_end = time.monotonic() + SCREEN_WAIT_S
+            while not screen_settled() and time.monotonic() < t_end and not cancelled():
+                time.sleep(0.01)
+
     scorers = holder.scorers(model_spec)
     loaded = scorers.loaded
     yield ("model", scorers)
     cat = Catalog(catalog_path)
     try:
+        def decoding(todo, *a, **kw):  # the photos the catalog does not answer for
+            if not todo:
+                return 0
+            wait_for_screen()
+            return (yield from iter_scores(todo, *a, **kw))
+
         for prog in iter_scores_cached(paths, loaded, cat, aesthetic=scorers.aesthetic,
                                        batch_size=batch_size, cancelled=cancelled,
                                        want_thumbnails=True, accel_dir=accel_dir, status=report,
                                        nice=5,  # the thumbnails on screen come first
-                                       widen=screen_settled):
+                                       widen=screen_settled, score=decoding):
             thumbs = {}
             for r in prog.results:
                 if r.thumbnail is not None:

@@ -269,7 +269,9 @@ class PhotoListModel(QAbstractListModel):
         (at once for a big batch, e.g. the catalog's answer, or with ``immediate``)."""
         rows = []
         for r in results:
-            row = self._row.get(os.path.abspath(r.path))
+            row = self._row.get(str(r.path))  # (the catalog's answer carries the paths asked with)
+            if row is None:
+                row = self._row.get(os.path.abspath(r.path))
             if row is None:
                 continue
             it = self.items[self._order[row]]

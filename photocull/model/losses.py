@@ -4,6 +4,7 @@ A NIMA distribution is a vector of 10 probabilities for the scores 1..10.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 SCORES = np.arange(1, 11, dtype=np.float64)
+SCORES_SQ = SCORES**2
 N_BUCKETS = 10
 
 
@@ -57,7 +59,7 @@ def dist_std(p) -> "np.ndarray | torch.Tensor":
         return torch.sqrt(torch.clamp((p * s * s).sum(-1) - m * m, min=0))
     p = np.asarray(p, dtype=np.float64)
     m = p @ SCORES
-    return np.sqrt(np.clip(p @ (SCORES**2) - m * m, 0, None))
+    return np.sqrt(np.clip(p @ SCORES_SQ - m * m, 0, None))
 
 
 def mean_of(p) -> float | None:
@@ -67,6 +69,10 @@ def mean_of(p) -> float | None:
 
 def std_of(p) -> float | None:
     """:func:`dist_std` of one distribution as a float; None when there is none."""
+    if isinstance(p, np.ndarray) and p.ndim == 1:  # one photo's (3 us, not 9: 10,000 on a reopen)
+        a = p.astype(np.float64)
+        m = float(a @ SCORES)
+        return math.sqrt(max(float(a @ SCORES_SQ) - m * m, 0.0))
     return None if p is None else float(dist_std(p))
 
 
