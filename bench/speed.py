@@ -357,7 +357,7 @@ def pyiqa_nima(files):
 def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["PHOTOCULL_HOME"] = home
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from photocull.config import AppPaths
@@ -444,6 +444,15 @@ def gui_child(mode: str, folder: str, home: str, out: str, rescan: int) -> None:
         win.open_folder(folder)
         n = win.model.rowCount()
         timer.start()
+        if not targets and not done:
+            # Qt's own event loop, as the app runs: a loop of processEvents + sleep(1 ms) wakes
+            # the GUI thread 1,000 times a second, and each wake takes the GIL from the scorer
+            # thread (a 10,000-photo reopen measured 0.5-0.8 s slower that way)
+            loop = QEventLoop()
+            win.scoringDone.connect(loop.quit)
+            QTimer.singleShot(int(timeout * 1000), loop.quit)
+            loop.exec()
+            win.scoringDone.disconnect(loop.quit)
         while not done and time.perf_counter() - t0 < timeout:
             app.processEvents()
             time.sleep(0.001)
