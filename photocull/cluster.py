@@ -274,10 +274,12 @@ class RayJob:
 def connect(job: RayJob) -> bool:
     """Connect to the cluster (or start a local Ray); True when this call started it."""
     ray = require_ray()
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    # (Ray's start-up notices, e.g. on token authentication, are not the user's business:
+    # photocull says what it does and what failed)
+    logging.getLogger("ray").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
-    kw = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    kw = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True)
     try:
         if job.address is None:
             ray.init(num_cpus=job.num_cpus, **kw)
