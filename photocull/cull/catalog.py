@@ -274,6 +274,13 @@ def path_key(path) -> str:
     return str(Path(path).absolute())
 
 
+def abspath(path) -> str:
+    """``os.path.abspath``, without ``normpath`` when ``path`` is a plain absolute POSIX path
+    (the window keys its 10,000 rows and their marks by it)."""
+    s = os.fspath(path)
+    return s if isinstance(s, str) and _plain_posix(s) else os.path.abspath(s)
+
+
 _POSIX = os.sep == "/" and os.altsep is None
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from photocull.cull import leftovers
-from photocull.cull.catalog import Catalog, CatalogError, Marks, path_key
+from photocull.cull.catalog import Catalog, CatalogError, Marks, abspath, path_key
 from photocull.media import sidecar
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def load_marks(paths: Sequence, catalog: Catalog, *, embedded: bool = True) -> d
     out: dict[str, Marks] = {}
     xmp_names: dict[str, set[str]] = {}  # folder -> lower-cased names of its .xmp files (one listing each)
     for p in paths:
-        k = os.path.abspath(p)
+        k = abspath(p)
         ck = path_key(p)
         m, pending = stored.get(ck, (None, False))
         if not pending and (m is None or m.is_empty) and _has_sidecar(k, xmp_names):
@@ -90,7 +90,7 @@ def load_marks(paths: Sequence, catalog: Catalog, *, embedded: bool = True) -> d
         if m is not None:
             out[k] = m
     if embedded:
-        out.update(embedded_marks(p for p in paths if os.path.abspath(p) not in out))
+        out.update(embedded_marks(p for p in paths if abspath(p) not in out))
     return out
 
 

@@ -570,7 +570,7 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, folder) -> bool:
         self.flush_marks()  # the marks read below include the last keys pressed
-        folder = Path(folder).expanduser()
+        folder = Path(folder).expanduser().absolute()  # (its photos' paths are then their keys, as they are)
         try:
             files = list_images(folder, self.settings.recursive)
         except (OSError, ValueError) as exc:

@@ -15,7 +15,6 @@ While scores stream in, ranks and order are refreshed at most every
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
+from photocull.cull.catalog import abspath
 from photocull.cull.overall import overall_scores, own_faults
 from photocull.model.losses import mean_of, std_of
 
@@ -79,7 +79,7 @@ class PhotoItem:
     def key(self) -> str:
         c = self.__dict__.get("_key")
         if c is None or c[0] is not self.path:
-            c = self.__dict__["_key"] = (self.path, os.path.abspath(self.path))
+            c = self.__dict__["_key"] = (self.path, abspath(self.path))
         return c[1]
 
     @property
@@ -256,11 +256,11 @@ class PhotoListModel(QAbstractListModel):
             self._refresh.start()
 
     def item_for(self, path) -> PhotoItem | None:
-        r = self._row.get(os.path.abspath(path))
+        r = self._row.get(abspath(path))
         return None if r is None else self.items[self._order[r]]
 
     def row_of(self, path) -> int | None:
-        return self._row.get(os.path.abspath(path))
+        return self._row.get(abspath(path))
 
     def update_results(self, results, immediate: bool | None = None) -> None:
         """Apply ScoreResults (from the worker) to their rows.
@@ -269,9 +269,7 @@ class PhotoListModel(QAbstractListModel):
         (at once for a big batch, e.g. the catalog's answer, or with ``immediate``)."""
         rows = []
         for r in results:
-            row = self._row.get(str(r.path))  # (the catalog's answer carries the paths asked with)
-            if row is None:
-                row = self._row.get(os.path.abspath(r.path))
+            row = self._row.get(abspath(r.path))
             if row is None:
                 continue
             it = self.items[self._order[row]]
@@ -300,6 +298,8 @@ class PhotoListModel(QAbstractListModel):
     def set_mode(self, mode: str, families) -> None:
         """How scores become the overall score: ``Scorers.mode`` ("overall", "personal",
         "single") and the first model's severity families (its faults)."""
+        if (mode, tuple(families)) == (self.mode, self.families) and all(it.probs is None for it in self.items):
+            return  # (every scoring job says it, first thing: 10,000 unscored photos judged for nothing)
         self.mode, self.families = mode, tuple(families)
         for it in self.items:
             self._judge_one(it)
@@ -391,7 +391,7 @@ class PhotoListModel(QAbstractListModel):
 
     def set_thumbnail(self, path: str, image: QImage) -> None:
         """A decoded thumbnail (from the image loader): shown now, kept in the LRU."""
-        key = os.path.abspath(path)
+        key = abspath(path)
         if key not in self._row:
             return
         self._requested.discard(key)
@@ -407,7 +407,7 @@ class PhotoListModel(QAbstractListModel):
         """A thumbnail as JPEG bytes (from the scorer, made with :func:`pack_thumbnail`).
         Kept packed; decoded at once only when its cell is on screen (already showing a
         thumbnail, or waiting for one), else when it is next painted."""
-        key = os.path.abspath(path)
+        key = abspath(path)
         if key not in self._row or not data:
             return
         old = self._packed.pop(key, None)
@@ -445,7 +445,7 @@ class PhotoListModel(QAbstractListModel):
         return pm
 
     def set_thumbnail_error(self, path: str, reason: str) -> None:
-        key = os.path.abspath(path)
+        key = abspath(path)
         self._requested.discard(key)
         self._thumb_errors[key] = reason
         it = self.item_for(path)

@@ -24,6 +24,7 @@ only to build, export or check the network.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -255,6 +256,7 @@ def _is_file_hash(model_id: str) -> bool:
     return len(model_id) == 12 and all(c in "0123456789abcdef" for c in model_id)
 
 
+@functools.lru_cache(maxsize=None)
 def _code_key() -> str:
     """What else the network depends on besides a checkpoint's bytes: the code that builds
     it and the packages that supply the ImageNet backbone."""
@@ -269,7 +271,10 @@ def _code_key() -> str:
     return "-".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
 def _dist_version(dist: str) -> str:
+    """An installed package's version (looked up once per process: a scan of site-packages,
+    ~0.1 s, that the window paid on the GUI thread every time a folder finished scoring)."""
     from importlib import metadata
 
     try:
