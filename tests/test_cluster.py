@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,17 +130,22 @@ def test_out_csv_has_the_columns(ray_session, shoot, tmp_path, capsys, engine):
 
 
 @needs_ray
-def test_out_parquet(shoot, tmp_path, capsys):
+def test_out_parquet(shoot, tmp_path, capsys, monkeypatch):
+    """Parquet, with absolute paths when the folder was given as a relative one."""
     import pyarrow.parquet as pq
 
     from photocull.cli.score import OUT_COLUMNS
 
     out = tmp_path / "archive.parquet"
-    assert main(["--home", str(tmp_path / "h"), "score", str(shoot), "-q", "--model", "technical",
+    monkeypatch.chdir(shoot.parent)
+    assert main(["--home", str(tmp_path / "h"), "score", shoot.name, "-q", "--model", "technical",
                  "--out", str(out)]) == 0
     capsys.readouterr()
     table = pq.read_table(out)
     assert table.column_names == OUT_COLUMNS and table.num_rows == 22
+    paths = table.column("path").to_pylist()
+    assert all(os.path.isabs(p) and os.path.exists(p) for p in paths)
+    assert {os.path.dirname(p) for p in paths} == {str(shoot)}
 
 
 @needs_ray

@@ -210,7 +210,8 @@ def score_on_ray(files, scorers, paths: AppPaths, args, catalog):
 
 
 def write_out(out_file: str, ok: list, bad: list, problems: list, scorers) -> None:
-    """The results table for the archive (:data:`OUT_COLUMNS`) as CSV or Parquet, written atomically."""
+    """The results table for the archive (:data:`OUT_COLUMNS`) as CSV or Parquet, written
+    atomically; paths absolute (the table is read elsewhere, not from the folder it was made in)."""
     from photocull.media.fileops import atomic_write
 
     ids = (scorers.loaded.model_id, None if scorers.aesthetic is None else scorers.aesthetic.model_id)
@@ -229,13 +230,13 @@ def write_out(out_file: str, ok: list, bad: list, problems: list, scorers) -> No
     for row in ok:
         a, a_std, t, t_std = row.extra
         faces = row.result.faces
-        records.append([str(row.path), *stat(row.path), *ids, num(row.mean), num(a), num(a_std), num(t),
+        records.append([os.path.abspath(row.path), *stat(row.path), *ids, num(row.mean), num(a), num(a_std), num(t),
                         num(t_std), row.why, row.error, None if faces is None else faces.count,
                         None if faces is None else faces.eyes_closed_count])
     for r in bad:
-        records.append([str(r.path), *stat(r.path), *ids, None, None, None, None, None, "", r.error, None, None])
+        records.append([os.path.abspath(r.path), *stat(r.path), *ids, None, None, None, None, None, "", r.error, None, None])
     for p, why in problems:
-        records.append([str(p), *stat(p), *ids, None, None, None, None, None, "", why, None, None])
+        records.append([os.path.abspath(p), *stat(p), *ids, None, None, None, None, None, "", why, None, None])
     if Path(out_file).suffix.lower() == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
