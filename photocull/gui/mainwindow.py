@@ -775,8 +775,9 @@ class MainWindow(QMainWindow):
         if self._n_decoded >= self.RELEASE_AFTER:  # not after a folder the catalog answered
             self._release_memory()
         self.update_groups()
-        self._prepare_fast_model()
         self.scoringDone.emit()
+        # after the sorted grid is shown: its first look-up in a process reads package versions (~0.2 s)
+        QTimer.singleShot(0, self._prepare_fast_model)
 
     def _prepare_fast_model(self) -> None:
         """Once a folder is scored, export the model for ONNX Runtime in a background

@@ -298,11 +298,10 @@ class PhotoListModel(QAbstractListModel):
     def set_mode(self, mode: str, families) -> None:
         """How scores become the overall score: ``Scorers.mode`` ("overall", "personal",
         "single") and the first model's severity families (its faults)."""
-        if (mode, tuple(families)) == (self.mode, self.families) and all(it.probs is None for it in self.items):
-            return  # (every scoring job says it, first thing: 10,000 unscored photos judged for nothing)
         self.mode, self.families = mode, tuple(families)
         for it in self.items:
-            self._judge_one(it)
+            if it.probs is not None or it.aesthetic is not None:  # (an unscored photo has nothing to judge)
+                self._judge_one(it)
         self.recompute_ranks()
 
     def _judge_one(self, it: PhotoItem) -> None:
