@@ -346,6 +346,34 @@ def test_greys_kept_as_uint8_and_float16_features_group_the_same(frames, scenes)
                                          ([6, 7], "panorama")]
 
 
+def test_frame_likeness_measures_equal_scikit_images(scenes):
+    """The shift and SSIM grouping compares frames by are scikit-image's, computed without its
+    argument handling (grouping a shoot is a few thousand such pairs): equal on real crops,
+    shifted, noisy and brightened copies, float32 and float64, whole frames and overlaps."""
+    from scipy.fft import fftn
+    from skimage.metrics import structural_similarity
+    from skimage.registration import phase_cross_correlation
+
+    from photocull.cull.bursts import _shift, _ssim7
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for name, im in scenes.items():
+        g = np.asarray(Image.fromarray(im).convert("L").resize((64, 64)), dtype=np.float32) / 255
+        for _ in range(12):
+            dy, dx = (int(v) for v in rng.integers(-24, 25, 2))
+            g2 = np.roll(g, (dy, dx), (0, 1)) * rng.uniform(0.6, 1.4) + rng.normal(0, rng.uniform(0, 0.1), g.shape)
+            for dtype in (np.float32, np.float64):
+                a, b = g.astype(dtype), g2.astype(dtype)
+                ref, _, _ = phase_cross_correlation(fftn(a), fftn(b), normalization=None, space="fourier")
+                assert _shift(fftn(a), fftn(b)) == tuple(int(round(float(v))) for v in ref)
+                h, w = (int(v) for v in rng.integers(16, 65, 2))
+                pa, pb = a[:h, :w], b[64 - h:, 64 - w:]
+                assert _ssim7(pa, pb) == float(structural_similarity(pa, pb, data_range=1.0, win_size=7))
+                checked += 1
+    assert checked >= 48
+
+
 def test_cached_gray_loader_decodes_each_photo_once(tmp_path, app_paths):
     from conftest import make_photo
     from photocull.cull.bursts import CachedGrayLoader, load_tiny_gray, load_tiny_gray_u8

@@ -231,23 +231,47 @@ def likeness(g1: np.ndarray, g2: np.ndarray, blur: float = 1.0) -> Likeness:
 
 
 def _likeness(p1: tuple[np.ndarray, np.ndarray], p2: tuple[np.ndarray, np.ndarray]) -> Likeness:
-    from skimage.metrics import structural_similarity
-    from skimage.registration import phase_cross_correlation
-
     (g1, f1), (g2, f2) = p1, p2
     if g1.shape != g2.shape:
         return _NO_MATCH
     h, w = g1.shape
     # the FFTs it would take of the blurred greys, taken once per frame (_prepare)
-    shift, _, _ = phase_cross_correlation(f1, f2, normalization=None, space="fourier")
-    dy, dx = (int(round(float(v))) for v in shift)
+    dy, dx = _shift(f1, f2)
     a = g1[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
     b = g2[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
     if min(a.shape) < 16:
         return _NO_MATCH
     ncc = float((_standardise(a) * _standardise(b)).mean())
-    s = float(structural_similarity(a, b, data_range=1.0, win_size=7))
-    return Likeness(s, ncc, max(abs(dy) / h, abs(dx) / w), a.size / (h * w))
+    return Likeness(_ssim7(a, b), ncc, max(abs(dy) / h, abs(dx) / w), a.size / (h * w))
+
+
+# Frames are compared pair after pair (a few per photo: ~1 ms each, most of grouping a shoot;
+# on a cluster's driver, 1M photos' worth): the two measures below are scikit-image's
+# ``phase_cross_correlation(f1, f2, normalization=None, space="fourier")`` (integer shift) and
+# ``structural_similarity(a, b, data_range=1.0, win_size=7)``, the same arithmetic without their
+# argument handling, the five filters of SSIM as one call (tests/test_bursts.py: equal results).
+
+def _shift(f1: np.ndarray, f2: np.ndarray) -> tuple[int, int]:
+    """The whole-pixel shift of the second frame onto the first, from their 2-D FFTs."""
+    from scipy.fft import ifftn
+
+    cc = ifftn(f1 * f2.conj())
+    peak = np.unravel_index(int(np.argmax(np.abs(cc))), cc.shape)
+    return tuple(int(m - n) if m > int(n / 2) else int(m) for m, n in zip(peak, cc.shape))
+
+
+def _ssim7(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two same-shape 2-D images in 0..1, 7x7 uniform windows, sample covariance."""
+    from scipy.ndimage import uniform_filter
+
+    ft = np.float32 if a.dtype in (np.float16, np.float32) else np.float64  # (as scikit-image chooses)
+    a, b = a.astype(ft, copy=False), b.astype(ft, copy=False)
+    ux, uy, uxx, uyy, uxy = uniform_filter(np.stack([a, b, a * a, b * b, a * b]), size=(1, 7, 7))
+    cov = 49 / 48
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    return float(s[3:-3, 3:-3].mean(dtype=np.float64))
 
 
 def _flat_norm(f: np.ndarray | None) -> tuple[np.ndarray | None, float]:
