@@ -321,6 +321,49 @@ def test_overlays_in_compare(qtbot, people):
     assert not any(p.show_faces for p in panes) and all(p.show_focus for p in panes)
 
 
+def test_a_burst_sorts_together_and_shows_your_pick_when_collapsed(qtbot):
+    """Sorted by score, an expanded burst's frames sit side by side after its best frame (its
+    shaken frames are not sent to the end of the shoot); collapsed, it shows the frame you
+    picked, or its best frame that is not rejected; rejecting the frame shown does not make it
+    vanish under the cursor (the cover changes when the grid is filtered again)."""
+    from photocull.gui.photomodel import PhotoItem, PhotoListModel, PhotoProxy
+
+    def dist(mean):
+        p = np.zeros(10, np.float32)
+        lo = int(mean)
+        p[lo - 1], p[lo] = 1 - (mean - lo), mean - lo
+        return p
+
+    means = {"a": 8.0, "b": 7.5, "burst1": 7.2, "c": 6.5, "d": 6.0, "burst2": 5.0, "burst3": 3.0, "e": 2.0}
+    items = [PhotoItem(Path(f"/shoot/{n}.jpg"), probs=dist(m)) for n, m in means.items()]
+    for it in items:
+        if it.name.startswith("burst"):
+            it.group, it.group_size, it.group_kind = 1, 3, "burst"
+    model = PhotoListModel()
+    proxy = PhotoProxy()
+    proxy.setSourceModel(model)
+    model.set_items(items)
+    model.set_mode("single", ())
+    model.resort()
+
+    def shown():
+        return [it.name[:-4] for it in proxy.visible_items()]
+
+    assert shown() == ["a", "b", "burst1", "c", "d", "e"]
+    proxy.set_filter(expanded={1})
+    assert shown() == ["a", "b", "burst1", "burst2", "burst3", "c", "d", "e"]
+    proxy.set_filter(expanded=set())
+    by = {it.name[:-4]: it for it in items}
+    by["burst1"].flag = -1  # rejected where it is shown: it stays until the grid is filtered again
+    assert shown() == ["a", "b", "burst1", "c", "d", "e"]
+    proxy.refilter()
+    assert shown() == ["a", "b", "burst2", "c", "d", "e"]  # the best frame not rejected, in the burst's place
+    by["burst3"].flag = 1
+    proxy.refilter()
+    assert shown() == ["a", "b", "burst3", "c", "d", "e"]  # your pick, even below the others by score
+    assert by["burst3"].group_cover and not by["burst2"].group_cover
+
+
 def test_pick_best_of_a_burst_prefers_open_eyes_then_sharp_faces(qtbot):
     """Issue 4/7 through the window's model: in a burst, the frame where every face is open
     is the group's best (and Select > Pick best picks it) even when a blinking frame, or a

@@ -1405,6 +1405,7 @@ class MainWindow(QMainWindow):
             return
         self._apply([(it, Marks(flag, it.rating, it.label)) for it, flag in plan.changes],
                     what="pick best of each burst")
+        self.proxy.refilter()  # each collapsed burst now shows its pick
         self.status_label.setText(f"Picked the best of each burst: {plan.summary} (Ctrl+Z to undo)")
 
     # -- dialogs ------------------------------------------------------------------------

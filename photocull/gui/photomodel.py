@@ -72,7 +72,9 @@ class PhotoItem:
     group: int | None = None  # burst group id
     group_size: int = 1
     group_kind: str = ""
-    group_best: bool = True
+    group_best: bool = True   # its group's best frame by the score
+    group_cover: bool = True  # the frame a collapsed group shows (PhotoListModel.update_covers)
+    group_lead: int | None = None  # the best rank in its group: a group's frames sort together
 
     # key and name are read for every row at every sort: computed once per path
     @property
@@ -114,7 +116,8 @@ def _by_face_sharpness(it: PhotoItem) -> tuple:
 
 
 SORT_KEYS = {
-    "score": lambda it: (it.rank is None, it.rank or 0, it.sort_name),  # cull.ranking's order
+    # cull.ranking's order, a group's frames together after its best (an expanded burst side by side)
+    "score": lambda it: (it.rank is None, it.group_lead or it.rank or 0, it.rank or 0, it.sort_name),
     "name": lambda it: (it.sort_name,),
     "time": lambda it: (it.capture_time is None, it.capture_time or 0.0, it.sort_name),
     "std": lambda it: (it.std is None, it.std or 0.0, it.sort_name),
@@ -356,6 +359,25 @@ class PhotoListModel(QAbstractListModel):
             it.rank = r
             it.percentile = None if r is None else ranking.top_percent(r, n)
             it.top = "" if r is None else ranking.top_label(r, n)
+        self.update_covers()
+
+    def update_covers(self) -> None:
+        """Each group's cover, the frame it shows collapsed: the user's pick (the best-ranked
+        if several), else its best frame that is not rejected, else its best; and each frame's
+        ``group_lead``, the group's best rank, by which its frames sort together.  Done with
+        the ranks and when the grid is filtered again (not on each key press: a frame does not
+        vanish under the cursor when it is rejected)."""
+        members: dict[int, list[PhotoItem]] = {}
+        for it in self.items:
+            if it.group is None:
+                it.group_cover, it.group_lead = True, None
+            else:
+                members.setdefault(it.group, []).append(it)
+        for group in members.values():
+            cover = min(group, key=lambda m: (m.flag != 1, m.flag == -1, m.rank is None, m.rank or 0, m.sort_name))
+            lead = min((m.rank for m in group if m.rank is not None), default=None)
+            for m in group:
+                m.group_cover, m.group_lead = m is cover, lead
 
     def touch(self, path) -> None:
         row = self.row_of(path)
@@ -522,7 +544,11 @@ class PhotoProxy(QSortFilterProxyModel):
         self.refilter()
 
     def refilter(self) -> None:
-        """Re-run the filter (Qt >= 6.9 wants begin/endFilterChange)."""
+        """Re-run the filter (Qt >= 6.9 wants begin/endFilterChange), with the groups'
+        covers as the marks now say."""
+        m = self.sourceModel()
+        if hasattr(m, "update_covers"):
+            m.update_covers()
         if hasattr(self, "beginFilterChange"):
             self.beginFilterChange()
             self.endFilterChange()
@@ -549,7 +575,7 @@ class PhotoProxy(QSortFilterProxyModel):
             return False
         if f.eyes_closed:
             return it.eyes_closed_count > 0
-        if f.collapse_groups and it.group is not None and not it.group_best and it.group not in f.expanded:
+        if f.collapse_groups and it.group is not None and not it.group_cover and it.group not in f.expanded:
             return False
         return True
 

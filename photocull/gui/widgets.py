@@ -177,7 +177,7 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(kr, QColor(0, 0, 0, 170))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(kr, Qt.AlignmentFlag.AlignCenter, it.kind)
-        if it.group is not None and it.group_size > 1 and it.group_best:
+        if it.group is not None and it.group_size > 1 and it.group_cover:
             txt = f"▣ {it.group_size}" + (f" {it.group_kind}" if it.group_kind and it.group_kind != "burst" else "")
             gr = QRect(area.right() - p.fontMetrics().horizontalAdvance(txt) - 10, area.bottom() - 18,
                        p.fontMetrics().horizontalAdvance(txt) + 8, 18)
