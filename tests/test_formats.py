@@ -260,7 +260,7 @@ def test_raw_exif_from_preview_of_a_non_tiff_raw(fake_raw, tmp_path):
     exif.get_ifd(0x8769)[0x9204] = -1.0
     buf = io.BytesIO()
     marker_photo().save(buf, "JPEG", exif=exif.tobytes())
-    dng = fake_raw(rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, buf.getvalue()), 0)
+    fake_raw(rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, buf.getvalue()), 0)
     raf = tmp_path / "DSCF0001.RAF"
     raf.write_bytes(b"FUJIFILMCCD-RAW 0201FF383501" + bytes(100))  # not a TIFF
     info = media_exif.read_raw_exif(raf)

@@ -1,9 +1,7 @@
 """GUI behaviour, offscreen: scoring in the background, sorting, histogram, culling keys, export."""
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -40,7 +40,7 @@ def win(qtbot, app_paths, tiny_model):
 def test_too_few_ratings_disables_training(qtbot, win, tmp_path):
     from photocull.gui.training_dialog import TrainingDialog
 
-    shoot = _shoot(tmp_path / "few", n=8)
+    _shoot(tmp_path / "few", n=8)
     with qtbot.waitSignal(win.scoringDone, timeout=120_000):
         win.open_folder(tmp_path / "few")
     for i in range(5):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 
 import pytest

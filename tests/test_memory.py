@@ -5,7 +5,6 @@ speed bench's (bench/speed.py, "peak RSS")."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

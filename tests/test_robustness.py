@@ -6,7 +6,6 @@ can read; the good files beside it are always scored; nothing crashes.
 from __future__ import annotations
 
 import builtins
-import io
 import json
 import os
 import pickle
