@@ -117,6 +117,7 @@ class Settings:
     show_focus: bool = False
     show_clipping: bool = False  # J: highlight and shadow clipping in the loupe and compare
     thumb_size: int = 220  # the grid's cell size in px (View ▸ Thumbnail Size, the toolbar's slider)
+    window_geometry: str = ""  # the main window's size, place and maximized state (Qt's saveGeometry, base64)
 
     MAX_RECENT = 10
 

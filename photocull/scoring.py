@@ -107,10 +107,13 @@ class BatchProgress:
     elapsed: float
     decode_seconds: float = 0.0
     model_seconds: float = 0.0
+    cached: int = 0  # of ``done``, the photos the catalog answered for (not scored now)
 
     @property
     def rate(self) -> float:
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+        """Photos scored per second (those the catalog answered for are not counted: 39 of 43
+        from the catalog read as "737 photos/s, 0 s left" while 4 were being scored)."""
+        return (self.done - self.cached) / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def eta(self) -> float:
@@ -641,7 +644,7 @@ def iter_scores_cached(
                 need[p] = (s is None, sa is None)
     total = len(paths)
     if cached:
-        yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0)
+        yield BatchProgress(cached, len(cached), total, time.perf_counter() - t0, cached=len(cached))
     done = len(cached)
     for prog in score(todo, loaded, aesthetic=aesthetic, need=need or None, **kw):
         fresh = [r for r in prog.results if r.path not in partial or partial[r.path][0] is None]
@@ -669,7 +672,7 @@ def iter_scores_cached(
             catalog.store_analyses(kept, loaded.model_id)
         done = len(cached) + prog.done
         yield BatchProgress(prog.results, done, total, time.perf_counter() - t0,
-                            prog.decode_seconds, prog.model_seconds)
+                            prog.decode_seconds, prog.model_seconds, cached=len(cached))
     return done
 
 

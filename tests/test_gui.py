@@ -292,8 +292,10 @@ def test_filters(qtbot, win, photo_folder):
     win.grid.setCurrentIndex(win.proxy.index(1, 0))
     win.set_flag(-1)
     win.set_rating(3)
+    assert win.shown_label.text() == ""  # no filter on
     win.flag_combo.setCurrentIndex(win.flag_combo.findData("picks"))
     assert [it.name for it in win.proxy.visible_items()] == [vis[0].name]
+    assert win.shown_label.text() == f"1 of {len(vis)} shown (filtered)"
     win.flag_combo.setCurrentIndex(win.flag_combo.findData("rejects"))
     assert [it.name for it in win.proxy.visible_items()] == [vis[1].name]
     win.flag_combo.setCurrentIndex(win.flag_combo.findData("unflagged"))
@@ -301,7 +303,10 @@ def test_filters(qtbot, win, photo_folder):
     win.flag_combo.setCurrentIndex(win.flag_combo.findData("all"))
     win.stars_spin.setValue(3)
     assert [it.name for it in win.proxy.visible_items()] == [vis[1].name]
+    win.stars_spin.setValue(5)  # nothing left: the grid is blank, the status bar says why
+    assert not win.proxy.visible_items() and win.shown_label.text() == f"No photo of {len(vis)} matches the filters"
     win.stars_spin.setValue(0)
+    assert win.shown_label.text() == ""
     cut = vis[2].mean
     win.score_spin.setValue(cut)
     assert all(it.mean >= cut for it in win.proxy.visible_items())

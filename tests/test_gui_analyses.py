@@ -405,7 +405,7 @@ def test_pick_best_of_a_burst_prefers_open_eyes_then_sharp_faces(qtbot):
 
 
 def test_the_windows_view_settings_are_remembered(qtbot, app_paths, tiny_model):
-    """The grid's order and the loupe's overlays come back as they were left."""
+    """The grid's order, the loupe's overlays and the window's size come back as they were left."""
     from photocull.gui.mainwindow import MainWindow
 
     w = MainWindow(app_paths)
@@ -413,10 +413,15 @@ def test_the_windows_view_settings_are_remembered(qtbot, app_paths, tiny_model):
     assert w.proxy.sort_key == "score" and not w.show_faces and not w.show_focus
     w.set_sort("face_sharpness")
     w.set_overlays(faces=True, focus=True)
-    w.shutdown()
+    w.show()
+    w.resize(700, 500)  # (inside the offscreen screen: restoreGeometry keeps a window on its screen)
+    qtbot.waitUntil(lambda: w.size().width() == 700)
+    left = (w.size().width(), w.size().height())  # (no smaller than its layout allows)
+    w.close()  # (closeEvent: shutdown, settings saved)
     again = MainWindow(app_paths)
     qtbot.addWidget(again)
     try:
+        assert (again.size().width(), again.size().height()) == left != (1400, 900)
         assert again.proxy.sort_key == "face_sharpness"
         assert again.show_faces and again.show_focus and again.faces_action.isChecked()
         assert again.sort_combo.itemData(again.sort_combo.currentIndex()) == "face_sharpness"

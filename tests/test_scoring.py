@@ -297,3 +297,15 @@ def test_the_tiny_greys_for_burst_grouping_come_from_the_one_decode(tmp_path, mo
         monkeypatch.setattr(bursts, "load_tiny_gray_u8", no_decode)
         loader = bursts.CachedGrayLoader(cat, decode=no_decode)
         assert all(loader(f) is not None for f in files) and loader.decoded == 0
+
+
+def test_progress_rate_counts_only_the_photos_scored_now():
+    """39 of 43 answered by the catalog, 2 scored in the second since: 2 photos/s, 1 s left
+    (not 41 photos/s and no time left)."""
+    from photocull.scoring import BatchProgress
+
+    p = BatchProgress([], 41, 43, 1.0, cached=39)
+    assert p.rate == pytest.approx(2.0) and p.eta == pytest.approx(1.0)
+    first = BatchProgress([], 39, 43, 0.05, cached=39)
+    assert first.rate == 0.0 and first.eta != first.eta  # (nan: not known yet)
+    assert BatchProgress([], 8, 43, 2.0).rate == pytest.approx(4.0)

@@ -10,7 +10,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QEvent, QItemSelectionModel, QObject, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QActionGroup, QColor, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -270,6 +270,8 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle("photocull")
         self.resize(1400, 900)
+        if self.settings.window_geometry:  # where and how big it was left (a bad value: the default)
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode("ascii", "replace")))
         self.model = PhotoListModel(self)
         self.proxy = PhotoProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -508,10 +510,26 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_scoring)
+        self.shown_label = QLabel("")  # "12 of 43 shown" while a filter is on
         sb.addWidget(self.status_label, 1)
+        sb.addPermanentWidget(self.shown_label)
         sb.addPermanentWidget(self.model_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
+        for sig in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset, self.proxy.layoutChanged):
+            sig.connect(self._show_count)
+
+    def _show_count(self, *_args) -> None:
+        """How many photos the filters let through, or that none do (a blank grid said nothing)."""
+        n, total = self.proxy.rowCount(), self.model.rowCount()
+        if not self.proxy.filter.narrowing or not total:
+            text, style = "", ""
+        elif n:
+            text, style = f"{n} of {total} shown (filtered)", ""
+        else:
+            text, style = f"No photo of {total} matches the filters", "color:#c03030;font-weight:bold"
+        self.shown_label.setText(text)
+        self.shown_label.setStyleSheet(style)
 
     def _install_keys(self) -> None:
         def sc(key, fn):
@@ -738,8 +756,12 @@ class MainWindow(QMainWindow):
             self.model.set_packed_thumbnail(path, data)
         self.model.update_results(prog.results)
         self.progress.setValue(prog.done)
-        eta = "" if prog.eta != prog.eta else f", {prog.eta:.0f} s left"
-        self.status_label.setText(f"Scored {prog.done} of {prog.total} — {prog.rate:.1f} photos/s{eta}")
+        if prog.rate > 0:
+            eta = "" if prog.eta != prog.eta else f", {prog.eta:.0f} s left"
+            self.status_label.setText(f"Scored {prog.done} of {prog.total} — {prog.rate:.1f} photos/s{eta}")
+        else:  # the catalog's answer
+            rest = "; scoring the rest…" if prog.done < prog.total else ""
+            self.status_label.setText(f"Scored {prog.done} of {prog.total} (kept from before){rest}")
         if self.detail.item is not None:  # ranks move as scores arrive
             self.detail.show_item(self.detail.item, self._n_scored())
 
@@ -1456,5 +1478,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
 
     def closeEvent(self, ev) -> None:
+        if not self.isFullScreen():  # (full screen is F's, for a moment: the window as it was before stays)
+            self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
         self.shutdown()
         super().closeEvent(ev)

@@ -502,6 +502,12 @@ class FilterState:
     collapse_groups: bool = True
     expanded: set = field(default_factory=set)
 
+    @property
+    def narrowing(self) -> bool:
+        """Whether a filter is on (collapsed bursts are not one: they are all there, stacked)."""
+        return (self.flags != "all" or bool(self.min_stars) or self.label != "all" or self.min_score is not None
+                or self.eyes_closed)
+
 
 class PhotoProxy(QSortFilterProxyModel):
     """Filters by flags/stars/colour label/score/closed eyes.  The order (score, name, capture time,

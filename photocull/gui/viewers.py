@@ -34,9 +34,9 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QListView, QVBoxLayout, QWidget
 
 from .photomodel import PhotoItem
 from .widgets import LABEL_COLOURS, reasons_line
@@ -849,7 +849,18 @@ class LoupeView(FullPixels, QWidget):
         cell = delegate.sizeHint(None, None)
         self.strip.setFixedHeight(cell.height() + self.strip.horizontalScrollBar().sizeHint().height() + 4)
         self.strip.show()
-        selection.currentChanged.connect(lambda cur, _prev: self.strip.scrollTo(cur))
+        selection.currentChanged.connect(lambda cur, _prev: self._centre_strip(cur))
+
+    def _centre_strip(self, index=None) -> None:
+        """The current photo in the middle of the filmstrip, its neighbours both sides (at an
+        edge its badges were cut off)."""
+        index = index if index is not None else self.strip.currentIndex()
+        if index.isValid():
+            self.strip.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self._centre_strip)  # once the strip has its width
 
     @property
     def panes(self) -> list[ImagePane]:

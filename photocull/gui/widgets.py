@@ -81,6 +81,7 @@ class ThumbDelegate(QStyledItemDelegate):
     CELL = QSize(220, 220)
     COMPACT_CELL = QSize(132, 96)
     PAD = 6
+    LABEL_W = 6  # the colour label's stripe
     TEXT = 48  # the name and reason lines under the picture
 
     def __init__(self, parent=None, compact: bool = False):
@@ -199,16 +200,19 @@ class ThumbDelegate(QStyledItemDelegate):
         # bottom lines: name, stars/label, reason
         p.setFont(option.font)
         p.setPen(QColor("#ddd"))
-        line1 = QRect(r.left() + self.PAD, r.bottom() - 40, r.width() - 2 * self.PAD, 18)
+        inset = self.LABEL_W + 2 if it.label else 0  # (the label's stripe runs down the cell's left edge)
+        line1 = QRect(r.left() + self.PAD + inset, r.bottom() - 40, r.width() - 2 * self.PAD - inset, 18)
         stars = "★" * it.rating + "☆" * (5 - it.rating) if it.rating else ""
+        room = line1.width() - (p.fontMetrics().horizontalAdvance(stars) + 6 if stars else 0)
         p.drawText(line1, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(it.name, Qt.TextElideMode.ElideMiddle, line1.width() - 70))
+                   p.fontMetrics().elidedText(it.name, Qt.TextElideMode.ElideMiddle, room))
         if stars:
             p.setPen(QColor("#f0c040"))
             p.drawText(line1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, stars)
         if it.label:
-            p.fillRect(QRect(r.left() + 2, r.top() + 2, 6, r.height() - 4), QColor(LABEL_COLOURS.get(it.label, "#999")))
-        line2 = QRect(r.left() + self.PAD, r.bottom() - 21, r.width() - 2 * self.PAD, 18)
+            p.fillRect(QRect(r.left() + 2, r.top() + 2, self.LABEL_W, r.height() - 4),
+                       QColor(LABEL_COLOURS.get(it.label, "#999")))
+        line2 = QRect(r.left() + self.PAD + inset, r.bottom() - 21, r.width() - 2 * self.PAD - inset, 18)
         why = reasons_line(it)
         if why:
             p.setPen(QColor("#e05050") if it.faults else QColor("#f0a070"))
