@@ -179,8 +179,8 @@ class TrainingDialog(QDialog):
         self.spread.setText("Ratings: " + ("  ".join(f"{'★' * k}: {c[k]}" for k in range(1, 6)) or "none"))
         ok = len(ratings) >= MIN_RATINGS and len(c) >= 2
         self.intro.setText(
-            f"{len(ratings)} rated photos in {len(self.folders)} folder(s). Picks count as {s.pick_rating} stars, "
-            f"rejects as {s.reject_rating}. photocull learns a personal score head on what both "
+            f"{len(ratings)} rated photos in {len(self.folders)} folder(s). Stars count as given; a pick "
+            f"without stars counts as {s.pick_rating}, a reject as {s.reject_rating}. photocull learns a personal score head on what both "
             "networks (technical and aesthetic) see in each photo; the shipped models are never changed."
             + ("" if ok else f"\n\nRate at least {MIN_RATINGS} photos, with at least two different ratings, to train."))
         self.train_button.setEnabled(ok and self.worker is None)
