@@ -401,6 +401,8 @@ def test_bursts_collapse_expand_and_pick_best(qtbot, win, tmp_path, monkeypatch)
     win.grid.setCurrentIndex(win.proxy.index(visible.index(best), 0))
     win.toggle_group()
     assert len(win.proxy.visible_items()) == 5
+    at = sorted(win.proxy.visible_items().index(it) for it in burst)  # side by side, the best first
+    assert at == list(range(at[0], at[0] + len(burst))) and win.proxy.visible_items()[at[0]] is best
     # pick the best, reject the rest: says what it will do and asks; a frame you rated
     # stays as it is; one undo step
     from PySide6.QtWidgets import QMessageBox

@@ -1358,8 +1358,9 @@ class MainWindow(QMainWindow):
                 return
             for it, (g, n, kind, best) in zip(items, result):
                 it.group, it.group_size, it.group_kind, it.group_best = g, n, kind, best
+            self.model.recompute_ranks()  # (the overall rule looks at the groups)
+            self.model.resort()  # a group's frames together
             self.proxy.refilter()
-            self.model.recompute_ranks()
             n_groups = len({g for g, *_ in result if g is not None})
             if n_groups:
                 self.status_label.setText(self.status_label.text() + f"; {n_groups} burst group"
