@@ -316,7 +316,7 @@ class PhotoListModel(QAbstractListModel):
             it.std = std_of(it.probs)
         else:
             taste = it.aesthetic if self.mode == "overall" else it.probs
-            it.taste_mean = None if it.probs is None else mean_of(taste)
+            it.taste_mean = None if it.probs is None else (it.aesthetic_mean if self.mode == "overall" else own)
             it.std = std_of(taste)
             it.technical_mean = own if self.mode == "overall" else None
             it.technical_faults = own_faults(it, self.families)
