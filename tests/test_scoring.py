@@ -309,3 +309,51 @@ def test_progress_rate_counts_only_the_photos_scored_now():
     first = BatchProgress([], 39, 43, 0.05, cached=39)
     assert first.rate == 0.0 and first.eta != first.eta  # (nan: not known yet)
     assert BatchProgress([], 8, 43, 2.0).rate == pytest.approx(4.0)
+
+
+def test_stored_reports_are_one_json_object_and_rows_of_strings_still_load(tmp_path):
+    """What the analyses found is kept as one JSON object with the reports inside as objects
+    (one parse per photo on a reopen); rows written before, with each report as a string of
+    JSON inside the JSON, still load; a NaN smuggled into a nested report is refused."""
+    import json
+
+    from reliability_helpers import fast_model
+
+    from photocull.analysis.exposure import ExposureReport
+    from photocull.analysis.faces import FaceReport
+    from photocull.analysis.focus import FocusReport
+
+    model = fast_model(64)
+    files = [make_photo(tmp_path / f"p{i}.jpg", seed=i, size=(640, 480)) for i in range(3)]
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        first = {str(r.path): r for prog in iter_scores_cached(files, model, cat) for r in prog.results}
+        texts = [t for (t,) in cat.con.execute("SELECT analyses FROM scores WHERE model_id=?", (model.model_id,))]
+        assert len(texts) == 3 and all(isinstance(v, dict) for t in texts for v in json.loads(t).values())
+
+        def loaded():
+            return {str(r.path): r for prog in iter_scores_cached(files, model, cat) for r in prog.results}
+
+        def same(a, b):
+            return (a.faces.to_json() == b.faces.to_json() and a.focus.to_json() == b.focus.to_json()
+                    and a.exposure.to_json() == b.exposure.to_json())
+
+        again = loaded()
+        assert all(isinstance(r.faces, FaceReport) and isinstance(r.focus, FocusReport)
+                   and isinstance(r.exposure, ExposureReport) and same(r, first[k]) for k, r in again.items())
+        # the format written before: each report a string
+        for (path, text) in cat.con.execute("SELECT path, analyses FROM scores WHERE model_id=?",
+                                            (model.model_id,)).fetchall():
+            old = json.dumps({k: json.dumps(v, separators=(",", ":")) for k, v in json.loads(text).items()})
+            cat.con.execute("UPDATE scores SET analyses=? WHERE path=? AND model_id=?", (old, path, model.model_id))
+        cat.con.commit()
+        assert all(same(r, first[k]) for k, r in loaded().items())
+        # a hostile value inside a nested report: that report is left out, the photo still loads
+        (path, text), *_ = cat.con.execute("SELECT path, analyses FROM scores WHERE model_id=?",
+                                           (model.model_id,)).fetchall()
+        d = json.loads(text)
+        d["exposure"] = json.loads(d["exposure"]) if isinstance(d["exposure"], str) else d["exposure"]
+        d["exposure"]["mid"] = float("nan")
+        cat.con.execute("UPDATE scores SET analyses=? WHERE path=? AND model_id=?", (json.dumps(d), path, model.model_id))
+        cat.con.commit()
+        hurt = loaded()[path]
+        assert hurt.exposure is None and hurt.probs is not None and hurt.focus is not None and hurt.faces is not None

@@ -95,10 +95,10 @@ class ExposureReport:
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ExposureReport:
-        """The report :meth:`to_json` wrote; ValueError for anything else."""
+    def from_json(cls, text: str | bytes | dict) -> ExposureReport:
+        """The report :meth:`to_json` wrote (or its parsed object); ValueError for anything else."""
         try:
-            d = json.loads(text)
+            d = text if isinstance(text, dict) else json.loads(text)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"malformed exposure report: {exc!r}") from None
         if not isinstance(d, dict) or d.get("v") != 1:

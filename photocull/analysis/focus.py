@@ -189,10 +189,10 @@ class FocusReport:
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> FocusReport:
-        """The report :meth:`to_json` wrote; ValueError for anything else."""
+    def from_json(cls, text: str | bytes | dict) -> FocusReport:
+        """The report :meth:`to_json` wrote (or its parsed object); ValueError for anything else."""
         try:
-            d = json.loads(text)
+            d = text if isinstance(text, dict) else json.loads(text)
             if not isinstance(d, dict) or d.get("v") != 1:
                 raise ValueError("not a focus report (version 1)")
             rows, cols, b64 = d["grid"]

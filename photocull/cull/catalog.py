@@ -260,7 +260,14 @@ def _unblob(b: bytes | None, dtype) -> np.ndarray | None:
 
 
 def _analyses_text(found: dict | None) -> str | None:
-    return None if not found else json.dumps(found, separators=(",", ":"), allow_nan=False)
+    """What the analyses found (field -> each report's JSON text, as ``to_json`` writes it) as
+    one JSON object with the reports inside it as objects, not as strings in a string: read
+    back with one parse (10,000 photos on a reopen: three parses a photo fewer).  Rows written
+    before hold strings; the reports' ``from_json`` take either."""
+    if not found:
+        return None
+    nested = {k: json.loads(v) if isinstance(v, str) else v for k, v in found.items()}
+    return json.dumps(nested, separators=(",", ":"), allow_nan=False)
 
 
 def path_key(path) -> str:
