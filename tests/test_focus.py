@@ -296,6 +296,9 @@ def test_odd_images_get_an_answer(leaves, astronaut):
     r = analyse_focus(pano)
     assert r.judged and r.grid.shape[1] == 12 and r.reason() == ""
     assert analyse_focus(Image.fromarray(astronaut).convert("L")).reason() == ""
+    tiny = analyse_focus(leaves[:66, :100])  # a thumbnail-sized file: "sharp at 100 %" would mean nothing
+    assert not tiny.judged and "too small" in tiny.describe()
+    assert analyse_focus(leaves[:128, :192]).judged
 
 
 def test_heavily_compressed_photo_gets_an_answer(astronaut):
