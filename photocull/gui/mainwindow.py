@@ -744,7 +744,10 @@ class MainWindow(QMainWindow):
         if kind == "model":
             scorers = value[1]
             self.loaded_model = scorers.loaded
-            self.model_label.setText(scorers.notice)
+            # the models in the status bar, how they are combined in its tooltip (the whole
+            # sentence pushed the status text out of a window that is not maximized)
+            self.model_label.setText(scorers.notice.split(" (overall:", 1)[0])
+            self.model_label.setToolTip(scorers.notice)
             self.model_label.setStyleSheet("" if scorers.loaded.trained else "color:#c03030;font-weight:bold")
             self.model.set_mode(scorers.mode, scorers.loaded.cfg.families)
             return
