@@ -42,6 +42,30 @@ def test_pack_thumbnail_is_a_small_jpeg_at_the_cell_size():
         assert img.size() == want  # what the model stores: painting never rescales
 
 
+def test_a_new_thumbnail_size_keeps_the_thumbnails_on_screen(qtbot, grid):
+    """Smaller thumbnails: each kept pixmap is scaled down as its cell is painted, no file read
+    again (the cells showed "…" for 1-3 s); larger ones: the old pixmap is shown while a sharper
+    one is asked for, once."""
+    from PySide6.QtCore import QSize, Qt
+    from PySide6.QtGui import QImage
+
+    m, _ = grid
+    wanted = []
+    m.thumbnailWanted.connect(lambda path, size: wanted.append(path))
+    it = m.items[3]
+    m.set_thumbnail(str(it.path), QImage(_pil(256, 171).tobytes(), 256, 171, 256 * 3, QImage.Format.Format_RGB888).copy())
+    big = m.thumbnail(it)
+    assert big is not None and wanted == []
+    m.set_display_size(QSize(m.DISPLAY_SIZE.width() // 2, m.DISPLAY_SIZE.height() // 2))
+    small = m.thumbnail(it)
+    assert wanted == [] and small.size() == big.size().scaled(m.DISPLAY_SIZE, Qt.AspectRatioMode.KeepAspectRatio)
+    r, g, b = _colour(small)
+    assert r > 150 and g < 90 and b < 90
+    m.set_display_size(QSize(m.DISPLAY_SIZE.width() * 4, m.DISPLAY_SIZE.height() * 4))
+    assert m.thumbnail(it) is small and wanted == [str(it.path)]  # shown as it is, a sharper one asked for
+    assert m.thumbnail(it) is small and wanted == [str(it.path)]  # once
+
+
 def test_scored_thumbnails_stay_packed_until_their_cell_is_painted(qtbot, grid):
     from PySide6.QtCore import QSize, Qt
 
@@ -150,16 +174,17 @@ def test_burst_grouping_decodes_each_photo_once_across_opens(qtbot, app_paths, t
     from photocull.media import loaders
 
     monkeypatch.setattr(loaders, "open_image", no_decoding)
-    # other scores (so the folder's stored groups do not apply): compared again, from the stored greys
-    assert group_job(snapshot(0.01), app_paths.catalog_path) == first
+    # another time gap (so the folder's stored groups do not apply): compared again, from the stored greys
+    assert group_job(snapshot(), app_paths.catalog_path, gap_seconds=2.5) == first
     # cancelled while it reads greys: stops, without a result
-    assert group_job(snapshot(0.02), app_paths.catalog_path,
+    assert group_job(snapshot(), app_paths.catalog_path, gap_seconds=3.0,
                      cancelled=iter([False, True, True, True]).__next__) is None
 
 
 def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tmp_path, monkeypatch):
-    """Reopening a folder: its groups as found last time, without comparing a frame; any
-    change they depend on (a file, a score, a capture time, the gap) groups it again."""
+    """Reopening a folder: its groups as found last time, without comparing a frame, each
+    group's best frame chosen from the scores of the day; any change the groups depend on (a
+    file, a capture time, the gap) groups it again."""
     import os
 
     from photocull.cull import bursts
@@ -184,20 +209,25 @@ def test_burst_groups_of_an_unchanged_folder_come_from_the_catalog(app_paths, tm
     first = group_job(snapshot(), app_paths.catalog_path)
     assert [g for g, *_ in first] == [0, 0, 1, 1, None] and len(calls) == 1
     assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 1  # from the catalog
+    # other scores: the same groups from the catalog, their best frames by the new scores
+    swapped = snapshot()
+    swapped[0].mean, swapped[1].mean = 9.0, 1.0
+    again = group_job(swapped, app_paths.catalog_path)
+    assert len(calls) == 1 and [g[:3] for g in again] == [g[:3] for g in first]
+    assert [g.best for g in again][:2] == [True, False] and [g.best for g in first][:2] == [False, True]
     # what the groups depend on: each change groups the folder again
-    assert group_job(snapshot(mean0=6.0), app_paths.catalog_path) == first and len(calls) == 2
     apart = [SimpleNamespace(**{**vars(s), "capture_time": t0 + 100.0 * i}) for i, s in enumerate(snapshot())]
     far = group_job(apart, app_paths.catalog_path)
-    assert len(calls) == 3 and [g for g, *_ in far] == [None] * 5  # minutes apart: no bursts
-    assert group_job(snapshot(), app_paths.catalog_path, gap_seconds=0.1) != first and len(calls) == 4
+    assert len(calls) == 2 and [g for g, *_ in far] == [None] * 5  # minutes apart: no bursts
+    assert group_job(snapshot(), app_paths.catalog_path, gap_seconds=0.1) != first and len(calls) == 3
     st = os.stat(paths[4])
     os.utime(paths[4], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a photo edited since
-    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
-    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 4
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 4
     # a damaged stored row is not trusted: grouped again
     with Catalog(app_paths.catalog_path) as cat:
         cat.con.execute("UPDATE groupings SET result='[[\"junk\"]]'")
-    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 6
+    assert group_job(snapshot(), app_paths.catalog_path) == first and len(calls) == 5
 
 
 def test_release_free_memory():
