@@ -124,6 +124,30 @@ def test_export_never_overwrites(src, tmp_path):
     assert rep.items[0].destination == dest / "IMG_1-2.JPG"
 
 
+def test_exporting_again_to_the_same_folder_copies_nothing_twice(src, tmp_path):
+    """An export made again (the same picks, the same folder): photos already there with the same
+    bytes are not copied again as IMG_1-1.JPG; a sidecar made since is copied; a sidecar changed
+    since is said, never overwritten; a photo edited since is still exported beside the old one."""
+    dest = tmp_path / "picks"
+    chosen = [cand(src / "IMG_1.JPG"), cand(src / "IMG_2.JPG")]
+    first = export(chosen, dest)
+    assert len(first.items) == 2 and first.already == []
+    (src / "IMG_1.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")  # a first sidecar since
+    again = export(chosen, dest)
+    assert again.items == [] and [p.name for p, _ in again.already] == ["IMG_1.JPG", "IMG_2.JPG"]
+    assert sorted(p.name for p in dest.iterdir() if not p.name.endswith(".csv")) == ["IMG_1.JPG", "IMG_1.xmp", "IMG_2.JPG"]
+    assert again.errors == []
+    rows = list(csv.DictReader(again.report_path.open(encoding="utf-8")))
+    assert [r["action"] for r in rows] == ["already there", "already there"]
+    (src / "IMG_1.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'><!-- 5 stars --></x:xmpmeta>")
+    third = export(chosen, dest)
+    assert len(third.already) == 2 and [(p.name, "not overwritten" in why) for p, why in third.errors] == [("IMG_1.xmp", True)]
+    assert "5 stars" not in (dest / "IMG_1.xmp").read_text()
+    make_photo(src / "IMG_2.JPG", seed=9, size=(48, 32))  # edited since: exported again, beside the old one
+    fourth = export([cand(src / "IMG_2.JPG")], dest)
+    assert [it.destination.name for it in fourth.items] == ["IMG_2-1.JPG"] and fourth.already == []
+
+
 def test_safe_copy_refuses_existing_final_name(src, tmp_path):
     dest = tmp_path / "d"
     dest.mkdir()

@@ -75,7 +75,8 @@ def cmd_export(args, paths: AppPaths) -> int:
     n_moved = sum(1 for it in rep.items if it.moved)
     done = (f"moved {n_moved}" + (f" and copied {len(rep.items) - n_moved}" if n_moved < len(rep.items) else "")
             if args.move else f"{verb} {len(rep.items)}")
-    print(f"photocull: {done} of {len(items)} photos to {args.dest}"
+    there = f" ({len(rep.already)} already there, the same bytes: not copied again)" if rep.already else ""
+    print(f"photocull: {done} of {len(items)} photos to {args.dest}{there}"
           + (f"; report {rep.report_path}" if rep.report_path else ""), file=sys.stderr)
     return 1 if rep.errors or stopped is not None else 0
 

@@ -2,7 +2,9 @@
 
 Never overwrite, never lose a photo: every file goes through
 :func:`photocull.media.fileops.safe_copy`; a move removes the source only after its copy
-has been verified; a name clash gets a suffix (``IMG_1-1.jpg``), shared by the photo's
+has been verified; a photo already in the destination under its own name with the same bytes
+(an export made again) is not copied again (only its new companions are); a name clash gets a
+suffix (``IMG_1-1.jpg``), shared by the photo's
 companions, the stem shortened first when the name would not fit (255 bytes); names come
 from the source's base name only: nothing can escape the destination, and a photo that is
 already inside the destination is never exported into it again.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import filecmp
 import logging
 import os
 import time
@@ -109,6 +112,9 @@ class ExportedItem:
 class ExportReport:
     items: list[ExportedItem] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
+    # (photo, its copy) already in the destination with the same bytes under its own name: an
+    # export made again (its new companions copied, none overwritten)
+    already: list[tuple[Path, Path]] = field(default_factory=list)
     report_path: Path | None = None
     cancelled: bool = False
 
@@ -160,6 +166,30 @@ def _copy_new(src: Path, dest: Path, name: str, name_max: int, tree: os.PathLike
             tail = Path(name).suffix
             n = fit_stem(Path(name).stem, [tail], f"-x{attempt}", name_max) + f"-x{attempt}" + tail
     raise ExportError(f"no free name for {src.name} in {dest}")
+
+
+def _same_file_in(dest: Path, src: Path) -> Path | None:
+    """``dest``'s file of ``src``'s name when it holds the same bytes (a regular file, not a link)."""
+    there = dest / src.name
+    try:
+        if os.path.islink(there) or not there.is_file() or there.stat().st_size != src.stat().st_size:
+            return None
+        return there if filecmp.cmp(src, there, shallow=False) else None
+    except OSError:
+        return None
+
+
+def _companion_again(comp: Path, dest: Path, name_max: int, tree: os.PathLike | str, report: ExportReport) -> None:
+    """A companion of a photo exported before: copied when it is new (a first sidecar), left
+    when the same, and said when a different one is there (never overwritten)."""
+    if not os.path.lexists(dest / comp.name):
+        try:
+            _copy_new(comp, dest, comp.name, name_max, tree)
+        except (OSError, CopyError, ExportError) as exc:
+            report.errors.append((comp, getattr(exc, "strerror", None) or str(exc)))
+    elif _same_file_in(dest, comp) is None:
+        report.errors.append((comp, f"a different {comp.name} is already in {dest} (changed since the photo was "
+                                    "exported there?): not overwritten"))
 
 
 def _identity(p: Path) -> tuple | None:
@@ -249,6 +279,15 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             continue
         comps, refused = _companions(c, src, exported, tree) if with_companions else ([], [])
         refuse(refused)
+        there = None if move else _same_file_in(dest, src)
+        if there is not None:  # exported before: not copied again as IMG_1-1.jpg
+            report.already.append((src, there))
+            for comp in comps:
+                _companion_again(comp, dest, name_max, tree, report)
+            exported.update(os.path.realpath(p) for p in (src, *comps))
+            if progress:
+                progress(rank, len(chosen))
+            continue
         try:
             if not src.is_file():
                 raise FileNotFoundError(errno.ENOENT, "source not found", str(src))
@@ -300,7 +339,7 @@ def export(chosen: Sequence[Candidate], dest: os.PathLike | str, *, move: bool =
             report.errors.append((src, str(exc)))
         if progress:
             progress(rank, len(chosen))
-    if write_report and (report.items or refusals):  # a refused link gets its row even when nothing was exported
+    if write_report and (report.items or refusals or report.already):  # a refused link gets its row even when nothing was exported
         try:
             report.report_path = write_csv_report(report, dest)
         except OSError as exc:
@@ -358,8 +397,9 @@ def _remove_sources(done: list[tuple[Path, Path, tuple | None]]) -> tuple[list[t
 
 def write_csv_report(report: ExportReport, dest: Path) -> Path:
     """The export's CSV in ``dest``: a row per exported photo (``action`` copy or move, its
-    companions' copies), then a row per file with a problem (``action`` "problem", the
-    reason in ``note``: a link refused, an original that could not be removed...)."""
+    companions' copies), a row per photo that was there already (``action`` "already there"),
+    then a row per file with a problem (``action`` "problem", the reason in ``note``: a link
+    refused, an original that could not be removed...)."""
     name = f"photocull-export-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     path = dest / name
     i = 0
@@ -374,6 +414,8 @@ def write_csv_report(report: ExportReport, dest: Path) -> Path:
             w.writerow([it.rank, it.source, it.destination,
                         "" if it.mean is None else f"{it.mean:.4f}", "" if it.std is None else f"{it.std:.4f}",
                         "move" if it.moved else "copy", ";".join(str(d) for _, d in it.companions), ""])
+        for p, there in report.already:
+            w.writerow(["", p, there, "", "", "already there", "", "the same bytes were in the destination: not copied again"])
         for p, why in report.errors:
             w.writerow(["", p, "", "", "", "problem", "", why])
     os.replace(tmp, path)

@@ -160,6 +160,8 @@ class ExportDialog(QDialog):
         if self.move_box.isChecked() and self.win.folder is not None:
             self.win.open_folder(self.win.folder)
         msg = f"Exported {len(report.items)} photos."
+        if report.already:
+            msg += f" {len(report.already)} were there already with the same bytes: not copied again."
         if report.errors:
             msg += "\n\nProblems:\n" + "\n".join(f"{p.name}: {why}" for p, why in report.errors[:20])
         self.win.status_label.setText(msg.splitlines()[0] + (f" Report: {report.report_path}" if report.report_path else ""))
