@@ -15,6 +15,8 @@ One run prints:
      hold no person (snow, lamps, flowers, cars, clouds, buildings...);
    * photos with people: the iPhone XS Max shots in ../shared/data/camera/iphone_xs_max
      (2 to 5 faces each);
+   * (1500 x 1000 only) photos in general, not chosen: every 4th photo of
+     ../shared/data/pristine, enlarged, those without a face;
 
    with the skin gate (the default) and without it (``gate=False``: the whole fine level),
    and at ``min_face=0.05``.  Where the time goes: detection (the pyramid), verification of
@@ -165,7 +167,25 @@ def speed(repeat: int) -> None:
         n = sum(r["report"].count for r in prow)
         per_face = sum(r["report"].extra["ms"]["faces"] for r in prow) / max(1, n)
         print(f"  per face (mesh, eyes, sharpness): {per_face:.1f} ms; {n} faces in {len(prow)} photos")
+        if size[0] == 1500 and PRISTINE.is_dir():
+            web_without_faces(repeat)
     print(f"\nload average after: {load()}")
+
+
+def web_without_faces(repeat: int, every: int = 4) -> None:
+    """Photos in general, not chosen: every ``every``-th photo of ../shared/data/pristine
+    (BSDS500, Kodak, McMaster, Waterloo, Pixabay), fitted to 1500 x 1000 (enlarged: the skin
+    gate goes by colour, which enlarging keeps), those where no face is found."""
+    paths = sorted(p for p in PRISTINE.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".bmp", ".tif"))[::every]
+    views = []
+    for p in paths:
+        im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        size = (1500, 1000) if im.width >= im.height else (1000, 1500)
+        views.append((p.name, ImageOps.fit(im, size, Image.Resampling.BILINEAR)))
+    rows = [r for r in time_views(views, repeat) if r["report"].count == 0]
+    whole = sum(r["report"].extra["fine_px_run"] >= r["report"].extra["fine_px"] for r in rows)
+    print_speed(f"web photos without faces (every {every}th of pristine, enlarged)", rows)
+    print(f"    fine level searched whole (the skin gate let everything through) on {whole} of {len(rows)}")
 
 
 def found() -> None:
