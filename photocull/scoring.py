@@ -495,7 +495,7 @@ def _run(paths: list[Path], job: _Job):
                         if k == 0:
                             r.probs, r.features = probs[i], f
                             r.severities = None if sev is None else sev[i]
-                            r.why = (explain(r.severities, cfgs[0].families, evidence=r.exposure)
+                            r.why = (explain(r.severities, cfgs[0].families, evidence=(r.exposure, r.focus))
                                      if models[0].trained else "")
                         else:
                             r.aesthetic, r.aesthetic_features = probs[i], f
@@ -663,7 +663,7 @@ def iter_scores_cached(
                     found = r.analyses_json
                     r = prog.results[i] = _merged(stored_to_result(s, r.path), r)
                     if loaded.trained and r.severities is not None:  # the reasons the new evidence allows
-                        r.why = explain(r.severities, loaded.cfg.families, evidence=r.exposure)
+                        r.why = explain(r.severities, loaded.cfg.families, evidence=(r.exposure, r.focus))
                     if found:
                         kept.append((r.path, found, r.why))
                 if sa is not None:

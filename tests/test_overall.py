@@ -140,9 +140,10 @@ def test_reason_words_say_each_reason_once_and_prefer_the_focus_analysis():
 
     from photocull.cull.overall import reason_words
 
-    shake = SimpleNamespace(reason=lambda: "camera shake")
-    soft = SimpleNamespace(reason=lambda: "missed focus / soft at 100 %")
-    sharp = SimpleNamespace(reason=lambda: "")
+    judged = dict(supports=lambda family: family != "blur")  # as FocusReport.supports
+    shake = SimpleNamespace(reason=lambda: "camera shake", **judged)
+    soft = SimpleNamespace(reason=lambda: "missed focus / soft at 100 %", **judged)
+    sharp = SimpleNamespace(reason=lambda: "", **judged)
     faces = SimpleNamespace(reason=lambda: "1 of 2 people blinking")
     assert reason_words("low resolution / soft, motion blur / camera shake", None, shake,
                         ("motion blur / camera shake", "softer than the best of its burst (T 5.7 vs 8.4)")) == \
@@ -153,3 +154,37 @@ def test_reason_words_say_each_reason_once_and_prefer_the_focus_analysis():
     assert reason_words("motion blur / camera shake", None, sharp, ("motion blur / camera shake",)) == \
         "motion blur / camera shake"
     assert reason_words(None, None, None, ()) == ""
+
+
+def test_the_models_blurry_yields_to_focus_judged_at_full_resolution(tmp_path):
+    """The technical model's 224 px "blurry / out of focus" is neither a reason nor a fault
+    when the focus analysis judged the photo at full resolution (issue 5/7: focus is judged
+    where it matters): a sharp frame it calls blurry keeps its place; unjudged (a flat or tiny
+    frame, or a photo scored before focus existed), the model's word stays.  Its "motion
+    blur" stays either way (the focus analysis misses strong shakes on small photos)."""
+    from types import SimpleNamespace
+
+    from photocull.analysis.focus import analyse_focus
+    from photocull.cull.overall import own_faults, reason_words
+    from photocull.model.reasons import explain
+    from photocull.model.spec import REASONS
+
+    rng = np.random.default_rng(0)
+    sharp = analyse_focus(rng.integers(0, 256, (600, 900, 3), dtype=np.uint8))
+    flat = analyse_focus(np.full((600, 900, 3), 128, np.uint8))
+    assert sharp.judged and not sharp.is_fault and not flat.judged
+    families = ("blur", "motion", "noise")
+    sev = np.array([0.95, 0.2, 0.1])  # the model: very blurry
+    blurry = REASONS["blur"]
+    assert explain(sev, families, evidence=(None, sharp)) == ""
+    assert explain(sev, families, evidence=(None, flat)) == blurry
+    assert explain(sev, families, evidence=(None, None)) == blurry
+    item = SimpleNamespace(severities=sev, exposure=None, focus=sharp)
+    assert own_faults(item, families) == ()
+    assert own_faults(SimpleNamespace(severities=sev, exposure=None, focus=flat), families) == (blurry,)
+    assert own_faults(SimpleNamespace(severities=sev, exposure=None, focus=None), families) == (blurry,)
+    shaken = np.array([0.2, 0.95, 0.1])
+    assert own_faults(SimpleNamespace(severities=shaken, exposure=None, focus=sharp), families) == (REASONS["motion"],)
+    # a reason stored before the rule is not said beside a judged focus
+    assert reason_words(blurry + ", noisy", None, sharp, ()) == "noisy"
+    assert reason_words(blurry, None, flat, (blurry,)) == blurry

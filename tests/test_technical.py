@@ -14,6 +14,7 @@ from photocull.model.losses import dist_mean, dist_std
 from photocull.model.spec import FAMILIES, REASONS, ModelConfig
 from photocull.model.spec import default_model_path
 from photocull.model.checkpoint import load_default_model
+from photocull.cull.overall import FOCUS_SAYS_FOR, reason_words
 
 
 @pytest.fixture(scope="module")
@@ -203,5 +204,9 @@ def test_clean_photo_outranks_its_degraded_versions_with_the_right_reason(tmp_pa
     for fam, want in EXPECTED_REASON.items():
         r = res[fam]
         assert r.mean < clean - 0.5, (fam, r.mean, clean)
-        assert REASONS[want] in r.why.split(", ")[0:2], (fam, r.why)
+        # as the photo's reasons are said: a blur the focus analysis judged at full resolution is
+        # named by it ("missed focus / soft at 100 %"), the model's own "blurry" yielding to it
+        said = reason_words(r.why, None, r.focus).split(", ")[0:2]
+        named = {REASONS[want]} | {k for k, v in FOCUS_SAYS_FOR.items() if v == REASONS[want]}
+        assert named & set(said), (fam, said)
     assert REASONS["blur"] not in res["clean"].why

@@ -159,6 +159,18 @@ class FocusReport:
     def subject_blur_px(self) -> float:
         return blur_of(self.subject_sharpness)
 
+    def supports(self, family: str) -> bool:
+        """Whether the technical model may name ``family`` beside this report (the rule of
+        :meth:`photocull.analysis.exposure.ExposureReport.supports`): its 224 px "blurry / out
+        of focus" yields to a focus judged here at half the file's resolution or more (the
+        retina and the shallow depth-of-field portraits it calls blurry are sharp at 100 %).
+        Its "motion blur" stays: on web-sized photos a strong shake (16 px at 512 px) smears
+        one direction's edges away entirely and is then read as sharp here (57 % named, the
+        model 95 %), so the model is kept for it (``python bench/focus_rule.py``: clean web
+        photos with a blur, shake or focus reason 7 -> 4 of 608; blurred copies still named
+        95 %, shaken ones as before)."""
+        return not (family == "blur" and self.judged)
+
     def reason(self) -> str:
         """The fault in plain words; '' when the subject is sharp (a soft background is
         never a fault) or when focus could not be judged."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from photocull.model.losses import mean_of
 from photocull.model.reasons import faults as technical_faults
+from photocull.model.spec import REASONS
 
 # A fault costs this much on the 1-10 scale.  AVA means cluster between 4 and 7 (the
 # aesthetic model's predictions spread less: ~0.4 std over a shoot), so a faulted frame
@@ -185,8 +186,8 @@ def own_faults(r, families: Sequence[str]) -> tuple:
     """The faults a photo has on its own (before its burst is looked at): the technical
     model's, where the pixels agree (``r.exposure``), and missed focus or shake (``r.focus``).
     ``r``: a ``ScoreResult`` or the window's item."""
-    return (technical_faults(r.severities, families, getattr(r, "exposure", None))
-            + focus_faults(getattr(r, "focus", None)))
+    focus = getattr(r, "focus", None)
+    return technical_faults(r.severities, families, (getattr(r, "exposure", None), focus)) + focus_faults(focus)
 
 
 def judge_results(results: Sequence, families: Sequence[str], mode: str,
@@ -227,4 +228,6 @@ def reason_words(why: str | None, faces=None, focus=None, faults: Sequence[str] 
         said.append(focus.reason())
     words = [w for w in dict.fromkeys([*said, *faults]) if w]
     covered = {FOCUS_SAYS_FOR[w] for w in words if w in FOCUS_SAYS_FOR}
+    if focus is not None and not focus.supports("blur"):  # a reason stored before that rule
+        covered.add(REASONS["blur"])
     return ", ".join(w for w in words if w not in covered)

@@ -32,16 +32,19 @@ _CALIBRATED = object()
 
 
 def supported(families, evidence=None) -> np.ndarray:
-    """Per family, whether the pixels let it be named (all True without ``evidence``)."""
-    if evidence is None:
-        return np.ones(len(families), bool)
-    return np.array([bool(evidence.supports(f)) for f in families], bool)
+    """Per family, whether the pixels let it be named (all True without ``evidence``).
+    ``evidence``: one report with ``supports(family)`` or several (a tuple; None entries are
+    photos without that analysis): a family is named only when every report allows it (the
+    exposure report for dark/bright/noise, the focus report for blur)."""
+    reports = [e for e in (evidence if isinstance(evidence, (tuple, list)) else (evidence,)) if e is not None]
+    return np.array([all(bool(e.supports(f)) for e in reports) for f in families], bool)
 
 
 def explain(severities, families, threshold=_CALIBRATED, most: int = 2, evidence=None) -> str:
     """'' when nothing stands out, else the one or two problems that stand out most
     (by how far each is above its threshold).  ``threshold`` overrides the per-family ones;
-    ``evidence`` (an exposure report) silences the families the pixels disagree with."""
+    ``evidence`` (the exposure and focus reports: :func:`supported`) silences the families
+    the pixels disagree with."""
     if severities is None or not len(families):
         return ""
     sev = np.asarray(severities, dtype=np.float64)
@@ -66,7 +69,8 @@ FAULTS = {"blur": 0.75, "motion": 0.70, "dark": 0.90, "bright": 0.85}
 
 def faults(severities, families, evidence=None) -> tuple[str, ...]:
     """The technical model's faults that demote a photo in the overall ranking (words);
-    ``evidence`` as in :func:`explain` (too dark / too bright only when the pixels agree)."""
+    ``evidence`` as in :func:`explain` (too dark / too bright only when the pixels agree,
+    blurry only when focus was not judged at full resolution)."""
     if severities is None or not len(families):
         return ()
     ok = supported(families, evidence)
