@@ -72,3 +72,23 @@ def test_help_prints_and_exits_cleanly(name, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: photocull {name}")
     assert "show this help message" in out
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_home_and_verbose_are_taken_before_or_after_the_command(name, tmp_path):
+    """``photocull score DIR --home H`` as well as ``photocull --home H score DIR`` (it was
+    "unrecognized arguments: --home"); given after the command it wins; not given there, the
+    value given before it stays."""
+    ap = build_parser()
+    labels = ["--dataset", "csv", "--labels", "l.csv"]
+    need = {"score": ["x"], "export": ["a", "b", "--picks"], "rate": ["x", "--stars", "3"], "trash-rejects": ["x"],
+            "learn": ["r.csv", "--name", "n"], "train": labels, "evaluate": labels, "train-technical": ["d", "--out", "m"]}
+    rest = need.get(name, [])
+    after = ap.parse_args([name, *rest, "--home", str(tmp_path), "-v"])
+    assert after.home == str(tmp_path) and after.verbose
+    before = ap.parse_args(["--home", "H", "-v", name, *rest])
+    assert before.home == "H" and before.verbose
+    both = ap.parse_args(["--home", "H", name, *rest, "--home", str(tmp_path)])
+    assert both.home == str(tmp_path)
+    plain = ap.parse_args([name, *rest])
+    assert plain.home is None and plain.verbose is False

@@ -25,14 +25,23 @@ COMMAND_MODULES = (gui, score, cull, learn)
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="photocull", description="Cull a photo shoot: score, rank, flag, export.")
     ap.add_argument("--version", action="version", version=f"photocull {__version__}")
-    ap.add_argument("--home", help="keep catalog, models and logs under this folder (env PHOTOCULL_HOME)")
-    ap.add_argument("-v", "--verbose", action="store_true",
-                    help="log everything (debug messages too) on stderr, not only warnings")
+    _common_options(ap)
     sub = ap.add_subparsers(dest="command", title="commands", metavar="COMMAND",
                             description="photocull COMMAND --help describes each one; no command opens the window")
     for mod in COMMAND_MODULES:
         mod.add_parsers(sub)
+    for p in sub.choices.values():  # also after the command: `photocull score DIR --home H`
+        _common_options(p, argparse.SUPPRESS)
     return ap
+
+
+def _common_options(p: argparse.ArgumentParser, default=None) -> None:
+    """--home and -v, before the command (``default`` None / False) and after it (SUPPRESS:
+    not given there, the value given before the command stays)."""
+    p.add_argument("--home", default=default,
+                   help="keep catalog, models and logs under this folder (env PHOTOCULL_HOME)")
+    p.add_argument("-v", "--verbose", action="store_true", default=False if default is None else default,
+                   help="log everything (debug messages too) on stderr, not only warnings")
 
 
 def main(argv: list[str] | None = None) -> int:

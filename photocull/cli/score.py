@@ -48,7 +48,8 @@ def cmd_score(args, paths: AppPaths) -> int:
     items, problems = collect_photos(named, args.recursive)
     companions = {os.path.abspath(it.primary): it.companions for it in items}
     scorers = load_scorers(args.model, paths)
-    print(f"photocull: {scorers.notice}", file=sys.stderr)
+    by_faces = "; listed by face sharpness (rank is still the score's)" if getattr(args, "sort", "") == "face-sharpness" else ""
+    print(f"photocull: {scorers.notice}{by_faces}", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         cat = None
         if not args.no_cache:
