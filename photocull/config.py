@@ -116,6 +116,7 @@ class Settings:
     show_faces: bool = False
     show_focus: bool = False
     show_clipping: bool = False  # J: highlight and shadow clipping in the loupe and compare
+    show_histogram: bool = True  # H: the RGB histogram in the loupe's corner
     thumb_size: int = 220  # the grid's cell size in px (View ▸ Thumbnail Size, the toolbar's slider)
     window_geometry: str = ""  # the main window's size, place and maximized state (Qt's saveGeometry, base64)
 

@@ -121,6 +121,10 @@ def test_items_carry_faces_and_focus_from_the_results(people):
     select(people, "B.jpg")  # the detail panel says what was found
     info = people.detail.info.text()
     assert "2 faces, 1 with eyes closed; face sharpness 0.25 (the softest)" in info and "focus: sharp" in info
+    select(people, "D.jpg")  # searched, none found: said (not silence, as for a photo never searched)
+    assert "no face found" in people.detail.info.text()
+    select(people, "F.jpg")
+    assert "face" not in people.detail.info.text()
 
 
 def test_eyes_closed_filter_shows_only_photos_with_a_closed_eye(qtbot, people):

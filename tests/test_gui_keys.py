@@ -172,7 +172,7 @@ def test_redo_after_undo_and_a_new_mark_ends_redo(qtbot, win, shoot):
     qtbot.keyClick(win.grid, Qt.Key.Key_Y, CTRL)
     assert marks(it) == (1, 5, None)
     qtbot.keyClick(win.grid, Qt.Key.Key_Y, CTRL)  # nothing left to redo
-    assert marks(it) == (1, 5, None) and "Nothing to redo" in win.status_label.text()
+    assert marks(it) == (1, 5, None) and "Nothing to redo" in win.statusBar().currentMessage()
     win.flush_marks()
     m = win.catalog.get_marks([it.path])[it.key]  # redone marks are written like any other
     assert (m.flag, m.rating) == (1, 5)
@@ -291,7 +291,7 @@ def test_pick_best_asks_first_leaves_your_marks_and_undoes_in_one_step(qtbot, wi
 
     win.undo()  # the whole run in one step
     assert {it.key: marks(it) for it in items} == before
-    assert "pick best" in win.status_label.text()
+    assert "pick best" in win.statusBar().currentMessage()
     win.redo()
     assert {it.key: marks(it) for it in items} == after
     win.flush_marks()

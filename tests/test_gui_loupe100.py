@@ -248,6 +248,22 @@ def test_zoom_keeps_the_clicked_point_under_the_mouse(qtbot, lwin, checker, deco
     assert not pane.zoom_100
 
 
+def test_the_loupe_opened_from_the_grid_shows_the_whole_photo(qtbot, lwin, checker, decodes):
+    """100 % stays from photo to photo inside the loupe (a burst is checked frame by frame),
+    but Esc from 100 % and Space on another photo of the grid opens it whole, at fit (it
+    opened at 100 %: a small photo showed as a small image in a black field)."""
+    pane = open_loupe(qtbot, lwin, checker)
+    qtbot.keyClick(lwin.loupe, Qt.Key.Key_Z)
+    assert pane.zoom_100
+    lwin.move_current(1)  # the next photo, inside the loupe: still at 100 %
+    assert pane.zoom_100
+    qtbot.keyClick(lwin.loupe, Qt.Key.Key_Escape)
+    assert lwin._viewer() is None
+    lwin.grid.setCurrentIndex(lwin.proxy.index(0, 0))
+    lwin.open_loupe()
+    assert not pane.zoom_100
+
+
 def test_compare_zooms_to_the_double_clicked_point_in_every_pane(qtbot, lwin, checker, decodes):
     assert lwin.open_folder(checker)
     lwin.grid.setCurrentIndex(lwin.proxy.index(0, 0))

@@ -183,6 +183,15 @@ def test_loupe_histogram_and_j_toggles_clipping_remembered(qtbot, win, app_paths
     qtbot.keyClick(win.loupe, Qt.Key.Key_J)
     pane.repaint()
     assert not pane.painted_clipping and not Settings.load(app_paths.settings_path).show_clipping
+    # H hides the histogram (it covers the corner at 100 %), remembered; H again shows it
+    qtbot.keyClick(win.loupe, Qt.Key.Key_H)
+    pane.repaint()
+    assert not pane.painted_histogram and not win.histogram_action.isChecked()
+    assert not Settings.load(app_paths.settings_path).show_histogram
+    assert "Histogram off" in win.statusBar().currentMessage()
+    qtbot.keyClick(win.loupe, Qt.Key.Key_H)
+    pane.repaint()
+    assert pane.painted_histogram and Settings.load(app_paths.settings_path).show_histogram
 
 
 # -- thumbnail size and columns that fill the width ---------------------------------------

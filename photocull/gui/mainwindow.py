@@ -160,6 +160,9 @@ class DetailPanel(QWidget):
                          f"{it.faces.eyes_closed_count} with eyes closed; face sharpness "
                          f"{it.faces.sharpness:.2f}" + (" (the softest)" if it.faces.count > 1 else "")
                          + " — O shows them in the loupe")
+        elif it.faces is not None:  # searched, none found (smaller faces are not looked for)
+            lines.append("no face found" + (f" (faces from {it.faces.searched:.0%} of the short side are looked for)"
+                                            if it.faces.searched > 0 else ""))
         describe = getattr(it.focus, "describe", None)
         if callable(describe):
             lines.append(f"focus: {describe()} — M shows the focus map in the loupe")
@@ -333,6 +336,7 @@ class MainWindow(QMainWindow):
         self.show_faces = self.settings.show_faces  # O: face boxes in the loupe and compare (remembered)
         self.show_focus = self.settings.show_focus  # M: the focus map
         self.show_clipping = self.settings.show_clipping  # J: highlight / shadow clipping
+        self.show_histogram = self.settings.show_histogram  # H: the loupe's RGB histogram
 
         self._build_menus()
         for menu in self.menuBar().findChildren(QMenu):  # their keys work with the menu bar hidden (F)
@@ -409,6 +413,8 @@ class MainWindow(QMainWindow):
         self.focus_action.setCheckable(True)
         self.clipping_action = v.addAction("Highlight && Shadow &Clipping\tJ", self.toggle_clipping)
         self.clipping_action.setCheckable(True)
+        self.histogram_action = v.addAction("&Histogram in the Loupe\tH", self.toggle_histogram)
+        self.histogram_action.setCheckable(True)
         v.addSeparator()
         sizes = v.addMenu("Thumbnail Si&ze")
         for name, px in self.THUMB_PRESETS.items():
@@ -519,6 +525,11 @@ class MainWindow(QMainWindow):
         for sig in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset, self.proxy.layoutChanged):
             sig.connect(self._show_count)
 
+    def say(self, text: str, ms: int = 6000) -> None:
+        """A passing message (an overlay switched, an undo): shown over the status line for
+        ``ms`` and gone, so that the folder's summary or the scoring progress comes back."""
+        self.statusBar().showMessage(text, ms)
+
     def _show_count(self, *_args) -> None:
         """How many photos the filters let through, or that none do (a blank grid said nothing)."""
         n, total = self.proxy.rowCount(), self.model.rowCount()
@@ -555,6 +566,7 @@ class MainWindow(QMainWindow):
         sc("O", self.toggle_faces)
         sc("M", self.toggle_focus_map)
         sc("J", self.toggle_clipping)
+        sc("H", self.toggle_histogram)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -1100,21 +1112,21 @@ class MainWindow(QMainWindow):
 
     def undo(self) -> None:
         if not self.undo_stack:
-            self.status_label.setText("Nothing to undo")
+            self.say("Nothing to undo")
             return
         step = self.undo_stack.pop()
         self._replay(step, undo=True)
         self.redo_stack.append(step)
-        self.status_label.setText(f"Undid {step.describe()} (Ctrl+Shift+Z to redo)")
+        self.say(f"Undid {step.describe()} (Ctrl+Shift+Z to redo)")
 
     def redo(self) -> None:
         if not self.redo_stack:
-            self.status_label.setText("Nothing to redo")
+            self.say("Nothing to redo")
             return
         step = self.redo_stack.pop()
         self._replay(step, undo=False)
         self.undo_stack.append(step)
-        self.status_label.setText(f"Redid {step.describe()}")
+        self.say(f"Redid {step.describe()}")
 
     def move_current(self, delta: int) -> None:
         row = self.grid.currentIndex().row() + delta
@@ -1134,6 +1146,7 @@ class MainWindow(QMainWindow):
         if self.loupe is None:
             self.loupe = LoupeView(self)
             self.loupe.set_overlays(self.show_faces, self.show_focus, self.show_clipping)
+            self.loupe.show_histogram(self.show_histogram)
             self.loupe.fullWanted.connect(self._on_full_wanted)
             self.loupe.show_strip(self.proxy, self.grid.selectionModel(), ThumbDelegate(self.loupe.strip, compact=True))
             self.loupe.strip.clicked.connect(self._on_strip_clicked)
@@ -1141,6 +1154,8 @@ class MainWindow(QMainWindow):
         if self.stack.currentWidget() is not self.loupe:
             self._leave_viewer()
             self.full_cache.size = 2
+            if self.loupe.pane.zoom_100:  # opened from the grid: the whole photo first (100 % stays
+                self.loupe.pane.set_zoom(False)  # from photo to photo inside the loupe only)
         self.stack.setCurrentWidget(self.loupe)
         self.loupe.show_item(it)
         self.loader.request(str(it.path), self.PREVIEW_SIZE)
@@ -1161,7 +1176,7 @@ class MainWindow(QMainWindow):
     def open_compare(self) -> None:
         items = self.selected_items()[:4]
         if len(items) < 2:
-            self.status_label.setText("Select two to four photos to compare (Ctrl+click)")
+            self.say("Select two to four photos to compare (Ctrl+click)")
             return
         self._auto_current = False
         from .viewers import CompareView
@@ -1268,22 +1283,35 @@ class MainWindow(QMainWindow):
         """O: face boxes over the photo in the loupe and compare (green eyes open, red closed,
         orange looking away); on until pressed again, from photo to photo."""
         self.set_overlays(faces=not self.show_faces)
-        self.status_label.setText("Face boxes " + ("on: green eyes open, red closed, orange looking away (O hides them)"
-                                                   if self.show_faces else "off"))
+        self.say("Face boxes " + ("on: green eyes open, red closed, orange looking away, grey eyes too small to "
+                                  "tell (O hides them)" if self.show_faces else "off"))
 
     def toggle_focus_map(self) -> None:
         """M: the focus map (where the photo is sharp) over the photo in the loupe and compare."""
         self.set_overlays(focus=not self.show_focus)
-        self.status_label.setText("Focus map " + ("on: green sharp, red soft, hatched where there is no detail to judge "
-                                                  "(M hides it)" if self.show_focus else "off"))
+        self.say("Focus map " + ("on: green sharp, red soft, hatched where there is no detail to judge "
+                                 "(M hides it)" if self.show_focus else "off"))
 
     def toggle_clipping(self) -> None:
         """J: blown highlights red and crushed shadows blue over the photo (as Lightroom's J)."""
         self.set_overlays(clipping=not self.show_clipping)
-        self.status_label.setText("Clipping " + ("on: red where a channel is blown, blue where the shadows are "
-                                                 "crushed to black (J hides it)" if self.show_clipping else "off"))
+        self.say("Clipping " + ("on: red where a channel is blown, blue where the shadows are "
+                                "crushed to black (J hides it)" if self.show_clipping else "off"))
 
-    def set_overlays(self, faces: bool | None = None, focus: bool | None = None, clipping: bool | None = None) -> None:
+    def toggle_histogram(self) -> None:
+        """H: the RGB histogram in the loupe's corner on or off (it covers that corner at 100 %)."""
+        self.set_overlays(histogram=not self.show_histogram)
+        self.say("Histogram " + ("on (H hides it)" if self.show_histogram else "off (H shows it)"))
+
+    def set_overlays(self, faces: bool | None = None, focus: bool | None = None, clipping: bool | None = None,
+                     histogram: bool | None = None) -> None:
+        if histogram is not None and histogram != self.show_histogram:
+            self.show_histogram = histogram
+            self.settings.show_histogram = histogram
+            self._save_settings()
+        if self.loupe is not None:
+            self.loupe.show_histogram(self.show_histogram)
+        self.histogram_action.setChecked(self.show_histogram)
         if faces is not None:
             self.show_faces = faces
         if focus is not None:

@@ -33,7 +33,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from photocull.cull import ranking
 from photocull.cull.catalog import abspath
-from photocull.cull.overall import overall_scores, own_faults
+from photocull.cull.overall import overall_scores, own_faults, reason_words
 from photocull.model.losses import mean_of, std_of
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
@@ -111,6 +111,12 @@ class PhotoItem:
         return self.faces.sharpness if self.faces is not None else None
 
 
+def reasons_line(it: PhotoItem) -> str:
+    """Every reason of a photo, once, as the grid, the tooltip, the loupe and the detail panel
+    say them (:func:`photocull.cull.overall.reason_words`)."""
+    return reason_words(it.why, it.faces, it.focus, it.faults)
+
+
 def _by_face_sharpness(it: PhotoItem) -> tuple:
     return ranking.by_face_sharpness(it.face_sharpness, it.rank, it.sort_name)
 
@@ -178,8 +184,9 @@ class PhotoListModel(QAbstractListModel):
             lines = [str(it.path)]
             if it.scored:
                 lines.append(f"score {it.mean:.2f} ± {it.std:.2f}" + (f"  ·  rank {it.rank}" if it.rank else ""))
-            if it.why:
-                lines.append(it.why)
+            why = reasons_line(it)
+            if why:
+                lines.append(why)
             if it.faces is not None and it.faces.count:
                 n, shut = it.faces.count, it.faces.eyes_closed_count
                 lines.append(f"{n} face{'s' * (n != 1)}" + (f", {shut} with eyes closed" if shut else ""))

@@ -888,6 +888,12 @@ class LoupeView(FullPixels, QWidget):
         """Face boxes, focus map and clipping on or off; they stay so from photo to photo."""
         self.pane.set_overlays(faces, focus, clipping)
 
+    def show_histogram(self, on: bool) -> None:
+        """The RGB histogram in the corner on or off (H)."""
+        if on != self.pane.show_histogram:
+            self.pane.show_histogram = on
+            self.pane.update()
+
 
 ASSUMED_ASPECT = 1.5  # a photo whose size is not known yet: 3:2 (landscape, as most cameras)
 NEAR = 1.05  # smallest photos within 5 %: the arrangement that shows them at more equal sizes wins, then larger

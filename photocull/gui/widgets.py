@@ -8,9 +8,8 @@ from PySide6.QtCore import QModelIndex, QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyledItemDelegate, QWidget
 
-from photocull.cull.overall import reason_words
 
-from .photomodel import ItemRole, PhotoItem
+from .photomodel import ItemRole, PhotoItem, reasons_line
 
 LABEL_COLOURS = {"Red": "#d33", "Yellow": "#db3", "Green": "#3a3", "Blue": "#36d", "Purple": "#a3c"}
 
@@ -20,11 +19,6 @@ def both_scores(it) -> str:
     if it.aesthetic_mean is None or it.technical_mean is None:
         return ""
     return f"A {it.aesthetic_mean:.1f} · T {it.technical_mean:.1f}"
-
-
-def reasons_line(it) -> str:
-    """Every reason, once (:func:`photocull.cull.overall.reason_words`)."""
-    return reason_words(it.why, getattr(it, "faces", None), getattr(it, "focus", None), it.faults)
 
 
 EYES_CLOSED_BADGE = QColor(200, 40, 40, 230)
