@@ -20,8 +20,10 @@ and HEIF, iPhone 13 Pro Max HEIC, ...), copies are made AT FULL RESOLUTION:
   (the last three only where the scene has a subject, annotated below).
 
 Every copy, and the original, is saved as a JPEG of quality 92 and decoded the way the
-pipeline decodes the view of its analyses: libjpeg's DCT scaling at 1/2 (``Image.draft``), so
-a 4032x3024 original is judged at 2016x1512.  ``analyse_focus`` runs on that view, with the
+pipeline decodes the view of its analyses (:func:`decode_view`: libjpeg's DCT scaling down to
+the smallest scale keeping the short side >= 2000 px), so a 4032x3024 original is judged at
+full resolution and a 24 MP one at 1/2 (until session 10 every file was judged at 1/2 here,
+which made 12 MP files look sharper than the pipeline sees them).  ``analyse_focus`` runs on that view, with the
 annotated face boxes where the scene has people (standing in for 4/7's face finder) and also
 without them.  Beside it: the variance of the Laplacian of the same JPEG decoded at full
 resolution.
@@ -56,6 +58,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -200,11 +203,20 @@ def jpeg92(arr: np.ndarray) -> bytes:
     return b.getvalue()
 
 
-def decode_half(data: bytes) -> Image.Image:
-    """The pipeline's view for analyses: the JPEG decoded at 1/2 by DCT scaling."""
-    im = Image.open(io.BytesIO(data))
-    im.draft("RGB", (im.size[0] // 2, im.size[1] // 2))
-    return im.convert("RGB")
+def decode_view(data: bytes) -> Image.Image:
+    """The view the pipeline analyses, made as it makes it (``photocull.scoring.decode``:
+    ``open_image(max_side=decode_side(ANALYSES), draft_only=True)``): a JPEG at the smallest
+    DCT scale keeping its short side >= 2000 px, i.e. a 24 MP file at 1/2 (3000 x 2000) and
+    anything with a short side under 4000 px (12 MP phones, 8 MP) at full resolution; a web
+    photo at its own size.  (Before session 10 this bench decoded every file at 1/2, which
+    the pipeline does for 24 MP files only.)"""
+    from photocull.media.loaders import open_image
+    from photocull.scoring import ANALYSES, decode_side
+
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
+        f.write(data)
+        f.flush()
+        return open_image(f.name, max_side=decode_side(ANALYSES), draft_only=True)
 
 
 def var_laplacian_full(data: bytes) -> float:
@@ -264,7 +276,7 @@ def run_scenes(cache: Path | None, only_split: str | None) -> dict:
         view_size = None
         res = {}
         for kind, (data, vol) in copies.items():
-            view = decode_half(data)
+            view = decode_view(data)
             view_size = view.size
             r_plain = analyse_focus(view)
             r_faces = analyse_focus(view, faces=faces) if faces else r_plain
@@ -275,7 +287,7 @@ def run_scenes(cache: Path | None, only_split: str | None) -> dict:
 
 def report_scenes(out: dict) -> None:
     rows = out["rows"]
-    print("\nPer scene (verdict on the 1/2 view; subject sharpness 1/(1+blur px); [F] = with face boxes):")
+    print("\nPer scene (verdict on the pipeline's view; subject sharpness 1/(1+blur px); [F] = with face boxes):")
     hdr = f"{'scene':10s} {'group':9s} {'split':8s} {'view':>9s} " + " ".join(f"{k:>17s}" for k in ("orig", *COPIES))
     print(hdr)
     short = {"": "-", "missed focus / soft at 100 %": "SOFT", "camera shake": "SHAKE",
@@ -331,11 +343,11 @@ def views_3000x2000(n: int) -> list[Image.Image]:
     files = sorted(shoot.glob("*.JPG"))[:n] if shoot.is_dir() else []
     if files:
         print(f"  views: 1/2 decodes of {len(files)} 24 MP JPEGs of bench/out/camera24mp_ab (bench/shoot.py)")
-        return [decode_half(f.read_bytes()) for f in files]
+        return [decode_view(f.read_bytes()) for f in files]
     src = load_original(DATA / "camera" / "iphone_xs_max" / "IMG_1629.jpg")
     big = Image.fromarray(src).resize((6000, 4500), Image.Resampling.BICUBIC).crop((0, 250, 6000, 4250))
     print("  views: 1/2 decode of a 6000x4000 JPEG upscaled from IMG_1629 (bench/out has no 24 MP shoot)")
-    return [decode_half(jpeg92(np.asarray(big)))]
+    return [decode_view(jpeg92(np.asarray(big)))]
 
 
 def run_speed(n: int, repeat: int) -> None:
@@ -418,7 +430,7 @@ def run_checks() -> None:
     """Odd camera files: the 8 MP flat grey frame must be 'can't judge', not 'soft'."""
     p = DATA / "camera" / "exif_samples" / "jpg" / "tests" / "67-0_length_string.jpg"
     if p.is_file():
-        r = analyse_focus(decode_half(p.read_bytes()))
+        r = analyse_focus(decode_view(p.read_bytes()))
         print(f"\n  flat grey 8 MP frame (67-0_length_string.jpg): {r.describe()}")
 
 
@@ -448,7 +460,7 @@ def main(argv=None) -> int:
     print("thresholds (set on the calib scenes): " + ", ".join(f"{k}={getattr(focus_mod, k)}" for k in names if hasattr(focus_mod, k)))
     if not args.no_scenes:
         print("Scenes: camera originals >= 4 MP, copies made at full resolution, JPEG q92, "
-              "judged on the 1/2 DCT decode")
+              "judged on the pipeline's view (full resolution below a 4000 px short side, 1/2 above)")
         report_scenes(run_scenes(args.cache, args.split))
         run_checks()
     if not args.no_speed:
