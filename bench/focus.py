@@ -19,11 +19,9 @@ and HEIF, iPhone 13 Pro Max HEIC, ...), copies are made AT FULL RESOLUTION:
   not protect it; the harder mirror of ``subject``: it must get no reason either)
   (the last three only where the scene has a subject, annotated below).
 
-Every copy, and the original, is saved as a JPEG of quality 92 and decoded the way the
-pipeline decodes the view of its analyses (:func:`decode_view`: libjpeg's DCT scaling down to
-the smallest scale keeping the short side >= 2000 px), so a 4032x3024 original is judged at
-full resolution and a 24 MP one at 1/2 (until session 10 every file was judged at 1/2 here,
-which made 12 MP files look sharper than the pipeline sees them).  ``analyse_focus`` runs on that view, with the
+Every copy, and the original, is saved as a JPEG of quality 92 and brought to the view the
+pipeline judges focus on (:func:`decode_view`: the file at half its resolution, so a
+4032x3024 original is judged at 2016x1512).  ``analyse_focus`` runs on that view, with the
 annotated face boxes where the scene has people (standing in for 4/7's face finder) and also
 without them.  Beside it: the variance of the Laplacian of the same JPEG decoded at full
 resolution.
@@ -76,9 +74,13 @@ from photocull.analysis import focus as focus_mod  # noqa: E402
 from photocull.analysis.focus import FOCUS_REASONS  # noqa: E402
 
 
-def analyse_focus(*args, **kw):
-    """The analysis of ``focus_mod`` (photocull's, or the one --focus-module loaded)."""
-    return focus_mod.analyse_focus(*args, **kw)
+def analyse_focus(image, **kw):
+    """The analysis of ``focus_mod`` (photocull's, or the one --focus-module loaded), judging
+    ``image`` (a decode as the pipeline makes it: :func:`decode_view`) as the pipeline does: at
+    half the file's resolution (``reduce=half_factor(image)``, when the module knows it)."""
+    if hasattr(focus_mod, "half_factor") and isinstance(image, Image.Image):
+        kw.setdefault("reduce", focus_mod.half_factor(image))
+    return focus_mod.analyse_focus(image, **kw)
 
 
 def _load_focus_module(path: Path):
@@ -204,12 +206,11 @@ def jpeg92(arr: np.ndarray) -> bytes:
 
 
 def decode_view(data: bytes) -> Image.Image:
-    """The view the pipeline analyses, made as it makes it (``photocull.scoring.decode``:
-    ``open_image(max_side=decode_side(ANALYSES), draft_only=True)``): a JPEG at the smallest
-    DCT scale keeping its short side >= 2000 px, i.e. a 24 MP file at 1/2 (3000 x 2000) and
-    anything with a short side under 4000 px (12 MP phones, 8 MP) at full resolution; a web
-    photo at its own size.  (Before session 10 this bench decoded every file at 1/2, which
-    the pipeline does for 24 MP files only.)"""
+    """The decode the pipeline makes of a file (``photocull.scoring.decode``:
+    ``open_image(max_side=decode_side(ANALYSES), draft_only=True)``: a 24 MP JPEG at 1/2, a
+    file with a short side under 4000 px whole, with the file's size recorded);
+    :func:`analyse_focus` then judges it at half the file's resolution, as the pipeline does
+    (a 4032x3024 original at 2016x1512; a web photo at its own size)."""
     from photocull.media.loaders import open_image
     from photocull.scoring import ANALYSES, decode_side
 
@@ -277,7 +278,8 @@ def run_scenes(cache: Path | None, only_split: str | None) -> dict:
         res = {}
         for kind, (data, vol) in copies.items():
             view = decode_view(data)
-            view_size = view.size
+            k = focus_mod.half_factor(view) if hasattr(focus_mod, "half_factor") else 1
+            view_size = (view.size[0] // k, view.size[1] // k)  # as judged
             r_plain = analyse_focus(view)
             r_faces = analyse_focus(view, faces=faces) if faces else r_plain
             res[kind] = (r_plain, r_faces, vol)
@@ -460,7 +462,7 @@ def main(argv=None) -> int:
     print("thresholds (set on the calib scenes): " + ", ".join(f"{k}={getattr(focus_mod, k)}" for k in names if hasattr(focus_mod, k)))
     if not args.no_scenes:
         print("Scenes: camera originals >= 4 MP, copies made at full resolution, JPEG q92, "
-              "judged on the pipeline's view (full resolution below a 4000 px short side, 1/2 above)")
+              "judged on the pipeline's view (the file at half its resolution)")
         report_scenes(run_scenes(args.cache, args.split))
         run_checks()
     if not args.no_speed:

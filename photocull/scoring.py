@@ -175,15 +175,16 @@ def _tiny_gray(im: Image.Image) -> np.ndarray:
     return tiny_gray_u8(im)
 
 
-# Focus is judged at half the file's resolution at least (issue 5/7): a 24 MP JPEG at 1/2 DCT
-# scale, 3000x2000 (the faces are searched on the same view: their cost hardly depends on it).
+# Focus is judged at half the file's resolution (issue 5/7; analysis.focus.half_factor): a
+# 24 MP JPEG at 1/2 DCT scale, 3000x2000, a 12 MP one decoded whole and reduced by 2 (the faces
+# are searched on the decode itself: their cost hardly depends on its size).
 FOCUS_SIDE = 2000
 
 
 def _focus(im: Image.Image, faces=None):
-    from photocull.analysis.focus import analyse_focus
+    from photocull.analysis.focus import analyse_focus, half_factor
 
-    return analyse_focus(im, faces=None if faces is None else [f.box for f in faces.faces])
+    return analyse_focus(im, faces=None if faces is None else [f.box for f in faces.faces], reduce=half_factor(im))
 
 
 def _load_focus(value):

@@ -379,3 +379,47 @@ def test_camera_original_and_its_soft_copy():
     sharp, soft = analyse_focus(_half_view(path)), analyse_focus(_half_view(path, 2.5))
     assert sharp.reason() == "" and soft.reason() == SOFT
     assert sharp.subject_sharpness > soft.subject_sharpness + 0.1
+
+
+# -- the view focus is judged on: the file at half its resolution ------------------------------
+def _jpeg(path, w, h, seed=0):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)  # smooth: quick to encode
+    Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR).save(path, quality=85)
+    return path
+
+
+@pytest.mark.parametrize("w, h, k", [
+    (4032, 3024, 2),  # a 12 MP phone file: decoded whole (short side < 4000), judged at 1/2
+    (3264, 2448, 2),  # 8 MP: the same
+    (6000, 4000, 1),  # 24 MP: decoded at 1/2 by DCT scaling, judged as it comes
+    (1800, 1200, 1),  # its half would be under 1000 px: its own size (web photos too)
+])
+def test_focus_is_judged_at_half_the_files_resolution_whatever_the_decode(tmp_path, w, h, k):
+    """The pipeline's decode keeps a short side >= 2000 px: a 24 MP JPEG comes at 1/2, a 12 MP
+    one whole.  Focus thresholds were set at 1/2: judged whole, a sharp 12 MP phone photo read
+    ~1.1 px soft at its finest, at the "missed focus" limit (iphone_hdr_NO was called so)."""
+    from photocull.analysis.focus import half_factor
+    from photocull.media.loaders import open_image
+    from photocull.scoring import ANALYSES, decode_side
+
+    p = _jpeg(tmp_path / "x.jpg", w, h)
+    decode = open_image(p, max_side=decode_side(ANALYSES), draft_only=True)
+    assert half_factor(decode) == k
+    # a decode that does not record the file's size (HEIF, a RAW's preview) is the file's size
+    whole = decode if decode.size == (w, h) else decode.resize((w, h))
+    whole.info.clear()
+    assert half_factor(whole) == (2 if min(w, h) // 2 >= 1000 else 1)
+
+
+def test_judged_at_half_without_making_the_half_view(astronaut, leaves):
+    """``reduce=2`` judges exactly as on ``image.reduce(2)`` (the tiles are the same pixels),
+    without reducing the whole 12 MP view (~13 ms); a sharp photo decoded at twice the size
+    reads softer whole than at half, where the thresholds were set."""
+    for a in (astronaut, leaves):
+        big = Image.fromarray(a).resize((a.shape[1] * 4, a.shape[0] * 4), Image.Resampling.LANCZOS)
+        lazy, made = analyse_focus(big, reduce=2), analyse_focus(big.reduce(2))
+        assert lazy.verdict == made.verdict
+        assert abs(lazy.best_sharpness - made.best_sharpness) < 0.02
+        assert abs(lazy.subject_sharpness - made.subject_sharpness) < 0.03
+        assert lazy.best_sharpness > analyse_focus(big).best_sharpness + 0.05

@@ -246,6 +246,26 @@ def _unjudged(note: str, shape=(0, 0)) -> FocusReport:
 
 
 # -- the input -----------------------------------------------------------------------------------
+HALF_MIN_SIDE = 1000  # a file is judged at half its resolution when that keeps this much (short side)
+
+
+def half_factor(im: Image.Image, file_size: tuple[int, int] | None = None) -> int:
+    """By how much to reduce the decode ``im`` so that focus is judged on the file at **half**
+    its resolution, the scale every threshold here was set at (bench/focus.py), whatever
+    decode the pipeline made: a 24 MP JPEG comes at 1/2 (3000 x 2000): 1; a 12 MP phone file
+    comes whole (its short side is under the 2000 px the decode keeps at 1/2): 2 (judged
+    whole, a sharp phone photo read ~1.1 px soft at its finest, at the "missed focus" limit,
+    where the same photo at 1/2 reads ~0.55).  1 when the half would be under
+    :data:`HALF_MIN_SIDE` px (a web photo is judged at its own size).  ``file_size``: the
+    file's (width, height), default the decode's record of it
+    (``photocull.media.loaders.FILE_SIZE`` in ``im.info``), else the decode's own size."""
+    from photocull.media.loaders import FILE_SIZE
+
+    size = file_size or im.info.get(FILE_SIZE) or im.size
+    k = int(2 * min(im.size) / max(1, min(size)) + 1e-6)  # 2: the decode is the file's size; 1: its half
+    return k if k >= 2 and min(im.size) // k >= HALF_MIN_SIDE else 1
+
+
 def _as_image(image) -> Image.Image:
     if isinstance(image, Image.Image):
         if image.mode in ("RGB", "L"):
@@ -508,17 +528,20 @@ class Measures:
     sharp_salience: float = math.inf  # their mean saliency against the salient region's (without faces)
 
 
-def _grey_tiles(im: Image.Image, centres, n: int) -> np.ndarray:
+def _grey_tiles(im: Image.Image, centres, n: int, r: int = 1) -> np.ndarray:
     """The n x n grey (ITU-R 601 luma) tiles around ``centres`` (row, col), as uint8 (k, n, n):
-    cropped into one mosaic that is converted once (converting the whole view costs more)."""
-    w, h = im.size
+    cropped into one mosaic that is converted once (converting the whole view costs more).
+    ``r``: the tiles of ``im.reduce(r)`` (positions in its pixels), each reduced from its own
+    box of ``im``: the same pixels without reducing the whole view."""
+    w, h = im.size[0] // r, im.size[1] // r
     per_row = max(1, 4096 // n)
     rows = -(-len(centres) // per_row)
     mosaic = Image.new(im.mode, (per_row * n, rows * n))
     for k, (cy, cx) in enumerate(centres):
         y = int(min(max(cy - n // 2, 0), h - n))
         x = int(min(max(cx - n // 2, 0), w - n))
-        mosaic.paste(im.crop((x, y, x + n, y + n)), ((k % per_row) * n, (k // per_row) * n))
+        box = (x * r, y * r, (x + n) * r, (y + n) * r)
+        mosaic.paste(im.reduce(r, box=box) if r > 1 else im.crop(box), ((k % per_row) * n, (k // per_row) * n))
     a = np.asarray(mosaic if mosaic.mode == "L" else mosaic.convert("L"))
     return a.reshape(rows, n, per_row, n).transpose(0, 2, 1, 3).reshape(-1, n, n)[:len(centres)]
 
@@ -562,11 +585,12 @@ def _face_centres(e: np.ndarray, f: int, w: int, h: int, boxes, tile: int) -> tu
     return centres, owner
 
 
-def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
+def measure(image, faces: Sequence | None = None, reduce: int = 1) -> Measures | FocusReport:
     """The measures behind :func:`analyse_focus`, or its report when focus can't be judged."""
     from scipy import ndimage  # (not on import: parsing a stored report needs no scipy)
     im = _as_image(image)
-    w, h = im.size
+    r = max(1, int(reduce))
+    w, h = im.size[0] // r, im.size[1] // r  # the view judged: ``im.reduce(r)``, never made whole
     if min(w, h) < MIN_SIDE:
         return _unjudged(f"too small: {w}x{h}")
     rows, cols = _grid_shape(w, h)
@@ -575,14 +599,14 @@ def measure(image, faces: Sequence | None = None) -> Measures | FocusReport:
     # where the edges are: a map sampled every f px (nearest: cheap, and enough to place tiles)
     f = max(1, min(min(w, h) // 250, tile // 4))
     lw, lh = max(1, w // f), max(1, h // f)
-    small = im.resize((lw, lh), Image.Resampling.NEAREST) if f > 1 else im
+    small = im.resize((lw, lh), Image.Resampling.NEAREST) if f > 1 or r > 1 else im
     lo = np.asarray(small if small.mode == "L" else small.convert("L"), dtype=np.float32)
     e = ndimage.uniform_filter(_edges(lo), max(1, tile // f), mode="constant")
     centres = _tile_centres(e, f, rows, cols)
     face_boxes = _face_boxes(faces)
     more, owner = _face_centres(e, f, w, h, face_boxes, tile)
     centres += more
-    tiles = _grey_tiles(im, centres, n)
+    tiles = _grey_tiles(im, centres, n, r)
     peak, E, count, bin_peak, T = _tile_energies(tiles)
     dirs = (bin_peak >= DETAIL) & (count >= 4)             # n x 4: directions with edges
     blur = _balanced_blur(E, dirs)
@@ -775,13 +799,15 @@ def decide(m: Measures) -> tuple[str, float | None]:
     return SHARP, None
 
 
-def analyse_focus(image, *, faces: Sequence | None = None) -> FocusReport:
+def analyse_focus(image, *, faces: Sequence | None = None, reduce: int = 1) -> FocusReport:
     """Judge focus on ``image``, the upright view the pipeline decodes (a PIL image or an
-    HxWx3 uint8 array; at least half the file's resolution for the judgement to mean "at
-    100 %").  ``faces``: face boxes (x0, y0, x1, y1 fractions of the frame, or objects with
-    such a ``box``); when given they are the subject.  Never raises on odd images: a tiny,
-    flat or empty one gets the verdict "unjudged" with a note."""
-    m = measure(image, faces)
+    HxWx3 uint8 array; half the file's resolution, the scale the thresholds were set at:
+    ``reduce`` (:func:`half_factor`) says by how much the image is larger than that; it is
+    judged as ``image.reduce(reduce)`` would be, without making that whole).  ``faces``: face
+    boxes (x0, y0, x1, y1 fractions of the frame, or objects with such a ``box``); when given
+    they are the subject.  Never raises on odd images: a tiny, flat or empty one gets the
+    verdict "unjudged" with a note."""
+    m = measure(image, faces, reduce)
     if isinstance(m, FocusReport):
         return m
     verdict, angle = decide(m)

@@ -75,6 +75,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+# A decode's info key: the file's own (width, height) in pixels, as stored (before EXIF rotation),
+# where the decode may be smaller (a JPEG's DCT scaling); absent, the decode is the file's size.
+FILE_SIZE = "photocull.file_size"
+
+
 def finish(im: Image.Image, max_side: int | None) -> Image.Image:
     im = ImageOps.exif_transpose(im)  # upright, whatever the EXIF Orientation
     return shrink(to_rgb(im), max_side)
@@ -92,6 +97,7 @@ def shrink(im: Image.Image, max_side: int | None) -> Image.Image:
 def load_pillow(path: Path, max_side: int | None = None, draft: int | None = None) -> Image.Image:
     """JPEG (reduced-size DCT decoding with ``draft``), PNG, TIFF, WebP, BMP, GIF."""
     with Image.open(path) as im:
+        full = im.size
         if (draft or max_side) and im.format in ("JPEG", "MPO"):  # (an iPhone JPEG is often an MPO)
             # draft() picks the largest 1/2, 1/4, 1/8 DCT scale that keeps the image
             # at least this big: a 24 MP JPEG decodes 5-6x faster at 1/8.
@@ -100,7 +106,9 @@ def load_pillow(path: Path, max_side: int | None = None, draft: int | None = Non
         # first frame, which is the photo.  Asking for n_frames would walk every frame
         # (a 20,000-page TIFF: seconds), so it is never asked.
         im.load()
-        return finish(im, max_side)
+        out = finish(im, max_side)
+        out.info[FILE_SIZE] = full
+        return out
 
 
 def check_readable(path: os.PathLike | str) -> os.stat_result:
