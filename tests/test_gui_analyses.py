@@ -183,6 +183,25 @@ def test_grid_badge_for_closed_eyes(qtbot, people):
     assert not win.grid.grab().isNull()
 
 
+def test_the_score_badge_is_shortened_to_keep_clear_of_the_other_badges(qtbot, people):
+    """At the smallest thumbnails a flag and a closed-eyes badge took the end of "4.87 · top
+    94%" under them: the score badge says what fits beside them ("4.87"), all of it when it can."""
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from photocull.gui.widgets import score_badge
+
+    it = people.model.item_for(people.folder / "B.jpg")
+    bold = QFont()
+    bold.setBold(True)
+    fm = QFontMetrics(bold)
+    full = score_badge(it, fm, 10_000)
+    assert full.startswith(f"{it.mean:.2f}") and "top" in full
+    assert score_badge(it, fm, fm.horizontalAdvance(full) + 10) == full
+    short = score_badge(it, fm, fm.horizontalAdvance(full) + 9)
+    assert short == f"{it.mean:.2f}" and fm.horizontalAdvance(short) + 10 <= fm.horizontalAdvance(full)
+    assert score_badge(it, fm, 5) == f"{it.mean:.2f}"  # never nothing
+
+
 # -- the loupe -----------------------------------------------------------------------------
 
 def test_o_toggles_face_boxes_coloured_by_eyes_at_fit_and_100(qtbot, people):

@@ -24,6 +24,17 @@ def both_scores(it) -> str:
 EYES_CLOSED_BADGE = QColor(200, 40, 40, 230)
 
 
+def score_badge(it, metrics, room: int) -> str:
+    """The score badge's words that fit in ``room`` px (``metrics``: the badge font's, 10 px of
+    padding): "5.07 · top 87%", else "5.07" (a small cell with a flag and a closed-eyes badge
+    beside it hid the end under them)."""
+    full = f"{it.mean:.2f}" + (f" · {it.top}" if it.top else "") + (" · old" if it.stale else "")
+    for text in (full, f"{it.mean:.2f}" + (" · old" if it.stale else "")):
+        if metrics.horizontalAdvance(text) + 10 <= room:
+            return text
+    return f"{it.mean:.2f}"
+
+
 def eyes_closed_badge(it) -> str | None:
     """The grid badge of a photo with closed eyes: None when it has none; else the words beside
     the drawn shut eye: '' when every face has them shut, "1/3" in a group (the reason line below
@@ -124,16 +135,17 @@ class ThumbDelegate(QStyledItemDelegate):
             p.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        f"⚠ {err}" if err else "…")
         p.setOpacity(1.0)
-        # score badge (top-left): mean and rank in the shoot
+        # what the top-right badges take (flag, closed eyes): the score badge keeps clear of them
+        bold = QFont(option.font)
+        bold.setBold(True)
+        p.setFont(bold)
+        eyes = eyes_closed_badge(it)
+        eyes_w = 28 + (p.fontMetrics().horizontalAdvance(eyes) + 4 if eyes else 0) if eyes is not None else 0
+        taken = (24 if it.flag else 0) + (eyes_w + 2 if eyes is not None else 0)
+        # score badge (top-left): mean and rank in the shoot, shortened where a small cell has
+        # no room for all of it beside the other badges ("5.07 · top 87%", then "5.07")
         if it.scored:
-            badge = f"{it.mean:.2f}"
-            if it.top:
-                badge += f" · {it.top}"
-            if it.stale:
-                badge += " · old"
-            f = QFont(option.font)
-            f.setBold(True)
-            p.setFont(f)
+            badge = score_badge(it, p.fontMetrics(), area.width() - taken)
             w = p.fontMetrics().horizontalAdvance(badge) + 10
             br = QRect(area.left(), area.top(), w, 20)
             p.fillRect(br, score_colour(None if it.stale else it.percentile))
@@ -153,14 +165,10 @@ class ThumbDelegate(QStyledItemDelegate):
             p.setPen(Qt.GlobalColor.black if it.flag > 0 else Qt.GlobalColor.white)
             p.drawText(fr, Qt.AlignmentFlag.AlignCenter, "⚑" if it.flag > 0 else "✕")
         # closed eyes (top-right, left of the flag): a drawn shut eye, and "1/3" in a group
-        eyes = eyes_closed_badge(it)
         if eyes is not None:
-            f = QFont(option.font)
-            f.setBold(True)
-            p.setFont(f)
-            tw = p.fontMetrics().horizontalAdvance(eyes) + 4 if eyes else 0
+            p.setFont(bold)
             right = area.right() - (24 if it.flag else 0)
-            er = QRect(right - 28 - tw, area.top(), 28 + tw, 20)
+            er = QRect(right - eyes_w, area.top(), eyes_w, 20)
             p.fillRect(er, EYES_CLOSED_BADGE)
             draw_closed_eye(p, er.left() + 14, er.top() + 10, 18, QColor("#fff"))
             if eyes:
