@@ -385,6 +385,9 @@ def test_a_burst_sorts_together_and_shows_your_pick_when_collapsed(qtbot):
     proxy.refilter()
     assert shown() == ["a", "b", "burst3", "c", "d", "e"]  # your pick, even below the others by score
     assert by["burst3"].group_cover and not by["burst2"].group_cover
+    # each frame's place in its burst by rank, for the "▣ 2/3" badge of an expanded burst
+    assert [by[n].group_pos for n in ("burst1", "burst2", "burst3")] == [1, 2, 3]
+    assert by["a"].group_pos == 0
 
 
 def test_pick_best_of_a_burst_prefers_open_eyes_then_sharp_faces(qtbot):

@@ -75,6 +75,7 @@ class PhotoItem:
     group_best: bool = True   # its group's best frame by the score
     group_cover: bool = True  # the frame a collapsed group shows (PhotoListModel.update_covers)
     group_lead: int | None = None  # the best rank in its group: a group's frames sort together
+    group_pos: int = 0  # its place in its group by rank (1: the best), for the "2/3" badge of an expanded group
 
     # key and name are read for every row at every sort: computed once per path
     @property
@@ -379,14 +380,14 @@ class PhotoListModel(QAbstractListModel):
         members: dict[int, list[PhotoItem]] = {}
         for it in self.items:
             if it.group is None:
-                it.group_cover, it.group_lead = True, None
+                it.group_cover, it.group_lead, it.group_pos = True, None, 0
             else:
                 members.setdefault(it.group, []).append(it)
         for group in members.values():
             cover = min(group, key=lambda m: (m.flag != 1, m.flag == -1, m.rank is None, m.rank or 0, m.sort_name))
             lead = min((m.rank for m in group if m.rank is not None), default=None)
-            for m in group:
-                m.group_cover, m.group_lead = m is cover, lead
+            for pos, m in enumerate(sorted(group, key=lambda m: (m.rank is None, m.rank or 0, m.sort_name)), 1):
+                m.group_cover, m.group_lead, m.group_pos = m is cover, lead, pos
 
     def touch(self, path) -> None:
         row = self.row_of(path)

@@ -180,11 +180,16 @@ class ThumbDelegate(QStyledItemDelegate):
             p.fillRect(kr, QColor(0, 0, 0, 170))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(kr, Qt.AlignmentFlag.AlignCenter, it.kind)
-        if it.group is not None and it.group_size > 1 and it.group_cover:
-            txt = f"▣ {it.group_size}" + (f" {it.group_kind}" if it.group_kind and it.group_kind != "burst" else "")
+        if it.group is not None and it.group_size > 1:
+            # the frame a collapsed group shows: "▣ 3"; the others, seen when it is expanded (G),
+            # their place in it ("▣ 2/3", paler): where a burst ends is seen at a glance
+            if it.group_cover:
+                txt = f"▣ {it.group_size}" + (f" {it.group_kind}" if it.group_kind and it.group_kind != "burst" else "")
+            else:
+                txt = f"▣ {it.group_pos}/{it.group_size}" if it.group_pos else "▣"
             gr = QRect(area.right() - p.fontMetrics().horizontalAdvance(txt) - 10, area.bottom() - 18,
                        p.fontMetrics().horizontalAdvance(txt) + 8, 18)
-            p.fillRect(gr, QColor(40, 90, 160, 210))
+            p.fillRect(gr, QColor(40, 90, 160, 210) if it.group_cover else QColor(90, 120, 170, 170))
             p.setPen(Qt.GlobalColor.white)
             p.drawText(gr, Qt.AlignmentFlag.AlignCenter, txt)
         if self.compact:  # stars and label over the thumbnail's foot
