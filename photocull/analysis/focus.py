@@ -249,19 +249,19 @@ def _unjudged(note: str, shape=(0, 0)) -> FocusReport:
 HALF_MIN_SIDE = 1000  # a file is judged at half its resolution when that keeps this much (short side)
 
 
-def half_factor(im: Image.Image, file_size: tuple[int, int] | None = None) -> int:
+def half_factor(im: Image.Image) -> int:
     """By how much to reduce the decode ``im`` so that focus is judged on the file at **half**
     its resolution, the scale every threshold here was set at (bench/focus.py), whatever
     decode the pipeline made: a 24 MP JPEG comes at 1/2 (3000 x 2000): 1; a 12 MP phone file
     comes whole (its short side is under the 2000 px the decode keeps at 1/2): 2 (judged
     whole, a sharp phone photo read ~1.1 px soft at its finest, at the "missed focus" limit,
     where the same photo at 1/2 reads ~0.55).  1 when the half would be under
-    :data:`HALF_MIN_SIDE` px (a web photo is judged at its own size).  ``file_size``: the
-    file's (width, height), default the decode's record of it
-    (``photocull.media.loaders.FILE_SIZE`` in ``im.info``), else the decode's own size."""
+    :data:`HALF_MIN_SIDE` px (a web photo is judged at its own size).  The file's size is the
+    decode's record of it (``photocull.media.loaders.FILE_SIZE`` in ``im.info``), else the
+    decode's own size (HEIF, a RAW's preview: decoded whole)."""
     from photocull.media.loaders import FILE_SIZE
 
-    size = file_size or im.info.get(FILE_SIZE) or im.size
+    size = im.info.get(FILE_SIZE) or im.size
     k = int(2 * min(im.size) / max(1, min(size)) + 1e-6)  # 2: the decode is the file's size; 1: its half
     return k if k >= 2 and min(im.size) // k >= HALF_MIN_SIDE else 1
 

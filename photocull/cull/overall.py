@@ -228,6 +228,6 @@ def reason_words(why: str | None, faces=None, focus=None, faults: Sequence[str] 
         said.append(focus.reason())
     words = [w for w in dict.fromkeys([*said, *faults]) if w]
     covered = {FOCUS_SAYS_FOR[w] for w in words if w in FOCUS_SAYS_FOR}
-    if focus is not None and not focus.supports("blur"):  # a reason stored before that rule
-        covered.add(REASONS["blur"])
+    if focus is not None:  # the model's words the focus report does not allow (a reason stored before that rule)
+        covered |= {w for family, w in REASONS.items() if not focus.supports(family)}
     return ", ".join(w for w in words if w not in covered)

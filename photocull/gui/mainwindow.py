@@ -1305,28 +1305,24 @@ class MainWindow(QMainWindow):
 
     def set_overlays(self, faces: bool | None = None, focus: bool | None = None, clipping: bool | None = None,
                      histogram: bool | None = None) -> None:
-        if histogram is not None and histogram != self.show_histogram:
-            self.show_histogram = histogram
-            self.settings.show_histogram = histogram
-            self._save_settings()
-        if self.loupe is not None:
-            self.loupe.show_histogram(self.show_histogram)
-        self.histogram_action.setChecked(self.show_histogram)
-        if faces is not None:
-            self.show_faces = faces
-        if focus is not None:
-            self.show_focus = focus
-        if clipping is not None:
-            self.show_clipping = clipping
-        now = (self.show_faces, self.show_focus, self.show_clipping)
+        """The loupe's and compare's overlays on or off (None: as they are), shown at once,
+        checked in the View menu and remembered."""
+        names = ("show_faces", "show_focus", "show_clipping", "show_histogram")
+        for name, on in zip(names, (faces, focus, clipping, histogram)):
+            if on is not None:
+                setattr(self, name, on)
         for v in (self.loupe, self.compare):
             if v is not None:
-                v.set_overlays(*now)
-        self.faces_action.setChecked(self.show_faces)
-        self.focus_action.setChecked(self.show_focus)
-        self.clipping_action.setChecked(self.show_clipping)
-        if (self.settings.show_faces, self.settings.show_focus, self.settings.show_clipping) != now:
-            self.settings.show_faces, self.settings.show_focus, self.settings.show_clipping = now
+                v.set_overlays(self.show_faces, self.show_focus, self.show_clipping)
+        if self.loupe is not None:
+            self.loupe.show_histogram(self.show_histogram)
+        for action, name in zip((self.faces_action, self.focus_action, self.clipping_action, self.histogram_action),
+                                names):
+            action.setChecked(getattr(self, name))
+        now = [getattr(self, n) for n in names]
+        if [getattr(self.settings, n) for n in names] != now:
+            for name, on in zip(names, now):
+                setattr(self.settings, name, on)
             self._save_settings()
 
     def keyPressEvent(self, ev) -> None:
