@@ -8,6 +8,7 @@ without it).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import subprocess
@@ -328,6 +329,46 @@ def test_eyes_shut_rules():
     assert eyes_shut([0.1, None])
 
 
+# -- from verified looks to faces -------------------------------------------------------------------
+def _look(score, x0, y0, x1, y1):
+    return np.array([score, x0, y0, x1, y1], float)
+
+
+def _mesh_on(true_box, tol=0.15):
+    """A stand-in for the mesh: a face when the look's box is close to ``true_box``."""
+    asked = []
+
+    def face_of(det):
+        asked.append(det)
+        side = true_box[2] - true_box[0]
+        if max(abs(a - b) for a, b in zip(det[1:5], true_box)) <= tol * side:
+            return _face(box=tuple(float(v) for v in det[1:5]))
+        return None
+    return face_of, asked
+
+
+def test_a_face_is_not_lost_to_the_average_of_a_tight_and_a_loose_look():
+    # the sleeping baby at 6 % of a 3000 x 2000 view: a tight look (108 px) and a loose one
+    # (195 px) overlap by IoU 0.31; their average sat between them and the mesh saw no face there
+    tight, loose = _look(0.83, 815, 588, 924, 696), _look(0.74, 747, 573, 942, 768)
+    assert faces._iou(tight, loose) > faces.NMS_IOU
+    face_of, asked = _mesh_on((815, 588, 924, 696))
+    found = faces._confirmed([tight, loose], face_of, min_px=45)
+    assert len(found) == 1 and found[0].box == (815, 588, 924, 696)
+    assert len(asked) == 2  # the average first (MediaPipe's), then the best look
+
+
+def test_one_person_one_face_and_two_people_two():
+    face_of, asked = _mesh_on((100, 100, 200, 200), tol=10)  # the mesh would take any of these looks
+    inside = [_look(0.9, 100, 100, 200, 200), _look(0.7, 60, 60, 300, 300)]  # a loose look around it: IoU 0.17
+    assert faces._iou(*inside) < faces.NMS_IOU
+    assert len(faces._confirmed(inside, face_of, min_px=10)) == 1
+    side_by_side = [_look(0.9, 100, 100, 200, 200), _look(0.8, 210, 100, 310, 200)]
+    assert len(faces._confirmed(side_by_side, face_of, min_px=10)) == 2
+    # looks below what was searched are not asked about
+    assert faces._confirmed([_look(0.9, 100, 100, 120, 120)], face_of, min_px=30) == []
+
+
 # -- the report -------------------------------------------------------------------------------
 def _face(**kw) -> Face:
     base = dict(box=(0.1, 0.1, 0.3, 0.4), confidence=0.9, left_eye=0.33, right_eye=0.31,
@@ -448,6 +489,29 @@ def test_sleeping_baby_eyes_closed_and_kodim04_open():
     # an ordering, with a margin: the open eyes are clearly more open than the shut ones
     shut = np.mean([baby.faces[0].left_eye, baby.faces[0].right_eye])
     assert np.mean([kodim04.faces[0].left_eye, kodim04.faces[0].right_eye]) > shut + 0.08
+
+
+@pytest.mark.shared_data
+@needs_shared_data
+def test_the_sleeping_baby_small_in_a_camera_frame_is_found():
+    # a 6000 x 4000 JPEG decoded as the pipeline does (1/2 DCT scale), the baby's face 6 % of
+    # the short side: a tight and a loose look at the face were once averaged into a box the
+    # mesh rejected, and the face was lost
+    baby = _photo("pixabay640/baby-1151351_640.jpg")
+    s = 1.3905
+    frame = _photo("kodak24/kodim13.png").resize((1500, 1000), Image.Resampling.BICUBIC)
+    frame = frame.filter(ImageFilter.GaussianBlur(2)).resize((6000, 4000), Image.Resampling.BICUBIC)
+    frame.paste(baby.resize((round(baby.width * s), round(baby.height * s)), Image.Resampling.LANCZOS), (1374, 922))
+    buf = io.BytesIO()
+    frame.save(buf, "JPEG", quality=90)
+    im = Image.open(io.BytesIO(buf.getvalue()))
+    im.draft("RGB", (3000, 2000))
+    view = im.convert("RGB")
+    assert view.size == (3000, 2000)
+    r = find_faces(view)
+    assert r.count == 1
+    x0, y0, x1, y1 = r.faces[0].box
+    assert 1374 / 2 < x0 * 3000 and x1 * 3000 < (1374 + 890) / 2 and 922 / 2 < y0 * 2000 < y1 * 2000 < (922 + 667) / 2
 
 
 @pytest.mark.shared_data

@@ -101,6 +101,7 @@ VERIFY_MIN = 0.5         # ... and kept when that score is at least this
 VERIFY_SCORE = 0.65      # ... and its mean with the first look's is at least this (the face's confidence)
 MAX_CANDIDATES = 24      # candidates looked at again (best scores first)
 NMS_IOU = 0.3            # MediaPipe's suppression threshold (weighted NMS)
+SAME_FACE_INSIDE = 0.6   # two looks are one face when the smaller box is this much inside the other
 MIN_VIEW_SIDE = 24       # a view smaller than this has no face we could analyse
 MAX_FACES = 64           # mesh and eyes for at most this many faces (largest first)
 # -- confirmation, eyes, pose ---------------------------------------------------------------
@@ -574,6 +575,27 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[3] - a[1]) * (a[4] - a[2]) + (b[3] - b[1]) * (b[4] - b[2]) - inter))
 
 
+def _groups(dets: list[np.ndarray], same) -> list[list[np.ndarray]]:
+    """A few detections grouped greedily, best score first: each group is a detection and
+    those ``same(best, other)`` says are the same face (the best first, then by score)."""
+    rest = sorted(dets, key=lambda d: -d[0])
+    out = []
+    while rest:
+        best = rest[0]
+        group = [best] + [d for d in rest[1:] if same(best, d)]
+        out.append(group)
+        rest = [d for d in rest[1:] if not any(d is g for g in group)]
+    return out
+
+
+def _merge(group: list[np.ndarray]) -> np.ndarray:
+    """Detections averaged, weighted by their scores; the best score kept (MediaPipe's weighted NMS)."""
+    d = np.array(group)
+    merged = (d * d[:, 0:1]).sum(0) / d[:, 0].sum()
+    merged[0] = d[:, 0].max()
+    return merged
+
+
 def _weighted_nms(dets: list[np.ndarray], iou: float = NMS_IOU) -> list[np.ndarray]:
     """MediaPipe's weighted non-maximum suppression: overlapping detections are averaged
     (weights = scores), the best score kept."""
@@ -596,12 +618,29 @@ def _weighted_nms(dets: list[np.ndarray], iou: float = NMS_IOU) -> list[np.ndarr
         ov = inter / np.maximum(area[i] + area - inter, 1e-9)
         group = alive & (ov > iou)
         group[i] = True
-        wts = d[group, 0:1]
-        merged = (d[group] * wts).sum(0) / wts.sum()
-        merged[0] = d[i, 0]
-        out.append(merged)
+        out.append(_merge(list(d[group])))
         alive &= ~group
     return out
+
+
+def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two looks at one face: boxes overlapping as NMS counts it, or the smaller mostly
+    (:data:`SAME_FACE_INSIDE`) inside the other (a loose look around a face; two people's
+    faces hardly ever overlap so much)."""
+    ix = min(a[3], b[3]) - max(a[1], b[1])
+    iy = min(a[4], b[4]) - max(a[2], b[2])
+    if ix <= 0 or iy <= 0:
+        return False
+    inter = ix * iy
+    small = min((a[3] - a[1]) * (a[4] - a[2]), (b[3] - b[1]) * (b[4] - b[2]))
+    return _iou(a, b) > NMS_IOU or inter > SAME_FACE_INSIDE * small
+
+
+def _tries(group: list[np.ndarray]) -> list[np.ndarray]:
+    """What the mesh is asked about, in turn, for one face's verified looks (best score
+    first): their average (MediaPipe's weighted NMS), then each look alone (the average of a
+    tight and a loose look can sit between them, on no face)."""
+    return [_merge(group)] + (group if len(group) > 1 else [])
 
 
 def skin_cells(small: Image.Image, cell: int) -> np.ndarray | None:
@@ -1057,18 +1096,32 @@ def find_faces(image, *, min_face: float = 0.03) -> FaceReport:
                 verified.append(best)
     info["candidates"], info["verified"] = looked, len(verified)
     t2 = time.perf_counter()
-    verified = _weighted_nms(verified)
-    verified.sort(key=lambda d: -(d[4] - d[2]))  # largest first
-    faces = []
-    for det in verified[:MAX_FACES]:
-        if det[4] - det[2] < min(searched, 1.0) * short * 0.75:  # well below what was asked for: not guessed
-            continue
-        face = _face(sess, im, det)
-        if face is not None:
-            faces.append(face)
+    faces = _confirmed(verified, lambda det: _face(sess, im, det), min_px=min(searched, 1.0) * short * 0.75)
     faces.sort(key=lambda f: (f.box[0], f.box[1]))
     info["ms"] = {"detect": (t1 - t0) * 1e3, "verify": (t2 - t1) * 1e3, "faces": (time.perf_counter() - t2) * 1e3}
     return FaceReport(faces=tuple(faces), searched=round(float(searched), 4), extra=info)
+
+
+def _confirmed(verified: list[np.ndarray], face_of, min_px: float) -> list[Face]:
+    """The faces of the verified looks: MediaPipe's weighted NMS, but each group's looks are
+    kept, and the mesh (``face_of``: a look -> Face or None) is asked about their average,
+    then each look alone, until one is a face; one face per person (a look on a face already
+    confirmed is not asked about).  The largest :data:`MAX_FACES` groups, best score first;
+    looks shorter than ``min_px`` (well below what was searched) are not guessed at."""
+    groups = _groups(verified, lambda a, b: _iou(a, b) > NMS_IOU)
+    groups = sorted(groups, key=lambda g: -(g[0][4] - g[0][2]))[:MAX_FACES]
+    groups.sort(key=lambda g: -g[0][0])
+    faces, taken = [], []
+    for group in groups:
+        for det in _tries(group):
+            if det[4] - det[2] < min_px or any(_same_face(det, t) for t in taken):
+                continue
+            face = face_of(det)
+            if face is not None:
+                faces.append(face)
+                taken.append(det)
+                break
+    return faces
 
 
 def _face(sess, im: Image.Image, det: np.ndarray) -> Face | None:
