@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -193,6 +194,30 @@ def test_two_processes_opening_a_damaged_catalog_at_once(tmp_path):
         assert {Path(k).name: m.rating for k, m in got.items()} == {"IMG_0.jpg": 1, "IMG_1.jpg": 2}
     asides = sorted(cat_path.parent.glob("catalog.sqlite.corrupt-*"))
     assert sorted(p.read_bytes() for p in asides if not p.name.endswith(("-wal", "-shm"))) == sorted(damaged)
+
+
+def test_an_open_that_fails_while_another_photocull_sets_the_catalog_aside_is_tried_again(tmp_path, monkeypatch):
+    # while another photocull moves a damaged catalog's -wal and -shm aside, SQLite's open can
+    # fail with "disk I/O error" (seen under load in the test above): looked at again holding
+    # the lock, the fresh catalog opens; nothing is set aside
+    cat_path = tmp_path / "catalog.sqlite"
+    with Catalog(cat_path) as c:
+        c.set_marks(str(tmp_path / "a.jpg"), Marks(0, 4))
+    real = Catalog._checked_connection
+    calls = []
+
+    def flaky(self):
+        calls.append(self._lock_depth)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self)
+
+    monkeypatch.setattr(Catalog, "_checked_connection", flaky)
+    with Catalog(cat_path) as c:
+        assert c.recovered_from is None
+        assert c.get_marks([str(tmp_path / "a.jpg")])[path_key(tmp_path / "a.jpg")].rating == 4
+    assert calls == [0, 1]  # the second look holds the lock
+    assert not list(tmp_path.glob("*.corrupt-*"))
 
 
 def test_set_aside_copies_made_in_the_same_second_never_overwrite_each_other(tmp_path, monkeypatch):

@@ -366,20 +366,35 @@ class Catalog:
         return con
 
     def _open_checked(self) -> None:
-        # busy/locked (another photocull is writing) or no permission (OperationalError) is
-        # never a reason to set the catalog aside: the caller sees it
+        # busy or locked (another photocull is writing): the caller waits and tries again.
+        # Any other error may come from another photocull setting a damaged catalog aside at
+        # this moment (its -wal and -shm moving under our open: "disk I/O error"): the file is
+        # looked at again holding the lock, when nobody moves it.  Only a file damaged then
+        # (DatabaseError) is set aside; no permission or a full disk (OperationalError) never is
+        con = None
+        first: sqlite3.OperationalError | None = None
         try:
             con = self._checked_connection()
-        except sqlite3.OperationalError:
-            raise
-        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed", quick_check
-            with self.exclusive():
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise
+            first = exc
+        except sqlite3.DatabaseError:  # "file is not a database", "malformed", quick_check
+            pass
+        if con is None:
+            with contextlib.ExitStack() as held:
+                try:
+                    held.enter_context(self.exclusive())
+                except CatalogError:
+                    if first is not None:  # a folder we cannot write in: say what SQLite said
+                        raise first from None
+                    raise
                 try:
                     # another photocull may have set it aside and made a fresh one meanwhile
                     con = self._checked_connection()
                 except sqlite3.OperationalError:
                     raise
-                except sqlite3.DatabaseError:
+                except sqlite3.DatabaseError as exc:
                     aside = self._set_aside()
                     log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh",
                               self.path, exc, aside)
@@ -406,9 +421,10 @@ class Catalog:
         # its -wal and -shm first: once the main file has gone, another photocull may make a
         # fresh catalog (and its -wal) there at any moment, and those must stay where they are
         for ext in ("-wal", "-shm"):
-            side = Path(f"{self.path}{ext}")
-            if side.exists():
-                os.replace(side, Path(f"{aside}{ext}"))
+            try:
+                os.replace(f"{self.path}{ext}", f"{aside}{ext}")
+            except FileNotFoundError:  # none, or another photocull's SQLite removed it on closing
+                pass
         try:
             os.replace(self.path, aside)  # onto the empty file just claimed
         except FileNotFoundError:  # gone meanwhile: nothing to keep
