@@ -37,7 +37,10 @@ and what was measured):
 2. **Landmarks**: MediaPipe's face mesh (``face_landmark.onnx``: 468 points in 3-D and a
    face-presence score) on the face's square (1.5 x the box, eyes level), and once more on
    the square its own landmarks span when its roll was off (MediaPipe's tracking step, done
-   on one frame).  It confirms the face, gives the head's yaw and the eye corners.
+   on one frame).  It confirms the face, gives the head's yaw and the eye corners.  The
+   verified looks at one face are averaged (MediaPipe's weighted NMS); when the mesh finds no
+   face on the average (a tight and a loose look), it is asked about each look in turn
+   (:func:`_confirmed`), and a look on a face already confirmed is not a second face.
 3. **Eyelids**: MediaPipe's iris model (``iris_landmark.onnx``) on each eye (a square of
    2.3 x the eye corners' distance, as MediaPipe crops it; eyes narrower than
    :data:`MIN_EYE_PX` view pixels are not measured): 71 eye-contour points, 16 of them on
