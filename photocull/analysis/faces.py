@@ -578,16 +578,28 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[3] - a[1]) * (a[4] - a[2]) + (b[3] - b[1]) * (b[4] - b[2]) - inter))
 
 
-def _groups(dets: list[np.ndarray], same) -> list[list[np.ndarray]]:
-    """A few detections grouped greedily, best score first: each group is a detection and
-    those ``same(best, other)`` says are the same face (the best first, then by score)."""
-    rest = sorted(dets, key=lambda d: -d[0])
+def _groups(dets: list[np.ndarray], iou: float = NMS_IOU) -> list[list[np.ndarray]]:
+    """MediaPipe's non-maximum suppression, its groups kept: best score first, each group a
+    detection and those overlapping it by more than ``iou`` (the best first, then by score)."""
+    if not dets:
+        return []
+    d = np.array(dets)
+    d = d[np.argsort(-d[:, 0])]
     out = []
-    while rest:
-        best = rest[0]
-        group = [best] + [d for d in rest[1:] if same(best, d)]
-        out.append(group)
-        rest = [d for d in rest[1:] if not any(d is g for g in group)]
+    alive = np.ones(len(d), bool)
+    area = np.maximum(d[:, 3] - d[:, 1], 0) * np.maximum(d[:, 4] - d[:, 2], 0)
+    for i in range(len(d)):
+        if not alive[i]:
+            continue
+        xx0 = np.maximum(d[i, 1], d[:, 1])
+        yy0 = np.maximum(d[i, 2], d[:, 2])
+        xx1 = np.minimum(d[i, 3], d[:, 3])
+        yy1 = np.minimum(d[i, 4], d[:, 4])
+        inter = np.maximum(xx1 - xx0, 0) * np.maximum(yy1 - yy0, 0)
+        group = alive & (inter / np.maximum(area[i] + area - inter, 1e-9) > iou)
+        group[i] = True
+        out.append(list(d[group]))  # i is the first alive: the group's best
+        alive &= ~group
     return out
 
 
@@ -602,28 +614,7 @@ def _merge(group: list[np.ndarray]) -> np.ndarray:
 def _weighted_nms(dets: list[np.ndarray], iou: float = NMS_IOU) -> list[np.ndarray]:
     """MediaPipe's weighted non-maximum suppression: overlapping detections are averaged
     (weights = scores), the best score kept."""
-    if not dets:
-        return []
-    d = np.array(dets)
-    order = np.argsort(-d[:, 0])
-    d = d[order]
-    out = []
-    alive = np.ones(len(d), bool)
-    area = np.maximum(d[:, 3] - d[:, 1], 0) * np.maximum(d[:, 4] - d[:, 2], 0)
-    for i in range(len(d)):
-        if not alive[i]:
-            continue
-        xx0 = np.maximum(d[i, 1], d[:, 1])
-        yy0 = np.maximum(d[i, 2], d[:, 2])
-        xx1 = np.minimum(d[i, 3], d[:, 3])
-        yy1 = np.minimum(d[i, 4], d[:, 4])
-        inter = np.maximum(xx1 - xx0, 0) * np.maximum(yy1 - yy0, 0)
-        ov = inter / np.maximum(area[i] + area - inter, 1e-9)
-        group = alive & (ov > iou)
-        group[i] = True
-        out.append(_merge(list(d[group])))
-        alive &= ~group
-    return out
+    return [_merge(g) for g in _groups(dets, iou)]
 
 
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
@@ -635,8 +626,8 @@ def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
     if ix <= 0 or iy <= 0:
         return False
     inter = ix * iy
-    small = min((a[3] - a[1]) * (a[4] - a[2]), (b[3] - b[1]) * (b[4] - b[2]))
-    return _iou(a, b) > NMS_IOU or inter > SAME_FACE_INSIDE * small
+    area_a, area_b = (a[3] - a[1]) * (a[4] - a[2]), (b[3] - b[1]) * (b[4] - b[2])
+    return inter > NMS_IOU * (area_a + area_b - inter) or inter > SAME_FACE_INSIDE * min(area_a, area_b)
 
 
 def _tries(group: list[np.ndarray]) -> list[np.ndarray]:
@@ -1111,7 +1102,7 @@ def _confirmed(verified: list[np.ndarray], face_of, min_px: float) -> list[Face]
     then each look alone, until one is a face; one face per person (a look on a face already
     confirmed is not asked about).  The largest :data:`MAX_FACES` groups, best score first;
     looks shorter than ``min_px`` (well below what was searched) are not guessed at."""
-    groups = _groups(verified, lambda a, b: _iou(a, b) > NMS_IOU)
+    groups = _groups(verified)
     groups = sorted(groups, key=lambda g: -(g[0][4] - g[0][2]))[:MAX_FACES]
     groups.sort(key=lambda g: -g[0][0])
     faces, taken = [], []

@@ -382,25 +382,24 @@ class Catalog:
         except sqlite3.DatabaseError:  # "file is not a database", "malformed", quick_check
             pass
         if con is None:
-            with contextlib.ExitStack() as held:
-                try:
-                    held.enter_context(self.exclusive())
-                except CatalogError:
-                    if first is not None:  # a folder we cannot write in: say what SQLite said
-                        raise first from None
-                    raise
-                try:
-                    # another photocull may have set it aside and made a fresh one meanwhile
-                    con = self._checked_connection()
-                except sqlite3.OperationalError:
-                    raise
-                except sqlite3.DatabaseError as exc:
-                    aside = self._set_aside()
-                    log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh",
-                              self.path, exc, aside)
-                    self.recovered_from = aside
-                    con = self._connect()
-                    migrate(con)
+            try:
+                with self.exclusive():
+                    try:
+                        # another photocull may have set it aside and made a fresh one meanwhile
+                        con = self._checked_connection()
+                    except sqlite3.OperationalError:
+                        raise
+                    except sqlite3.DatabaseError as exc:
+                        aside = self._set_aside()
+                        log.error("catalog %s is damaged (%s); moved aside to %s and starting afresh",
+                                  self.path, exc, aside)
+                        self.recovered_from = aside
+                        con = self._connect()
+                        migrate(con)
+            except CatalogError:  # no lock (only the lock raises it here)
+                if first is not None:  # a folder we cannot write in: say what SQLite said
+                    raise first from None
+                raise
         self._local.con = con
 
     def _set_aside(self) -> Path:
